@@ -1,0 +1,185 @@
+//! The gcloud CLI as a token source: `gcloud config config-helper --format=json`.
+//!
+//! gcloud keeps its own credentials and refreshes them, so this source inherits whatever the
+//! user did with `gcloud auth login` (and `CLOUDSDK_CONFIG`). It costs about half a second per
+//! call, which is why its tokens are cached like any other. The process is killed if it outlives
+//! the deadline.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+
+use super::Minted;
+use crate::cache::{Token, now_secs};
+use crate::http::excerpt;
+use crate::secret::Secret;
+
+/// gcloud may print tokens without an expiry (e.g. with `auth/access_token_file`); such a token
+/// is treated as expiring this many seconds from now, which keeps it cached for one minute.
+const UNKNOWN_EXPIRY_SECS: u64 = crate::cache::FRESH_MARGIN_SECS + 60;
+
+/// gcloud's configuration directory: `CLOUDSDK_CONFIG`, else gcloud's own default.
+pub fn config_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CLOUDSDK_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    if cfg!(windows) {
+        dirs::config_dir().map(|d| d.join("gcloud"))
+    } else {
+        super::home().map(|h| h.join(".config").join("gcloud"))
+    }
+}
+
+fn find_gcloud() -> Option<PathBuf> {
+    let name = if cfg!(windows) {
+        "gcloud.cmd"
+    } else {
+        "gcloud"
+    };
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+#[derive(Deserialize)]
+struct HelperOutput {
+    credential: Credential,
+}
+
+#[derive(Deserialize)]
+struct Credential {
+    access_token: Option<Secret<String>>,
+    token_expiry: Option<String>,
+}
+
+pub fn mint(deadline: Instant) -> Result<Minted> {
+    let Some(gcloud) = find_gcloud() else {
+        crate::debug!("gcloud is not installed (not on PATH); skipping it");
+        return Ok(Minted::Absent);
+    };
+    crate::debug!("running {} config config-helper", gcloud.display());
+    let mut child = Command::new(&gcloud)
+        .args(["config", "config-helper", "--format=json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", gcloud.display()))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for gcloud")? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("gcloud did not answer in time and was stopped");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        bail!(
+            "gcloud config config-helper failed ({status}): {}",
+            excerpt(&stderr)
+        );
+    }
+    let out: HelperOutput = serde_json::from_slice(&stdout).map_err(|e| {
+        anyhow!(
+            "gcloud printed unexpected output (line {} column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let secret = out
+        .credential
+        .access_token
+        .filter(|t| !t.expose().is_empty())
+        .context("gcloud has no credentials")?;
+    let expires_at = match out.credential.token_expiry.as_deref() {
+        Some(s) => parse_expiry(s)
+            .with_context(|| format!("gcloud printed an unreadable token_expiry {s:?}"))?,
+        None => now_secs() + UNKNOWN_EXPIRY_SECS,
+    };
+    Ok(Minted::Token(Token { secret, expires_at }))
+}
+
+/// Reads a child's pipe to the end on a thread, so a chatty child never blocks on a full pipe.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.by_ref().take(1024 * 1024).read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// Parses gcloud's `%Y-%m-%dT%H:%M:%SZ` (fractional seconds tolerated) as Unix seconds.
+fn parse_expiry(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<u64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.split('.').next()?;
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (hour, min, sec) = (t.next()??, t.next()??, t.next()??);
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec)
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiry;
+
+    #[test]
+    fn expiry_timestamps_convert_to_unix_seconds() {
+        assert_eq!(parse_expiry("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_expiry("2000-03-01T00:00:00Z"), Some(951868800));
+        assert_eq!(parse_expiry("2026-11-23T08:21:04Z"), Some(1795422064));
+        assert_eq!(
+            parse_expiry("2024-02-29T23:59:59.123456Z"),
+            Some(1709251199)
+        );
+    }
+
+    #[test]
+    fn malformed_expiry_timestamps_are_rejected() {
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-11-23T08:21:04",
+            "2026-13-01T00:00:00Z",
+            "x-1-1T0:0:0Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse_expiry(bad), None, "{bad:?}");
+        }
+    }
+}
