@@ -40,6 +40,8 @@ impl Http {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        // hyper's connector registers timers with the runtime it is built in.
+        let _entered = runtime.enter();
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match builder.with_native_roots() {
             Ok(b) => b,
@@ -63,8 +65,9 @@ impl Http {
     /// Runs `future` to completion or fails when `deadline` passes.
     pub fn block_on<F: Future>(&self, deadline: Instant, future: F) -> Result<F::Output> {
         let remaining = deadline.saturating_duration_since(Instant::now());
+        // The timer must be created inside the runtime, hence the async block.
         self.runtime
-            .block_on(tokio::time::timeout(remaining, future))
+            .block_on(async { tokio::time::timeout(remaining, future).await })
             .map_err(|_| anyhow!("timed out"))
     }
 

@@ -1,0 +1,441 @@
+//! Test support: run the built helper the way docker does (argv + stdin, environment), and
+//! loopback HTTP servers that stand in for Google's token endpoint and metadata server.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-gcp");
+pub const NOT_FOUND: &str = "credentials not found in native keychain\n";
+
+/// A peer program a test needs (gcloud, gnome-keyring, docker...). In CI a missing peer fails
+/// the test; elsewhere the test is skipped with a visible message.
+pub fn require(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{program} is required in CI but is not installed (see .ci/run)");
+        }
+        eprintln!("SKIPPED: {program} is not installed; this test needs it (it would fail in CI)");
+    }
+    found
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A clean environment for the helper: a temporary HOME and nothing inherited but PATH.
+pub struct Env {
+    pub home: tempfile::TempDir,
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let home = tempfile::tempdir().unwrap();
+        let mut vars = HashMap::new();
+        vars.insert("HOME".to_owned(), home.path().display().to_string());
+        vars.insert("PATH".to_owned(), std::env::var("PATH").unwrap_or_default());
+        // Tests choose their sources explicitly; never the DMI-detected metadata server.
+        vars.insert(
+            "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES".to_owned(),
+            "adc".to_owned(),
+        );
+        Env { home, vars }
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Env {
+        self.vars.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn unset(&mut self, key: &str) -> &mut Env {
+        self.vars.remove(key);
+        self
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.home.path().join(rel)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path(".cache/docker-credential-gcp")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env_clear().envs(&self.vars);
+        cmd
+    }
+
+    /// Runs the helper with `args`, writing `stdin` and closing it, as docker does.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_command(self.command(args), stdin)
+    }
+
+    pub fn get(&self, server: &str) -> Output {
+        self.run(&["get"], server.as_bytes())
+    }
+
+    /// Writes a service-account key for `token_uri` and points GOOGLE_APPLICATION_CREDENTIALS at it.
+    pub fn use_service_account(&mut self, token_uri: &str) -> PathBuf {
+        let path = self.path("sa.json");
+        std::fs::write(&path, service_account_json(token_uri)).unwrap();
+        self.set("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string());
+        path
+    }
+}
+
+pub fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn helper");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub const SA_EMAIL: &str = "builder@test-project.iam.gserviceaccount.com";
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn service_account_json(token_uri: &str) -> String {
+    let key = std::fs::read_to_string(fixture("test-sa-key.pem")).unwrap();
+    serde_json::json!({
+        "type": "service_account",
+        "project_id": "test-project",
+        "private_key_id": "0123456789abcdef",
+        "private_key": key,
+        "client_email": SA_EMAIL,
+        "client_id": "1234567890",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+    })
+    .to_string()
+}
+
+/// The parsed `get` answer.
+pub fn creds(out: &Output) -> (String, String, String) {
+    assert_eq!(
+        out.code, 0,
+        "get failed: stdout={:?} stderr={:?}",
+        out.stdout, out.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("get prints JSON");
+    let s = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("{k} missing in {v}"))
+            .to_owned()
+    };
+    (s("ServerURL"), s("Username"), s("Secret"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small HTTP/1.1 server on 127.0.0.1 with an OS-chosen port.
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn form(&self) -> HashMap<String, String> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    pub fn with_header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+pub struct Server {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Connections served per server before it stops accepting: a bound on every test's traffic.
+const MAX_CONNECTIONS: usize = 2000;
+
+impl Server {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (reqs, stopping) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let served = AtomicUsize::new(0);
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst)
+                    || served.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS
+                {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (handler, reqs) = (handler.clone(), reqs.clone());
+                std::thread::spawn(move || serve(conn, &*handler, &reqs));
+            }
+        });
+        Server {
+            addr,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let target = parts.next().unwrap_or("").to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len.min(16 * 1024 * 1024)];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let req = Request {
+        method,
+        target,
+        headers,
+        body,
+    };
+    requests.lock().unwrap().push(req.clone());
+    let reply = handler(&req);
+    let mut out = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    for (k, v) in &reply.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut conn = conn;
+    let _ = conn
+        .write_all(out.as_bytes())
+        .and_then(|_| conn.write_all(&reply.body));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Google stand-ins.
+
+/// A token endpoint that accepts the service-account JWT bearer grant (verifying the RS256
+/// signature with the fixture's public key and the claims Google checks) and the refresh-token
+/// grant for one authorized user. Every token it issues is unique: `ya29.test-N`.
+pub fn token_endpoint(expires_in: u64) -> Server {
+    let issued = AtomicUsize::new(0);
+    Server::start(move |req| {
+        let form = req.form();
+        let ok = match form.get("grant_type").map(String::as_str) {
+            Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+                verify_assertion(form.get("assertion").map(String::as_str).unwrap_or(""), req)
+            }
+            Some("refresh_token") => {
+                form.get("refresh_token").map(String::as_str) == Some(USER_REFRESH_TOKEN)
+                    && form.get("client_secret").map(String::as_str) == Some(USER_CLIENT_SECRET)
+                    && form.get("client_id").map(String::as_str) == Some(USER_CLIENT_ID)
+            }
+            _ => false,
+        };
+        if req.method != "POST" || req.path() != "/token" || !ok {
+            return Reply::json(
+                400,
+                serde_json::json!({"error": "invalid_grant", "error_description": "rejected by the test endpoint"}),
+            );
+        }
+        let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply::json(
+            200,
+            serde_json::json!({"access_token": format!("ya29.test-{n}"), "expires_in": expires_in, "token_type": "Bearer"}),
+        )
+    })
+}
+
+pub const USER_CLIENT_ID: &str = "764086051850-test.apps.googleusercontent.com";
+pub const USER_CLIENT_SECRET: &str = "d-FL95Q19q7MQmFpd7hHD0Ty";
+pub const USER_REFRESH_TOKEN: &str = "1//0refresh-token-for-tests";
+
+pub fn authorized_user_json(token_uri: Option<&str>) -> String {
+    let mut v = serde_json::json!({
+        "type": "authorized_user",
+        "client_id": USER_CLIENT_ID,
+        "client_secret": USER_CLIENT_SECRET,
+        "refresh_token": USER_REFRESH_TOKEN,
+    });
+    if let Some(uri) = token_uri {
+        v["token_uri"] = uri.into();
+    }
+    v.to_string()
+}
+
+/// JWT parts are base64url; Google (and so this stand-in) also accepts them padded, which is
+/// how yup-oauth2 sends them.
+fn b64(part: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .unwrap_or_default()
+}
+
+/// Checks a JWT bearer assertion as Google's token endpoint does.
+fn verify_assertion(jwt: &str, req: &Request) -> bool {
+    let parts: Vec<&str> = jwt.split('.').collect();
+    if parts.len() != 3 {
+        return false;
+    }
+    let public = std::fs::read(fixture("test-sa-key.pub.der")).unwrap();
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public,
+    );
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    if key.verify(signed.as_bytes(), &b64(parts[2])).is_err() {
+        return false;
+    }
+    let header: serde_json::Value = serde_json::from_slice(&b64(parts[0])).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_slice(&b64(parts[1])).unwrap_or_default();
+    let host = req.header("host").unwrap_or("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let iat = claims["iat"].as_i64().unwrap_or(0);
+    header["alg"] == "RS256"
+        && claims["iss"] == SA_EMAIL
+        && claims["aud"] == format!("http://{host}/token")
+        && claims["scope"]
+            .as_str()
+            .unwrap_or("")
+            .split(' ')
+            .any(|s| s == "https://www.googleapis.com/auth/cloud-platform")
+        && (iat - now).abs() < 300
+        && claims["exp"]
+            .as_i64()
+            .is_some_and(|exp| exp > iat && exp - iat <= 3600)
+}
+
+/// A metadata server stand-in that insists on `Metadata-Flavor: Google`.
+pub fn metadata_server(expires_in: u64) -> Server {
+    let issued = AtomicUsize::new(0);
+    Server::start(move |req| {
+        if req.header("metadata-flavor") != Some("Google")
+            || req.path() != "/computeMetadata/v1/instance/service-accounts/default/token"
+        {
+            return Reply::json(403, serde_json::json!({"error": "missing Metadata-Flavor"}));
+        }
+        let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply::json(200, serde_json::json!({"access_token": format!("ya29.metadata-{n}"), "expires_in": expires_in, "token_type": "Bearer"}))
+            .with_header("Metadata-Flavor", "Google")
+    })
+}
