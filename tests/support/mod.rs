@@ -75,7 +75,12 @@ impl Env {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.program(BIN, args)
+    }
+
+    /// Another program (a real client) run in the same environment.
+    pub fn program(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args).env_clear().envs(&self.vars);
         cmd
     }
@@ -438,4 +443,73 @@ pub fn metadata_server(expires_in: u64) -> Server {
         Reply::json(200, serde_json::json!({"access_token": format!("ya29.metadata-{n}"), "expires_in": expires_in, "token_type": "Bearer"}))
             .with_header("Metadata-Flavor", "Google")
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real, headless Secret Service: a private D-Bus session bus with gnome-keyring on it.
+
+pub struct SecretService {
+    pub address: String,
+    children: Vec<std::process::Child>,
+}
+
+impl SecretService {
+    /// Starts dbus-daemon and an unlocked gnome-keyring for `home`. `None` means the peers are
+    /// missing outside CI (the test is skipped with a message); in CI that panics.
+    pub fn start(home: &Path) -> Option<SecretService> {
+        if !require("dbus-daemon") || !require("gnome-keyring-daemon") {
+            return None;
+        }
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let mut address = String::new();
+        BufReader::new(dbus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        let address = address.trim().to_owned();
+        assert!(
+            address.starts_with("unix:"),
+            "dbus-daemon printed {address:?}"
+        );
+        let mut keyring = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .env("HOME", home)
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        keyring
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"test-password")
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(keyring.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert!(
+            ready.starts_with("GNOME_KEYRING_CONTROL="),
+            "gnome-keyring printed {ready:?}"
+        );
+        Some(SecretService {
+            address,
+            children: vec![keyring, dbus],
+        })
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -1,0 +1,81 @@
+//! The gcloud token source with the real gcloud CLI, offline: its `auth/access_token_file`
+//! property makes `gcloud config config-helper` print a token without any network.
+
+mod support;
+
+use support::*;
+
+fn gcloud_env() -> Option<Env> {
+    if !require("gcloud") {
+        return None;
+    }
+    let mut env = Env::new();
+    let config = env.path("gcloud-config");
+    env.set("CLOUDSDK_CONFIG", config.display().to_string());
+    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud");
+    Some(env)
+}
+
+fn gcloud_set(env: &Env, args: &[&str]) {
+    let out = run_command(env.program("gcloud", args), b"");
+    assert_eq!(out.code, 0, "gcloud {args:?}: {}", out.stderr);
+}
+
+#[test]
+fn gcloud_tokens_are_used_and_cached_until_its_configuration_changes() {
+    let Some(env) = gcloud_env() else { return };
+    let token_file = env.path("access-token");
+    std::fs::write(&token_file, "ya29.from-gcloud-1\n").unwrap();
+    gcloud_set(
+        &env,
+        &[
+            "config",
+            "set",
+            "auth/access_token_file",
+            &token_file.display().to_string(),
+        ],
+    );
+
+    let (_, user, secret) = creds(&env.get("gcr.io"));
+    assert_eq!(
+        (user.as_str(), secret.as_str()),
+        ("oauth2accesstoken", "ya29.from-gcloud-1")
+    );
+
+    // gcloud reports no expiry for this token: it stays cached briefly, so a changed file is
+    // not seen yet...
+    std::fs::write(&token_file, "ya29.from-gcloud-2\n").unwrap();
+    assert_eq!(creds(&env.get("us-docker.pkg.dev")).2, "ya29.from-gcloud-1");
+
+    // ...but any gcloud configuration change touches its sentinel file, a new identity.
+    gcloud_set(&env, &["config", "set", "core/project", "another-project"]);
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.from-gcloud-2");
+}
+
+#[test]
+fn gcloud_without_an_account_is_reported_with_the_fix() {
+    let Some(env) = gcloud_env() else { return };
+    std::fs::create_dir_all(env.path("gcloud-config")).unwrap();
+    let out = env.get("gcr.io");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .contains("gcloud: gcloud config config-helper failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("gcloud auth login"), "{}", out.stdout);
+}
+
+#[test]
+fn gcloud_not_installed_is_skipped_without_an_error() {
+    let mut env = Env::new();
+    let config = env.path("gcloud-config");
+    std::fs::create_dir_all(&config).unwrap();
+    env.set("CLOUDSDK_CONFIG", config.display().to_string());
+    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud");
+    env.set("PATH", "/nonexistent");
+    let out = env.get("gcr.io");
+    assert_eq!(out.stdout, NOT_FOUND);
+    assert!(!out.stderr.contains("gcloud failed"), "{}", out.stderr);
+}

@@ -1,0 +1,266 @@
+//! The wire protocol's edges: bad input on every verb gives a clear error and exit 1, never a
+//! panic; the command line for humans; and conformance with the reference implementation,
+//! Debian's docker-credential-secretservice, for the cases both must answer alike.
+
+mod support;
+
+use support::*;
+
+/// A panic exits with 101 and writes "panicked" to stderr; no input may cause one.
+fn assert_clean_failure(out: &Output, what: &str) {
+    assert_eq!(
+        out.code, 1,
+        "{what}: stdout={:?} stderr={:?}",
+        out.stdout, out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+    assert!(
+        out.stdout.ends_with('\n') && out.stdout.lines().count() == 1,
+        "{what}: one line: {:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn empty_or_blank_input_names_the_missing_server_url() {
+    let env = Env::new();
+    for verb in ["get", "erase"] {
+        for input in [&b""[..], b"   ", b"\n\t\n"] {
+            let out = env.run(&[verb], input);
+            assert_clean_failure(&out, verb);
+            assert_eq!(out.stdout, "no credentials server URL\n");
+        }
+    }
+}
+
+#[test]
+fn store_rejects_bad_json_with_a_clear_message() {
+    let env = Env::new();
+    for (input, needle) in [
+        (&b""[..], "no credentials on stdin"),
+        (b"not json", "invalid credentials JSON"),
+        (b"[1,2,3]", "invalid credentials JSON"),
+        (b"42", "invalid credentials JSON"),
+        (
+            br#"{"ServerURL": 5, "Username": "u", "Secret": "s"}"#,
+            "invalid credentials JSON",
+        ),
+        (
+            br#"{"ServerURL":"gcr.io","Username":"u","Secret":"s""#,
+            "invalid credentials JSON",
+        ),
+        (
+            br#"{"ServerURL":"","Username":"u","Secret":"s"}"#,
+            "no credentials server URL",
+        ),
+        (
+            br#"{"ServerURL":"gcr.io","Username":"","Secret":"s"}"#,
+            "no credentials username",
+        ),
+        (
+            br#"{"ServerURL":"not a host!","Username":"u","Secret":"s"}"#,
+            "is not a registry host",
+        ),
+    ] {
+        let out = env.run(&["store"], input);
+        assert_clean_failure(&out, &String::from_utf8_lossy(input));
+        assert!(
+            out.stdout.contains(needle),
+            "{:?}: {}",
+            String::from_utf8_lossy(input),
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn store_errors_never_echo_the_secret() {
+    let env = Env::new();
+    let out = env.run(
+        &["store"],
+        br#"{"ServerURL":"gcr.io","Username":"u","Secret":12345678}"#,
+    );
+    assert_clean_failure(&out, "secret of the wrong type");
+    assert!(!out.stdout.contains("12345678"), "{}", out.stdout);
+    let out = env.run(
+        &["store"],
+        br#"{"ServerURL":"gcr.io","Username":"u","Secret":"hunter2", "#,
+    );
+    assert!(!out.stdout.contains("hunter2"), "{}", out.stdout);
+}
+
+#[test]
+fn huge_input_is_refused_without_reading_it_all() {
+    let env = Env::new();
+    let huge = vec![b'a'; 4 * 1024 * 1024];
+    for verb in ["get", "store", "erase", "list"] {
+        let out = env.run(&[verb], &huge);
+        assert_clean_failure(&out, verb);
+        assert!(out.stdout.contains("larger than"), "{verb}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn binary_and_invalid_utf8_input_is_an_error_not_a_panic() {
+    let env = Env::new();
+    for verb in ["get", "store", "erase"] {
+        let out = env.run(&[verb], b"\xff\xfe\x00gcr.io");
+        assert_clean_failure(&out, verb);
+        assert!(
+            out.stdout.contains("not valid UTF-8"),
+            "{verb}: {}",
+            out.stdout
+        );
+    }
+    let out = env.get("gcr.io\0evil.com");
+    assert_clean_failure(&out, "NUL in host");
+}
+
+#[test]
+fn odd_but_valid_text_for_get_is_simply_not_found() {
+    let env = Env::new();
+    for input in [
+        "{\"ServerURL\":\"gcr.io\"}",
+        "[[[[[[[[",
+        "a b c",
+        "https://",
+        "\u{202e}gcr.io",
+        &"x".repeat(100_000),
+    ] {
+        let out = env.get(input);
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (1, NOT_FOUND),
+            "{input:.40}"
+        );
+    }
+}
+
+#[test]
+fn list_ignores_its_input_and_prints_an_empty_object() {
+    let env = Env::new();
+    for input in [&b"unused"[..], b"", b"anything"] {
+        let out = env.run(&["list"], input);
+        assert_eq!((out.code, out.stdout.as_str()), (0, "{}\n"));
+    }
+}
+
+#[test]
+fn unknown_verbs_and_missing_verbs_fail_with_usage() {
+    let env = Env::new();
+    for args in [&["bogus"][..], &[], &["get", "extra"], &["--no-such-flag"]] {
+        let out = env.run(args, b"gcr.io");
+        assert_eq!(out.code, 2, "{args:?}");
+        assert!(out.stderr.contains("Usage"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"));
+    }
+}
+
+#[test]
+fn version_and_help_work_for_every_subcommand() {
+    let env = Env::new();
+    let expected = format!("docker-credential-gcp {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(env.run(&["version"], b"").stdout, expected);
+    assert_eq!(env.run(&["--version"], b"").stdout, expected);
+    for sub in ["get", "store", "erase", "list", "version", "config"] {
+        let out = env.run(&[sub, "--help"], b"");
+        assert_eq!(out.code, 0, "{sub}: {}", out.stderr);
+        assert!(
+            out.stdout.contains("Usage: docker-credential-gcp"),
+            "{sub}: {}",
+            out.stdout
+        );
+    }
+    let help = env.run(&["--help"], b"").stdout;
+    for var in [
+        "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES",
+        "DOCKER_CREDENTIAL_GCP_REGISTRIES",
+        "DOCKER_CREDENTIAL_GCP_TIMEOUT",
+        "GCE_METADATA_HOST",
+    ] {
+        assert!(help.contains(var), "--help documents {var}");
+    }
+}
+
+#[test]
+fn config_shows_each_setting_and_its_origin() {
+    let mut env = Env::new();
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "7");
+    let out = env.run(&["config"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("timeout")
+            && out.stdout.contains("7s")
+            && out.stdout.contains("(env DOCKER_CREDENTIAL_GCP_TIMEOUT)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("(default)"), "{}", out.stdout);
+    assert!(out.stdout.contains("adc       absent"), "{}", out.stdout);
+}
+
+#[test]
+fn a_closed_stdout_does_not_crash_the_helper() {
+    let env = Env::new();
+    let mut child = env
+        .command(&["get"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"quay.io").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+/// The reference implementation and ours, in the same Secret Service session, must print the
+/// same bytes and exit codes for the cases the protocol defines.
+#[test]
+fn matches_the_reference_helper_for_the_shared_cases() {
+    if !require("docker-credential-secretservice") {
+        return;
+    }
+    let mut env = Env::new();
+    let Some(ss) = SecretService::start(env.home.path()) else {
+        return;
+    };
+    env.set("DBUS_SESSION_BUS_ADDRESS", ss.address.clone());
+    let cases: &[(&str, &[u8])] = &[
+        ("get", b""),
+        ("erase", b""),
+        ("get", b"nohost.example.com"),
+        ("get", b"quay.io"),
+        ("list", b"unused"),
+        ("store", br#"{"ServerURL":"","Username":"u","Secret":"s"}"#),
+        (
+            "store",
+            br#"{"ServerURL":"h.example","Username":"","Secret":"s"}"#,
+        ),
+        (
+            "store",
+            br#"{"ServerURL":"h.example","Username":"u","Secret":"s"}"#,
+        ),
+        ("list", b"unused"),
+        ("get", b"h.example"),
+        ("erase", b"h.example"),
+        ("list", b"unused"),
+        ("get", b"h.example"),
+    ];
+    for (verb, input) in cases {
+        let ours = env.run(&[verb], input);
+        let reference = run_command(
+            env.program("docker-credential-secretservice", &[verb]),
+            input,
+        );
+        assert_eq!(
+            (ours.code, ours.stdout.as_str()),
+            (reference.code, reference.stdout.as_str()),
+            "{verb} {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}

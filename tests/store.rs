@@ -1,0 +1,216 @@
+//! `store`, `erase` and `list` against a real headless Secret Service (gnome-keyring on a
+//! private D-Bus), and the docker CLI's `login` / `logout` driving them.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::*;
+
+fn keyring_env() -> Option<(Env, SecretService)> {
+    let mut env = Env::new();
+    let ss = SecretService::start(env.home.path())?;
+    env.set("DBUS_SESSION_BUS_ADDRESS", ss.address.clone());
+    Some((env, ss))
+}
+
+fn store_json(server: &str, user: &str, secret: &str) -> Vec<u8> {
+    serde_json::json!({"ServerURL": server, "Username": user, "Secret": secret})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn store_get_list_erase_round_trip_through_the_secret_service() {
+    let Some((env, _ss)) = keyring_env() else {
+        return;
+    };
+    let out = env.run(
+        &["store"],
+        &store_json("https://registry.example.com:5000", "alice", "s3cret"),
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+
+    let (url, user, secret) = creds(&env.get("registry.example.com:5000"));
+    assert_eq!(
+        (url.as_str(), user.as_str(), secret.as_str()),
+        ("registry.example.com:5000", "alice", "s3cret")
+    );
+
+    let listed = env.run(&["list"], b"unused");
+    assert_eq!(listed.code, 0);
+    assert_eq!(listed.stdout, "{\"registry.example.com:5000\":\"alice\"}\n");
+
+    let erased = env.run(&["erase"], b"https://registry.example.com:5000/");
+    assert_eq!(
+        (erased.code, erased.stdout.as_str()),
+        (0, ""),
+        "{}",
+        erased.stderr
+    );
+    assert_eq!(env.get("registry.example.com:5000").stdout, NOT_FOUND);
+    assert_eq!(env.run(&["list"], b"unused").stdout, "{}\n");
+    // Erasing again is not an error (docker logout may call erase twice).
+    assert_eq!(env.run(&["erase"], b"registry.example.com:5000").code, 0);
+}
+
+#[test]
+fn stored_credentials_win_over_minted_tokens_until_erased() {
+    let Some((mut env, _ss)) = keyring_env() else {
+        return;
+    };
+    let server = token_endpoint(3600);
+    env.use_service_account(&server.url("/token"));
+    let key = service_account_json("https://oauth2.googleapis.com/token");
+    assert_eq!(
+        env.run(&["store"], &store_json("gcr.io", "_json_key", &key))
+            .code,
+        0
+    );
+
+    let (_, user, secret) = creds(&env.get("gcr.io"));
+    assert_eq!(
+        (user.as_str(), secret.as_str()),
+        ("_json_key", key.as_str())
+    );
+    assert_eq!(
+        server.count(),
+        0,
+        "no token is minted for a host with stored credentials"
+    );
+    // Other Google hosts still get minted tokens.
+    assert_eq!(creds(&env.get("us.gcr.io")).1, "oauth2accesstoken");
+
+    assert_eq!(env.run(&["erase"], b"gcr.io").code, 0);
+    assert_eq!(creds(&env.get("gcr.io")).1, "oauth2accesstoken");
+}
+
+#[test]
+fn the_index_file_holds_no_secret_and_is_private() {
+    let Some((env, _ss)) = keyring_env() else {
+        return;
+    };
+    assert_eq!(
+        env.run(&["store"], &store_json("ghcr.io", "bob", "ghp_topsecret"))
+            .code,
+        0
+    );
+    let dir = env.path(".local/share/docker-credential-gcp");
+    let index = dir.join("stored-hosts.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    assert!(
+        text.contains("ghcr.io") && !text.contains("ghp_topsecret"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&index).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn identity_tokens_are_stored_and_returned_as_given() {
+    let Some((env, _ss)) = keyring_env() else {
+        return;
+    };
+    assert_eq!(
+        env.run(&["store"], &store_json("quay.io", "<token>", "refresh-abc"))
+            .code,
+        0
+    );
+    let (_, user, secret) = creds(&env.get("quay.io"));
+    assert_eq!((user.as_str(), secret.as_str()), ("<token>", "refresh-abc"));
+}
+
+#[test]
+fn store_without_a_secret_service_fails_fast_and_keeps_nothing() {
+    let env = Env::new(); // no DBUS_SESSION_BUS_ADDRESS, no DISPLAY
+    let started = std::time::Instant::now();
+    let out = env.run(&["store"], &store_json("gcr.io", "_json_key", "{}"));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("OS keyring is not available"),
+        "{}",
+        out.stdout
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        !env.path(".local/share/docker-credential-gcp/stored-hosts.json")
+            .exists()
+    );
+    assert_eq!(env.run(&["list"], b"unused").stdout, "{}\n");
+}
+
+/// A registry stand-in for `docker login`: /v2/ demands Basic auth and accepts one user.
+fn login_registry() -> Server {
+    use base64::Engine;
+    let good = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("carol:hunter2")
+    );
+    Server::start(move |req| {
+        if req.header("authorization") == Some(good.as_str()) {
+            Reply::json(200, serde_json::json!({}))
+        } else {
+            Reply::json(
+                401,
+                serde_json::json!({"errors": [{"code": "UNAUTHORIZED"}]}),
+            )
+            .with_header("WWW-Authenticate", "Basic realm=\"test\"")
+        }
+    })
+}
+
+#[test]
+fn docker_login_and_logout_store_and_erase_through_the_helper() {
+    if !require("docker") {
+        return;
+    }
+    let Some((mut env, _ss)) = keyring_env() else {
+        return;
+    };
+    let registry = login_registry();
+    let host = registry.host();
+    let docker_config = env.path("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        serde_json::json!({"credHelpers": {host.clone(): "gcp"}}).to_string(),
+    )
+    .unwrap();
+    env.set("DOCKER_CONFIG", docker_config.display().to_string());
+    let bin_dir = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    env.set(
+        "PATH",
+        format!("{bin_dir}:{}", std::env::var("PATH").unwrap()),
+    );
+
+    let out = run_command(
+        docker(&env, &["login", "-u", "carol", "--password-stdin", &host]),
+        b"hunter2\n",
+    );
+    assert_eq!(out.code, 0, "docker login: {} {}", out.stdout, out.stderr);
+    let (_, user, secret) = creds(&env.get(&host));
+    assert_eq!((user.as_str(), secret.as_str()), ("carol", "hunter2"));
+    let config = std::fs::read_to_string(docker_config.join("config.json")).unwrap();
+    assert!(
+        !config.contains("hunter2"),
+        "docker kept the password out of config.json: {config}"
+    );
+
+    let out = run_command(docker(&env, &["logout", &host]), b"");
+    assert_eq!(out.code, 0, "docker logout: {} {}", out.stdout, out.stderr);
+    assert_eq!(env.get(&host).stdout, NOT_FOUND);
+}
+
+fn docker(env: &Env, args: &[&str]) -> std::process::Command {
+    env.program("docker", args)
+}
