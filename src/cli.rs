@@ -59,6 +59,66 @@ enum Command {
     Version,
     /// Show the effective settings, where each came from, and which token sources are present.
     Config,
+    /// Map Google registries to this helper in docker's config.json (credHelpers).
+    ///
+    /// Adds "HOST": "gcp" entries (the name follows this binary's file name) for gcr.io,
+    /// us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io and staging-k8s.gcr.io, or the
+    /// hosts given with --registries, plus the hosts declared in DOCKER_CREDENTIAL_GCP_REGISTRIES
+    /// or the config file. Every other key in the file is kept, in order; the file is replaced
+    /// atomically, keeps its mode, and is never written if it is malformed. Running it again
+    /// changes nothing. skopeo, podman and buildah read the same credHelpers.
+    ConfigureDocker {
+        /// Comma-separated hosts to configure instead of the default Container Registry hosts.
+        #[arg(long, value_name = "HOST,...")]
+        registries: Option<String>,
+        /// Also add every Artifact Registry host (REGION-docker.pkg.dev, docker.REGION.rep.pkg.dev).
+        #[arg(long)]
+        include_artifact_registry: bool,
+        /// Print the change as a diff and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove this helper's entries (only those) instead of adding them.
+        #[arg(long)]
+        remove: bool,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// The docker config file (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+        #[arg(long, value_name = "PATH")]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Use mirror.gcr.io (Google's cache of Docker Hub images) from dockerd, containerd or podman.
+    ///
+    /// By default adds https://mirror.gcr.io to registry-mirrors in /etc/docker/daemon.json.
+    /// --containerd writes certs.d/docker.io/hosts.toml; --podman adds a docker.io mirror to
+    /// registries.conf. Everything already in those files is kept.
+    ConfigureMirror {
+        /// dockerd's daemon.json (default /etc/docker/daemon.json).
+        #[arg(long, value_name = "PATH")]
+        daemon_json: Option<std::path::PathBuf>,
+        /// Configure containerd (hosts.toml) instead of dockerd.
+        #[arg(long)]
+        containerd: bool,
+        /// containerd's registry hosts directory (default /etc/containerd/certs.d).
+        #[arg(long, value_name = "DIR", requires = "containerd")]
+        hosts_dir: Option<std::path::PathBuf>,
+        /// Configure podman and buildah (registries.conf) instead of dockerd.
+        #[arg(long)]
+        podman: bool,
+        /// registries.conf to edit (default /etc/containers/registries.conf).
+        #[arg(long, value_name = "PATH", requires = "podman")]
+        registries_conf: Option<std::path::PathBuf>,
+        /// Print the changes as diffs and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove the mirror again.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Check the whole set-up and print one line per check with the fix for each failure.
+    Doctor,
+    /// Print a Google access token (only the token) for other tools: helm, oras, curl.
+    PrintAccessToken,
 }
 
 pub fn run() -> ExitCode {
@@ -83,6 +143,68 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config => config(),
+        Command::ConfigureDocker {
+            registries,
+            include_artifact_registry,
+            dry_run,
+            remove,
+            yes,
+            config,
+        } => {
+            let opts = crate::configure::Options {
+                registries,
+                include_artifact_registry,
+                dry_run,
+                remove,
+                yes,
+                config,
+            };
+            report(crate::configure::run(&opts))
+        }
+        Command::ConfigureMirror {
+            daemon_json,
+            containerd,
+            hosts_dir,
+            podman,
+            registries_conf,
+            dry_run,
+            remove,
+        } => {
+            let opts = crate::mirror::Options {
+                daemon_json,
+                containerd,
+                hosts_dir,
+                podman,
+                registries_conf,
+                dry_run,
+                remove,
+            };
+            report(crate::mirror::run(&opts))
+        }
+        Command::Doctor => crate::doctor::run(),
+        Command::PrintAccessToken => report(print_access_token()),
+    }
+}
+
+/// Human subcommands report errors on stderr (unlike the protocol verbs).
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("docker-credential-gcp: error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn print_access_token() -> anyhow::Result<ExitCode> {
+    let settings = Settings::load()?;
+    crate::logging::init(settings.log_level.value, settings.log_file.value.clone());
+    match crate::tokens::google_token(&settings)? {
+        crate::tokens::Outcome::Token(t) => {
+            println!("{}", t.secret.expose());
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::tokens::Outcome::NoSource => anyhow::bail!(
+            "no Google credentials on this machine; run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        ),
     }
 }
 

@@ -24,6 +24,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 
 /// Replaces `path` with `bytes` atomically; the new file has mode 0600.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, bytes, 0o600)
+}
+
+/// Replaces `path` with `bytes` atomically, giving the new file `mode` (Unix permission bits).
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .context("a file path needs a parent directory")?;
@@ -31,7 +36,21 @@ pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    // tempfile creates files with mode 0600 on Unix.
+    // tempfile creates files with mode 0600 on Unix; widen or keep as asked before renaming.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| {
+                format!(
+                    "cannot set the mode of a temporary file in {}",
+                    dir.display()
+                )
+            })?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;

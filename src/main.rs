@@ -7,12 +7,19 @@
 //! starting a process. Everything else goes through clap.
 
 mod cache;
+mod checks;
 mod cli;
+mod config_edit;
+mod configure;
+mod doctor;
 mod files;
 mod hosts;
 mod http;
 mod logging;
+mod mirror;
+mod process;
 mod protocol;
+mod registries;
 mod secret;
 mod settings;
 mod sources;

@@ -131,6 +131,14 @@ impl Store {
     }
 }
 
+/// Whether the OS keyring answers (a lookup of an entry that does not exist).
+pub fn keyring_available() -> Result<()> {
+    match entry("docker-credential-gcp doctor probe")?.get_password() {
+        Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
+        Err(e) => Err(keyring_error(e)),
+    }
+}
+
 fn entry(host: &str) -> Result<keyring::Entry> {
     keyring::Entry::new(SERVICE, host).map_err(keyring_error)
 }

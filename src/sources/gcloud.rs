@@ -5,10 +5,9 @@
 //! call, which is why its tokens are cached like any other. The process is killed if it outlives
 //! the deadline.
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use super::Minted;
 use crate::cache::{Token, now_secs};
 use crate::http::excerpt;
+use crate::process;
 use crate::secret::Secret;
 
 /// gcloud may print tokens without an expiry (e.g. with `auth/access_token_file`); such a token
@@ -35,15 +35,11 @@ pub fn config_dir() -> Option<PathBuf> {
 }
 
 fn find_gcloud() -> Option<PathBuf> {
-    let name = if cfg!(windows) {
+    process::find_on_path(if cfg!(windows) {
         "gcloud.cmd"
     } else {
         "gcloud"
-    };
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    })
 }
 
 #[derive(Deserialize)]
@@ -63,34 +59,17 @@ pub fn mint(deadline: Instant) -> Result<Minted> {
         return Ok(Minted::Absent);
     };
     crate::debug!("running {} config config-helper", gcloud.display());
-    let mut child = Command::new(&gcloud)
-        .args(["config", "config-helper", "--format=json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {}", gcloud.display()))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for gcloud")? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("gcloud did not answer in time and was stopped");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    if !status.success() {
+    let mut cmd = Command::new(&gcloud);
+    cmd.args(["config", "config-helper", "--format=json"]);
+    let finished = process::run(cmd, deadline).map_err(|e| anyhow!("{e:#}"))?;
+    if !finished.status.success() {
         bail!(
-            "gcloud config config-helper failed ({status}): {}",
-            excerpt(&stderr)
+            "gcloud config config-helper failed ({}): {}",
+            finished.status,
+            excerpt(&finished.stderr)
         );
     }
+    let stdout = finished.stdout;
     let out: HelperOutput = serde_json::from_slice(&stdout).map_err(|e| {
         anyhow!(
             "gcloud printed unexpected output (line {} column {})",
@@ -109,17 +88,6 @@ pub fn mint(deadline: Instant) -> Result<Minted> {
         None => now_secs() + UNKNOWN_EXPIRY_SECS,
     };
     Ok(Minted::Token(Token { secret, expires_at }))
-}
-
-/// Reads a child's pipe to the end on a thread, so a chatty child never blocks on a full pipe.
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.by_ref().take(1024 * 1024).read_to_end(&mut buf);
-        }
-        buf
-    })
 }
 
 /// Parses gcloud's `%Y-%m-%dT%H:%M:%SZ` (fractional seconds tolerated) as Unix seconds.

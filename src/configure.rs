@@ -1,0 +1,344 @@
+//! `configure-docker`: map Google registries to this helper in docker's config.json.
+//!
+//! It only ever adds or removes `credHelpers` entries whose value is this helper's name; every
+//! other key, value and the key order survive (see `config_edit`). It refuses hosts the helper
+//! would not serve (non-Google hosts, the retired bucket hosts) before touching anything.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::{Map, Value};
+
+use crate::checks::{self, DockerClient, VersionVerdict};
+use crate::config_edit::{self, JsonFile};
+use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
+use crate::registries;
+use crate::settings::Settings;
+
+pub struct Options {
+    pub registries: Option<String>,
+    pub include_artifact_registry: bool,
+    pub dry_run: bool,
+    pub remove: bool,
+    pub yes: bool,
+    pub config: Option<PathBuf>,
+}
+
+/// Legacy `docker build` calls every credHelpers entry once per build; past this many it shows.
+const MANY_ENTRIES: usize = 20;
+
+pub fn run(opts: &Options) -> Result<ExitCode> {
+    let settings = Settings::load()?;
+    let suffix = checks::helper_suffix();
+    let wanted = wanted_hosts(opts, &settings)?;
+    if !opts.remove && !check_docker_client()? {
+        return Ok(ExitCode::FAILURE);
+    }
+    let path = checks::docker_config_path(opts.config.as_deref())?;
+    let dir = config_edit_dir(&path)?;
+    let _lock = config_edit::lock_dir(&dir, Duration::from_secs(30))?;
+    let mut file = JsonFile::load(&path)?;
+    if file.root.get("credHelpers").is_some_and(|v| !v.is_object()) {
+        bail!(
+            "\"credHelpers\" in {} is not a JSON object; fix it by hand. Nothing was written.",
+            file.path.display()
+        );
+    }
+    let changes = if opts.remove {
+        remove_entries(
+            &mut file.root,
+            &suffix,
+            opts.registries.is_some().then_some(&wanted),
+        )
+    } else {
+        add_entries(&mut file.root, &suffix, &wanted)
+    };
+    let total = file
+        .root
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .map_or(0, Map::len);
+    if changes.is_empty() {
+        eprintln!(
+            "{}: already {}; nothing changed",
+            file.path.display(),
+            if opts.remove {
+                "free of our entries"
+            } else {
+                "configured"
+            }
+        );
+        report_path_and_size(&suffix, total);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let old = String::from_utf8_lossy(file.original.as_deref().unwrap_or_default()).into_owned();
+    let new = String::from_utf8(file.render()?)?;
+    if opts.dry_run {
+        print!("{}", config_edit::diff(&old, &new));
+        eprintln!(
+            "dry run: {} not written ({} change(s))",
+            file.path.display(),
+            changes.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for change in &changes {
+        if let Change::Replaced { host, previous } = change {
+            eprintln!(
+                "warning: {host} was handled by docker-credential-{previous}; it now uses docker-credential-{suffix}"
+            );
+        }
+    }
+    if !opts.yes && std::io::stdin().is_terminal() && !confirm(&file.path, changes.len())? {
+        eprintln!("nothing written");
+        return Ok(ExitCode::FAILURE);
+    }
+    file.save()?;
+    let names: Vec<&str> = changes
+        .iter()
+        .map(|c| match c {
+            Change::Added(h) | Change::Removed(h) | Change::Replaced { host: h, .. } => h.as_str(),
+        })
+        .collect();
+    let verb = if opts.remove {
+        "no longer use"
+    } else {
+        "now use"
+    };
+    eprintln!(
+        "{}: {} host(s) {verb} docker-credential-{suffix}: {}",
+        file.path.display(),
+        names.len(),
+        names.join(", ")
+    );
+    report_path_and_size(&suffix, total);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_edit_dir(path: &std::path::Path) -> Result<PathBuf> {
+    config_edit::resolve(path)?
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .ok_or_else(|| anyhow!("{} has no directory", path.display()))
+}
+
+/// The hosts to configure: `--registries` or the default Container Registry hosts, plus every
+/// Artifact Registry host with `--include-artifact-registry`, plus the hosts the user declared
+/// in settings. Refuses hosts the helper would not serve.
+fn wanted_hosts(opts: &Options, settings: &Settings) -> Result<Vec<String>> {
+    let mut hosts: Vec<String> = match &opts.registries {
+        Some(list) => hosts::parse_host_list(list)
+            .map_err(|e| anyhow!("--registries: {e}"))?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        None => registries::GCR_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .collect(),
+    };
+    if opts.include_artifact_registry {
+        hosts.extend(registries::artifact_registry_hosts());
+    }
+    hosts.extend(settings.registries.value.iter().map(ToString::to_string));
+    let mut seen = std::collections::HashSet::new();
+    hosts.retain(|h| seen.insert(h.clone()));
+    for host in &hosts {
+        let registry = hosts::normalise(host).ok_or_else(|| anyhow!("{host:?} is not a host"))?;
+        match hosts::classify(&registry, &settings.registries.value) {
+            HostClass::Google => {}
+            HostClass::DeprecatedBucket => {
+                bail!("{host}: {DEPRECATED_BUCKET_MESSAGE}. Nothing was written.")
+            }
+            HostClass::Other => bail!(
+                "{host} is not a Google registry, so this helper would never answer for it; if it \
+                 fronts Artifact Registry, declare it in DOCKER_CREDENTIAL_GCP_REGISTRIES or the \
+                 config file's \"registries\". Nothing was written."
+            ),
+        }
+    }
+    if hosts.is_empty() {
+        bail!("no registries given");
+    }
+    Ok(hosts)
+}
+
+#[derive(Debug)]
+enum Change {
+    Added(String),
+    Replaced { host: String, previous: String },
+    Removed(String),
+}
+
+fn helpers_map(root: &mut Map<String, Value>) -> Result<&mut Map<String, Value>, String> {
+    let entry = root
+        .entry("credHelpers")
+        .or_insert_with(|| Value::Object(Map::new()));
+    match entry {
+        Value::Object(map) => Ok(map),
+        other => Err(format!("credHelpers is {other} rather than an object")),
+    }
+}
+
+fn add_entries(root: &mut Map<String, Value>, suffix: &str, hosts: &[String]) -> Vec<Change> {
+    let Ok(map) = helpers_map(root) else {
+        return Vec::new();
+    };
+    let mut changes = Vec::new();
+    for host in hosts {
+        match map.get(host) {
+            Some(Value::String(s)) if s == suffix => continue,
+            Some(Value::String(previous)) => changes.push(Change::Replaced {
+                host: host.clone(),
+                previous: previous.clone(),
+            }),
+            _ => changes.push(Change::Added(host.clone())),
+        }
+        map.insert(host.clone(), Value::String(suffix.to_owned()));
+    }
+    changes
+}
+
+/// Removes entries that point at this helper: for `only` hosts, or all of them.
+fn remove_entries(
+    root: &mut Map<String, Value>,
+    suffix: &str,
+    only: Option<&Vec<String>>,
+) -> Vec<Change> {
+    let Some(Value::Object(map)) = root.get_mut("credHelpers") else {
+        return Vec::new();
+    };
+    let ours: Vec<String> = map
+        .iter()
+        .filter(|(host, v)| v.as_str() == Some(suffix) && only.is_none_or(|o| o.contains(host)))
+        .map(|(host, _)| host.clone())
+        .collect();
+    for host in &ours {
+        map.shift_remove(host);
+    }
+    if map.is_empty() && !ours.is_empty() {
+        root.shift_remove("credHelpers");
+    }
+    ours.into_iter().map(Change::Removed).collect()
+}
+
+/// Prints the Docker client check; `false` means refuse to configure.
+fn check_docker_client() -> Result<bool> {
+    match checks::docker_client() {
+        DockerClient::Missing => eprintln!(
+            "note: the docker CLI is not installed; configuring anyway (skopeo, podman and buildah read the same file)"
+        ),
+        DockerClient::Unknown(why) => {
+            eprintln!("note: could not read the Docker client version ({why})")
+        }
+        DockerClient::Version { major, minor, text } => match checks::judge(major, minor) {
+            VersionVerdict::TooOld => {
+                eprintln!(
+                    "error: Docker {text} cannot talk to Google's registries (they need Docker 1.6 or newer, and credential helpers need 18.03 or newer); upgrade Docker. Nothing was written."
+                );
+                return Ok(false);
+            }
+            VersionVerdict::SlowBuilds => eprintln!(
+                "warning: Docker {text} is older than 18.03: with credential helpers configured, `docker build` is very slow on such clients; upgrade Docker"
+            ),
+            VersionVerdict::Fine => {}
+        },
+    }
+    Ok(true)
+}
+
+fn report_path_and_size(suffix: &str, total: usize) {
+    let (program, found) = checks::helper_on_path(suffix);
+    if found.is_none() {
+        let here = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.display().to_string()));
+        eprintln!(
+            "warning: {program} is not on PATH, so docker cannot run it; add its directory to PATH{}",
+            here.map(|d| format!(" (export PATH=\"{d}:$PATH\")"))
+                .unwrap_or_default()
+        );
+    }
+    if total > MANY_ENTRIES {
+        eprintln!(
+            "note: {total} credHelpers entries: the legacy builder (DOCKER_BUILDKIT=0 docker build) runs a helper for every entry on each build; keep only the registries you use"
+        );
+    }
+}
+
+fn confirm(path: &std::path::Path, n: usize) -> Result<bool> {
+    eprint!("Write {n} change(s) to {}? [Y/n] ", path.display());
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "" | "y" | "yes"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn adding_keeps_other_helpers_and_reports_replacements() {
+        let mut root = obj(
+            serde_json::json!({"credHelpers": {"quay.io": "quay", "gcr.io": "gcr", "us.gcr.io": "gcp"}}),
+        );
+        let changes = add_entries(
+            &mut root,
+            "gcp",
+            &["gcr.io".into(), "us.gcr.io".into(), "eu.gcr.io".into()],
+        );
+        assert_eq!(changes.len(), 2);
+        assert!(
+            matches!(&changes[0], Change::Replaced { host, previous } if host == "gcr.io" && previous == "gcr")
+        );
+        assert_eq!(
+            Value::Object(root),
+            serde_json::json!({"credHelpers": {"quay.io": "quay", "gcr.io": "gcp", "us.gcr.io": "gcp", "eu.gcr.io": "gcp"}})
+        );
+    }
+
+    #[test]
+    fn removing_takes_only_our_entries() {
+        let mut root = obj(
+            serde_json::json!({"credHelpers": {"quay.io": "quay", "gcr.io": "gcp", "eu.gcr.io": "gcp"}, "x": 1}),
+        );
+        assert_eq!(remove_entries(&mut root, "gcp", None).len(), 2);
+        assert_eq!(
+            Value::Object(root.clone()),
+            serde_json::json!({"credHelpers": {"quay.io": "quay"}, "x": 1})
+        );
+        let mut only_ours = obj(serde_json::json!({"credHelpers": {"gcr.io": "gcp"}, "x": 1}));
+        remove_entries(&mut only_ours, "gcp", None);
+        assert_eq!(Value::Object(only_ours), serde_json::json!({"x": 1}));
+    }
+
+    #[test]
+    fn a_cred_helpers_value_of_the_wrong_type_is_left_alone() {
+        let mut root = obj(serde_json::json!({"credHelpers": "oops"}));
+        assert!(add_entries(&mut root, "gcp", &["gcr.io".into()]).is_empty());
+        assert_eq!(
+            Value::Object(root),
+            serde_json::json!({"credHelpers": "oops"})
+        );
+    }
+}

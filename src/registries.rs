@@ -1,0 +1,122 @@
+//! The Google registry hosts that `configure-docker` writes, as data in one place.
+//!
+//! The host *policy* (which hosts may receive a token) lives in `hosts.rs` and accepts every
+//! `*.gcr.io`, `*-docker.pkg.dev` and `docker.*.rep.pkg.dev` host, so a region missing here
+//! still works once it is configured (`--registries` or the config file's `registries`). This
+//! list only decides what `configure-docker` offers by default. It follows the Artifact Registry
+//! locations published with gcloud 528 (`googlecloudsdk/core/docker/constants.py`).
+
+/// Container Registry hosts configured by default: gcr.io, its regional hosts, the
+/// Marketplace host and the Kubernetes release staging host (gcloud authenticates the same set).
+/// `k8s.gcr.io` and the `mirror.gcr.io` hosts are public and read-only, so they need no helper.
+pub const GCR_HOSTS: [&str; 6] = [
+    "gcr.io",
+    "us.gcr.io",
+    "eu.gcr.io",
+    "asia.gcr.io",
+    "marketplace.gcr.io",
+    "staging-k8s.gcr.io",
+];
+
+/// Artifact Registry multi-regions: `LOCATION-docker.pkg.dev`.
+pub const AR_MULTI_REGIONS: [&str; 3] = ["us", "europe", "asia"];
+
+/// Artifact Registry regions, and whether each has a regional endpoint
+/// `docker.REGION.rep.pkg.dev`.
+pub const AR_REGIONS: [(&str, bool); 45] = [
+    ("africa-south1", true),
+    ("asia-east1", true),
+    ("asia-east2", true),
+    ("asia-northeast1", true),
+    ("asia-northeast2", true),
+    ("asia-northeast3", true),
+    ("asia-south1", true),
+    ("asia-south2", true),
+    ("asia-southeast1", true),
+    ("asia-southeast2", true),
+    ("australia-southeast1", true),
+    ("australia-southeast2", true),
+    ("europe-central2", true),
+    ("europe-north1", true),
+    ("europe-north2", false),
+    ("europe-southwest1", true),
+    ("europe-west1", true),
+    ("europe-west10", true),
+    ("europe-west12", true),
+    ("europe-west2", true),
+    ("europe-west3", true),
+    ("europe-west4", true),
+    ("europe-west6", true),
+    ("europe-west8", true),
+    ("europe-west9", true),
+    ("me-central1", true),
+    ("me-central2", true),
+    ("me-west1", true),
+    ("northamerica-northeast1", true),
+    ("northamerica-northeast2", true),
+    ("northamerica-south1", false),
+    ("southamerica-east1", true),
+    ("southamerica-west1", true),
+    ("us-central1", true),
+    ("us-central2", true),
+    ("us-east1", true),
+    ("us-east4", true),
+    ("us-east5", true),
+    ("us-east7", true),
+    ("us-south1", true),
+    ("us-west1", true),
+    ("us-west2", true),
+    ("us-west3", true),
+    ("us-west4", true),
+    ("us-west8", false),
+];
+
+/// Every Artifact Registry Docker host: multi-regions, regions and regional endpoints.
+pub fn artifact_registry_hosts() -> Vec<String> {
+    let mut hosts: Vec<String> = AR_MULTI_REGIONS
+        .iter()
+        .map(|r| format!("{r}-docker.pkg.dev"))
+        .collect();
+    for (region, has_rep) in AR_REGIONS {
+        hosts.push(format!("{region}-docker.pkg.dev"));
+        if has_rep {
+            hosts.push(format!("docker.{region}.rep.pkg.dev"));
+        }
+    }
+    hosts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hosts::{self, HostClass};
+
+    fn all() -> Vec<String> {
+        let mut v: Vec<String> = GCR_HOSTS.iter().map(|h| h.to_string()).collect();
+        v.extend(artifact_registry_hosts());
+        v
+    }
+
+    #[test]
+    fn the_host_list_has_no_duplicates() {
+        let hosts = all();
+        let unique: std::collections::BTreeSet<&String> = hosts.iter().collect();
+        assert_eq!(unique.len(), hosts.len());
+        let regions: std::collections::BTreeSet<&str> =
+            AR_REGIONS.iter().map(|(r, _)| *r).collect();
+        assert_eq!(regions.len(), AR_REGIONS.len());
+    }
+
+    #[test]
+    fn every_listed_host_passes_the_host_policy() {
+        for host in all() {
+            let r = hosts::normalise(&host).unwrap();
+            assert_eq!(hosts::classify(&r, &[]), HostClass::Google, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_full_set_is_ninety_six_hosts() {
+        assert_eq!(all().len(), 96);
+    }
+}

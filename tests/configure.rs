@@ -1,0 +1,626 @@
+//! `configure-docker`, `configure-mirror`, `doctor` and `print-access-token`, run as a user
+//! would, against real files in a temporary HOME.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::*;
+
+/// A config.json as people really have them: logins, a credsStore, other helpers, headers,
+/// proxies, plugins, features, aliases, keys from the future and non-ASCII text.
+const REAL_WORLD: &str = r#"{
+	"auths": {
+		"https://index.docker.io/v1/": {},
+		"registry.example.com": {"auth": "dXNlcjpwYXNz", "identitytoken": "tok"}
+	},
+	"credsStore": "desktop",
+	"credHelpers": {
+		"123456789012.dkr.ecr.us-east-1.amazonaws.com": "ecr-login",
+		"gcr.io": "gcloud"
+	},
+	"HttpHeaders": {"User-Agent": "Docker-Client/28 (linux)", "X-Meta-Team": "plateforme-données ☃"},
+	"proxies": {"default": {"httpProxy": "http://proxy.example:3128", "noProxy": "*.test.example"}},
+	"plugins": {"compose": {"hooks": "build"}},
+	"cliPluginsExtraDirs": ["/opt/docker/plugins"],
+	"features": {"hooks": "true"},
+	"aliases": {"builder": "buildx"},
+	"detachKeys": "ctrl-e,e",
+	"psFormat": "table {{.ID}}\t{{.Names}}",
+	"currentContext": "remote",
+	"zzFutureKey": {"nested": [1, 2.5, true, null, "x"], "empty": {}}
+}
+"#;
+
+struct Setup {
+    env: Env,
+    docker_dir: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let mut env = Env::new();
+        let docker_dir = env.path("docker");
+        env.set("DOCKER_CONFIG", docker_dir.display().to_string());
+        let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
+        env.set(
+            "PATH",
+            format!("{bin_dir}:{}", std::env::var("PATH").unwrap()),
+        );
+        Setup { env, docker_dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.docker_dir.join("config.json")
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(&self.docker_dir).unwrap();
+        std::fs::write(self.config(), text).unwrap();
+    }
+
+    fn read_json(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.config()).unwrap()).unwrap()
+    }
+
+    fn configure(&self, args: &[&str]) -> Output {
+        let mut all = vec!["configure-docker"];
+        all.extend_from_slice(args);
+        self.env.run(&all, b"")
+    }
+
+    /// A fake `docker` that reports `version`, first on PATH; `None` removes docker from PATH.
+    fn docker_version(&mut self, version: Option<&str>) {
+        let fake = self.env.path("fakebin");
+        std::fs::create_dir_all(&fake).unwrap();
+        let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
+        if let Some(v) = version {
+            let script = fake.join("docker");
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\necho {v}\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n"
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        self.env.set(
+            "PATH",
+            format!("{}:{bin_dir}:/usr/bin:/bin", fake.display()),
+        );
+    }
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
+    let s = Setup::new();
+    s.write_config(REAL_WORLD);
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let before: Value = serde_json::from_str(REAL_WORLD).unwrap();
+    let after = s.read_json();
+    assert_eq!(
+        keys(&before),
+        keys(&after),
+        "top-level keys and their order are kept"
+    );
+    for (k, v) in before.as_object().unwrap() {
+        if k != "credHelpers" {
+            assert_eq!(&after[k], v, "{k} kept");
+        }
+    }
+    let helpers = after["credHelpers"].as_object().unwrap();
+    assert_eq!(
+        helpers["123456789012.dkr.ecr.us-east-1.amazonaws.com"],
+        "ecr-login"
+    );
+    for host in [
+        "gcr.io",
+        "us.gcr.io",
+        "eu.gcr.io",
+        "asia.gcr.io",
+        "marketplace.gcr.io",
+        "staging-k8s.gcr.io",
+    ] {
+        assert_eq!(helpers[host], "gcp", "{host}");
+    }
+    assert!(
+        out.stderr
+            .contains("gcr.io was handled by docker-credential-gcloud"),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(s.config()).unwrap();
+    assert!(
+        text.starts_with("{\n\t\"auths\": {\n\t\t"),
+        "tab indented like the docker CLI: {text}"
+    );
+}
+
+#[test]
+fn running_it_again_changes_no_byte_and_says_so() {
+    let s = Setup::new();
+    s.write_config(REAL_WORLD);
+    assert_eq!(s.configure(&[]).code, 0);
+    let first = std::fs::read(s.config()).unwrap();
+    let again = s.configure(&[]);
+    assert_eq!(again.code, 0);
+    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    assert_eq!(std::fs::read(s.config()).unwrap(), first);
+}
+
+#[test]
+fn a_new_config_is_private_and_an_existing_one_keeps_its_mode() {
+    let s = Setup::new();
+    assert_eq!(s.configure(&[]).code, 0);
+    assert_eq!(
+        std::fs::metadata(&s.docker_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(s.config()).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let s = Setup::new();
+    s.write_config("{}");
+    std::fs::set_permissions(s.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(s.configure(&[]).code, 0);
+    assert_eq!(
+        std::fs::metadata(s.config()).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
+#[test]
+fn a_symlinked_config_is_followed_and_the_link_kept() {
+    let s = Setup::new();
+    let real = s.env.path("dotfiles/docker-config.json");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, r#"{"auths": {}}"#).unwrap();
+    std::fs::create_dir_all(&s.docker_dir).unwrap();
+    std::os::unix::fs::symlink(&real, s.config()).unwrap();
+    assert_eq!(s.configure(&[]).code, 0);
+    assert!(
+        std::fs::symlink_metadata(s.config())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let target: Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+    assert_eq!(target["credHelpers"]["gcr.io"], "gcp");
+    assert_eq!(target["auths"], serde_json::json!({}));
+}
+
+#[test]
+fn a_malformed_config_is_never_touched() {
+    let s = Setup::new();
+    let broken = "{\n\t\"auths\": {\n\t\t\"x\": {},\n\t}\n}\n";
+    s.write_config(broken);
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("line 4") && out.stderr.contains("not valid JSON"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(s.config()).unwrap(), broken);
+    let leftovers: Vec<_> = std::fs::read_dir(&s.docker_dir).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left");
+}
+
+#[test]
+fn concurrent_runs_lose_no_entry() {
+    let s = Setup::new();
+    s.write_config(REAL_WORLD);
+    let hosts: Vec<String> = (0..20).map(|i| format!("r{i}-docker.pkg.dev")).collect();
+    let children: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            s.env
+                .command(&["configure-docker", "--registries", h])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let after = s.read_json();
+    for h in &hosts {
+        assert_eq!(after["credHelpers"][h], "gcp", "{h} survived");
+    }
+    assert_eq!(
+        after["credHelpers"]["123456789012.dkr.ecr.us-east-1.amazonaws.com"],
+        "ecr-login"
+    );
+    assert_eq!(after["zzFutureKey"]["nested"][1], 2.5);
+}
+
+#[test]
+fn dry_run_prints_the_diff_and_writes_nothing() {
+    let s = Setup::new();
+    s.write_config(r#"{"auths": {}}"#);
+    let out = s.configure(&["--dry-run", "--registries", "gcr.io,us-docker.pkg.dev"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("+\t\t\"gcr.io\": \"gcp\",")
+            && out.stdout.contains("+\t\t\"us-docker.pkg.dev\": \"gcp\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("-{\"auths\": {}}"), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(s.config()).unwrap(),
+        r#"{"auths": {}}"#
+    );
+}
+
+#[test]
+fn remove_takes_out_only_our_entries() {
+    let s = Setup::new();
+    s.write_config(REAL_WORLD);
+    assert_eq!(s.configure(&["--include-artifact-registry"]).code, 0);
+    let out = s.configure(&["--remove"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let after = s.read_json();
+    let helpers = after["credHelpers"].as_object().unwrap();
+    assert_eq!(
+        keys(&after["credHelpers"]),
+        vec!["123456789012.dkr.ecr.us-east-1.amazonaws.com"]
+    );
+    assert_eq!(helpers.len(), 1);
+    assert_eq!(
+        after["auths"],
+        serde_json::from_str::<Value>(REAL_WORLD).unwrap()["auths"]
+    );
+}
+
+#[test]
+fn artifact_registry_adds_every_host_and_warns_about_build_cost() {
+    let s = Setup::new();
+    let out = s.configure(&["--include-artifact-registry"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let after = s.read_json();
+    let helpers = after["credHelpers"].as_object().unwrap();
+    assert_eq!(helpers.len(), 96);
+    for host in [
+        "us-docker.pkg.dev",
+        "europe-west1-docker.pkg.dev",
+        "docker.us-central1.rep.pkg.dev",
+        "asia-docker.pkg.dev",
+    ] {
+        assert_eq!(helpers[host], "gcp", "{host}");
+    }
+    assert!(
+        out.stderr.contains("96 credHelpers entries"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn declared_extra_registries_are_configured_too() {
+    let mut s = Setup::new();
+    s.env.set(
+        "DOCKER_CREDENTIAL_GCP_REGISTRIES",
+        "ar-proxy.corp.example:8443",
+    );
+    assert_eq!(s.configure(&[]).code, 0);
+    assert_eq!(
+        s.read_json()["credHelpers"]["ar-proxy.corp.example:8443"],
+        "gcp"
+    );
+}
+
+#[test]
+fn bucket_hosts_and_foreign_hosts_are_refused_and_nothing_is_written() {
+    let s = Setup::new();
+    s.write_config(REAL_WORLD);
+    for (hosts, needle) in [
+        ("gcr.io,b.gcr.io", "no longer served"),
+        ("bucket.gcr.io", "no longer served"),
+        ("quay.io", "not a Google registry"),
+    ] {
+        let out = s.configure(&["--registries", hosts]);
+        assert_eq!(out.code, 1, "{hosts}");
+        assert!(
+            out.stderr.contains(needle) && out.stderr.contains("Nothing was written"),
+            "{hosts}: {}",
+            out.stderr
+        );
+        assert_eq!(std::fs::read_to_string(s.config()).unwrap(), REAL_WORLD);
+    }
+}
+
+#[test]
+fn old_docker_clients_get_a_warning_or_a_refusal() {
+    let mut s = Setup::new();
+    s.docker_version(Some("17.12.1-ce"));
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("older than 18.03") && out.stderr.contains("upgrade"),
+        "{}",
+        out.stderr
+    );
+
+    let mut s = Setup::new();
+    s.docker_version(Some("1.5.0"));
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("Docker 1.5.0 cannot talk to Google's registries"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.config().exists(), "nothing written");
+
+    let mut s = Setup::new();
+    s.docker_version(None);
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("docker CLI is not installed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_helper_missing_from_path_is_reported_with_the_fix() {
+    let mut s = Setup::new();
+    s.env.set("PATH", "/usr/bin:/bin");
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains("docker-credential-gcp is not on PATH")
+            && out.stderr.contains("export PATH="),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn doctor_passes_on_a_healthy_set_up() {
+    let server = token_endpoint(3600);
+    let mut s = Setup::new();
+    s.env.use_service_account(&server.url("/token"));
+    assert_eq!(s.configure(&[]).code, 0);
+    let out = s.env.run(&["doctor"], b"");
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    for needle in [
+        "✓ docker-credential-gcp is on PATH",
+        "✓ 6 Google registries use docker-credential-gcp",
+        "✓ a Google access token is available; it expires in ",
+        "all checks passed",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
+    }
+    let token = creds(&s.env.get("gcr.io")).2;
+    assert!(
+        !out.stdout.contains(&token) && !out.stderr.contains(&token),
+        "doctor never prints the token"
+    );
+}
+
+#[test]
+fn doctor_fails_on_a_broken_set_up_and_names_each_fix() {
+    let mut s = Setup::new();
+    s.write_config(r#"{"credHelpers": {"b.gcr.io": "gcp", "gcr.io": "gcloud"}}"#);
+    s.env.set("PATH", "/usr/bin:/bin");
+    let out = s.env.run(&["doctor"], b"");
+    assert_eq!(out.code, 1);
+    for needle in [
+        "✗ docker-credential-gcp is not on PATH",
+        "✗ no Google registry in",
+        "fix: run `docker-credential-gcp configure-docker`",
+        "✗ deprecated bucket hosts in credHelpers: b.gcr.io",
+        "gcr.io → docker-credential-gcloud",
+        "✗ no token source is present",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn print_access_token_prints_only_the_token() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    let out = env.run(&["print-access-token"], b"");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "ya29.test-1\n"),
+        "{}",
+        out.stderr
+    );
+    let none = Env::new().run(&["print-access-token"], b"");
+    assert_eq!(none.code, 1);
+    assert!(
+        none.stdout.is_empty() && none.stderr.contains("gcloud auth login"),
+        "{}",
+        none.stderr
+    );
+}
+
+#[test]
+fn configure_mirror_adds_the_mirror_to_daemon_json_keeping_everything() {
+    let env = Env::new();
+    let daemon = env.path("etc/docker/daemon.json");
+    std::fs::create_dir_all(daemon.parent().unwrap()).unwrap();
+    let original = r#"{"log-driver": "journald", "registry-mirrors": ["https://mirror.example.com"], "insecure-registries": ["10.0.0.0/8"], "features": {"buildkit": true}}"#;
+    std::fs::write(&daemon, original).unwrap();
+    let path = daemon.display().to_string();
+
+    let dry = env.run(
+        &["configure-mirror", "--daemon-json", &path, "--dry-run"],
+        b"",
+    );
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains("+\t\t\"https://mirror.gcr.io\""),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&daemon).unwrap(), original);
+
+    let out = env.run(&["configure-mirror", "--daemon-json", &path], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("systemctl restart docker")
+            && out.stderr.contains("docker system info"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("rate limits") && out.stderr.contains("falls back")
+            || out.stderr.contains("fall back"),
+        "{}",
+        out.stderr
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap()).unwrap();
+    assert_eq!(
+        v["registry-mirrors"],
+        serde_json::json!(["https://mirror.example.com", "https://mirror.gcr.io"])
+    );
+    assert_eq!(
+        keys(&v),
+        vec![
+            "log-driver",
+            "registry-mirrors",
+            "insecure-registries",
+            "features"
+        ]
+    );
+    let again = env.run(&["configure-mirror", "--daemon-json", &path], b"");
+    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+
+    assert_eq!(
+        env.run(
+            &["configure-mirror", "--daemon-json", &path, "--remove"],
+            b""
+        )
+        .code,
+        0
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap()).unwrap();
+    assert_eq!(
+        v["registry-mirrors"],
+        serde_json::json!(["https://mirror.example.com"])
+    );
+}
+
+#[test]
+fn configure_mirror_writes_containerd_and_podman_files_and_removes_them_again() {
+    let env = Env::new();
+    let hosts_dir = env.path("certs.d");
+    let conf = env.path("registries.conf");
+    let theirs = "unqualified-search-registries = [\"docker.io\", \"quay.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n";
+    std::fs::write(&conf, theirs).unwrap();
+    let (h, c) = (hosts_dir.display().to_string(), conf.display().to_string());
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--containerd",
+            "--hosts-dir",
+            &h,
+            "--podman",
+            "--registries-conf",
+            &c,
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let hosts_toml = std::fs::read_to_string(hosts_dir.join("docker.io/hosts.toml")).unwrap();
+    assert!(
+        hosts_toml.contains("server = \"https://registry-1.docker.io\"")
+            && hosts_toml.contains("[host.\"https://mirror.gcr.io\"]"),
+        "{hosts_toml}"
+    );
+    let podman = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        podman.starts_with(theirs.trim_end())
+            && podman.contains("[[registry.mirror]]\nlocation = \"mirror.gcr.io\""),
+        "{podman}"
+    );
+    assert_eq!(
+        podman.matches("[[registry]]").count(),
+        1,
+        "joins the existing docker.io entry: {podman}"
+    );
+
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--containerd",
+            "--hosts-dir",
+            &h,
+            "--podman",
+            "--registries-conf",
+            &c,
+            "--remove",
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), theirs);
+    assert_eq!(
+        std::fs::read_to_string(hosts_dir.join("docker.io/hosts.toml")).unwrap(),
+        ""
+    );
+}
+
+#[test]
+fn configure_mirror_refuses_malformed_files() {
+    let env = Env::new();
+    let conf = env.path("registries.conf");
+    std::fs::write(&conf, "[[registry]\nlocation = ").unwrap();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--podman",
+            "--registries-conf",
+            &conf.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("is not valid TOML"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "[[registry]\nlocation = "
+    );
+    let daemon = env.path("daemon.json");
+    std::fs::write(&daemon, "{\"a\": }").unwrap();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--daemon-json",
+            &daemon.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("line 1"), "{}", out.stderr);
+}
