@@ -4,17 +4,20 @@
 #   ./install.sh                  build with cargo, install to ~/.local/bin (root: /usr/local/bin)
 #   ./install.sh --prefix DIR     install to DIR/bin
 #   ./install.sh --binary PATH    install PATH instead of building
+#   ./install.sh --no-configure   do not run `docker-credential-gcp configure-docker` afterwards
 #   ./install.sh --uninstall      remove the installed binary
 #
-# Safe to run again: it replaces the binary atomically and changes nothing else.
+# Safe to run again: it replaces the binary atomically, and configure-docker changes nothing
+# that is already set up. Extra arguments after -- go to configure-docker.
 set -eu
 
 name=docker-credential-gcp
 if [ "$(id -u)" = 0 ]; then prefix=/usr/local; else prefix="$HOME/.local"; fi
 binary=
 uninstall=no
+configure=yes
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,6 +26,8 @@ while [ $# -gt 0 ]; do
     --binary) [ $# -ge 2 ] || { echo "install.sh: --binary needs a path" >&2; exit 2; }; binary=$2; shift 2 ;;
     --binary=*) binary=${1#--binary=}; shift ;;
     --uninstall) uninstall=yes; shift ;;
+    --no-configure) configure=no; shift ;;
+    --) shift; break ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -62,9 +67,10 @@ case ":$PATH:" in
      echo "  export PATH=\"$bindir:\$PATH\"" ;;
 esac
 
-cat <<TXT
-Next: map Google registries to the helper in ~/.docker/config.json, for example
-  "credHelpers": { "gcr.io": "gcp", "us.gcr.io": "gcp", "eu.gcr.io": "gcp",
-                   "asia.gcr.io": "gcp", "us-docker.pkg.dev": "gcp" }
-and check with:  echo gcr.io | $target get
-TXT
+if [ "$configure" = yes ]; then
+  echo "running: $target configure-docker $*"
+  "$target" configure-docker "$@"
+else
+  echo "skipped configure-docker; run it later: $target configure-docker [--include-artifact-registry]"
+fi
+echo "check the set-up with: $target doctor"
