@@ -98,6 +98,55 @@ impl Http {
         self.send(req, deadline)
     }
 
+    /// POSTs `form` as `application/x-www-form-urlencoded` with extra `headers` (for example
+    /// HTTP Basic client authentication).
+    pub fn post_form_with_headers(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        form: &[(&str, &str)],
+        deadline: Instant,
+    ) -> Result<Response> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = http::Request::post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(body).context("invalid request")?, deadline)
+    }
+
+    /// POSTs `body` as `application/json` with extra `headers` (for example a bearer token).
+    pub fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+        deadline: Instant,
+    ) -> Result<Response> {
+        let mut req = http::Request::post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(body.to_string()).context("invalid request")?;
+        self.send(req, deadline)
+    }
+
+    /// Sends an empty-bodied PUT (the AWS IMDSv2 session-token request).
+    pub fn put(&self, url: &str, headers: &[(&str, &str)], deadline: Instant) -> Result<Response> {
+        let mut req = http::Request::put(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(String::new()).context("invalid request")?;
+        self.send(req, deadline)
+    }
+
     fn send(&self, req: http::Request<String>, deadline: Instant) -> Result<Response> {
         let client = &self.client;
         self.block_on(deadline, async move {
@@ -153,6 +202,29 @@ pub fn check_url(url: &str) -> Result<()> {
         Some("http") => bail!("refusing to send credentials over plain http to {host}; use https"),
         _ => bail!("{url:?} is not an https URL"),
     }
+}
+
+/// Like [`check_url`], but plain HTTP is also accepted to the link-local cloud instance
+/// metadata addresses (`169.254.169.254`, and AWS's IPv6 `fd00:ec2::254`). Real workload
+/// identity files point there over http (AWS IMDS, Azure IMDS), and the address is only
+/// reachable from inside the VM, so there is no network path to protect.
+pub fn check_url_or_instance_metadata(url: &str) -> Result<()> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a valid URL"))?;
+    let host = uri.host().unwrap_or_default();
+    if uri.scheme_str() == Some("http") && is_instance_metadata(host) {
+        return Ok(());
+    }
+    check_url(url)
+}
+
+fn is_instance_metadata(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let metadata_v4 = std::net::IpAddr::from([169, 254, 169, 254]);
+    let metadata_v6 = std::net::IpAddr::from([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]);
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip == metadata_v4 || ip == metadata_v6)
 }
 
 pub fn is_loopback(host: &str) -> bool {
@@ -247,6 +319,27 @@ mod tests {
         assert!(check_url("http://127.0.0.1.evil.com/token").is_err());
         assert!(check_url("ftp://x/token").is_err());
         assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn plain_http_to_instance_metadata_is_allowed_only_where_asked() {
+        for url in [
+            "http://169.254.169.254/latest/meta-data/placement/availability-zone",
+            "http://[fd00:ec2::254]/latest/api/token",
+            "http://127.0.0.1:9/x",
+            "https://sts.amazonaws.com",
+        ] {
+            assert!(check_url_or_instance_metadata(url).is_ok(), "{url}");
+        }
+        assert!(check_url("http://169.254.169.254/x").is_err());
+        for url in [
+            "http://169.254.169.253/x",
+            "http://169.254.169.254.evil.com/x",
+            "http://[fd00:ec2::255]/x",
+            "ftp://169.254.169.254/x",
+        ] {
+            assert!(check_url_or_instance_metadata(url).is_err(), "{url}");
+        }
     }
 
     #[test]

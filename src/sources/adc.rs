@@ -3,8 +3,10 @@
 //!
 //! `service_account` keys are minted by yup-oauth2 (JWT bearer grant at the key's own
 //! `token_uri`). `authorized_user` files are refreshed here, because yup-oauth2 posts them to a
-//! fixed Google URL and ignores the file's `token_uri`. Error messages name the file and the
-//! step, never a key, secret or token.
+//! fixed Google URL and ignores the file's `token_uri`. `external_account`,
+//! `external_account_authorized_user` and `impersonated_service_account` files are handed to
+//! `external.rs` and `impersonated.rs`; this module only dispatches on the file's `type`.
+//! Error messages name the file and the step, never a key, secret or token.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{MintContext, SCOPE, gcloud};
+use super::{MintContext, SCOPE, external, gcloud, impersonated};
 use crate::cache::Token;
 use crate::http;
 use crate::secret::Secret;
@@ -37,14 +39,9 @@ pub fn mint(path: &Path, explicit: bool, ctx: &mut MintContext) -> Result<Token>
     match kind {
         "service_account" => service_account(path, &bytes, ctx),
         "authorized_user" => authorized_user(path, doc, ctx),
-        "external_account"
-        | "external_account_authorized_user"
-        | "impersonated_service_account" => bail!(
-            "{}: unsupported credential type {kind:?} (workload identity federation and \
-             impersonation are not supported yet); use a service account key or \
-             `gcloud auth application-default login`",
-            path.display()
-        ),
+        "external_account" => external::mint_external_account(path, doc, ctx),
+        "external_account_authorized_user" => external::mint_authorized_user(path, doc, ctx),
+        "impersonated_service_account" => impersonated::mint(path, doc, ctx),
         "" => bail!(
             "{} has no \"type\" field; it is not a Google credentials file",
             path.display()
@@ -83,7 +80,7 @@ struct ServiceAccountFields {
     token_uri: Option<String>,
 }
 
-fn service_account(path: &Path, bytes: &[u8], ctx: &mut MintContext) -> Result<Token> {
+pub(super) fn service_account(path: &Path, bytes: &[u8], ctx: &mut MintContext) -> Result<Token> {
     let fields: ServiceAccountFields = serde_json::from_slice(bytes).map_err(|e| {
         anyhow!(
             "{}: not a valid service account key ({})",
@@ -142,7 +139,7 @@ struct AuthorizedUser {
     token_uri: Option<String>,
 }
 
-fn authorized_user(path: &Path, doc: Value, ctx: &mut MintContext) -> Result<Token> {
+pub(super) fn authorized_user(path: &Path, doc: Value, ctx: &mut MintContext) -> Result<Token> {
     let user: AuthorizedUser = serde_json::from_value(doc).map_err(|e| {
         anyhow!(
             "{}: not a valid authorized_user file ({})",
@@ -172,7 +169,7 @@ fn authorized_user(path: &Path, doc: Value, ctx: &mut MintContext) -> Result<Tok
 }
 
 /// A serde error reduced to its category and position: serde's messages can quote values.
-fn field_error(e: &serde_json::Error) -> String {
+pub(super) fn field_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     if let Some(field) = text.strip_prefix("missing field ") {
         return format!(

@@ -6,7 +6,10 @@
 //! and runs only when the cache cannot answer.
 
 mod adc;
+mod aws;
+mod external;
 mod gcloud;
+mod impersonated;
 mod metadata;
 
 use std::path::PathBuf;
