@@ -1,0 +1,749 @@
+//! End-to-end rig: a real registry (Debian's `docker-registry`, distribution 2.8) behind
+//! gcr.io-style token authentication, a registry token server that only honours access tokens
+//! the test's Google token endpoint really issued (or a service-account key, `_json_key`), a
+//! hand-built OCI image, and a wrapper that records every call real clients make to the helper.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+use super::*;
+
+/// Access tokens the test's Google token endpoint issued (and any the test registers itself,
+/// such as the token gcloud reads from its `auth/access_token_file`).
+pub type Issued = Arc<Mutex<HashSet<String>>>;
+
+pub const SERVICE: &str = "e2e-registry";
+pub const ISSUER: &str = "e2e-token-issuer";
+
+// ---------------------------------------------------------------------------------------------
+// A minimal HTTP/1.1 client for loopback peers.
+
+pub struct HttpReply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+pub fn http(
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<HttpReply> {
+    let mut conn = TcpStream::connect(host)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut out = format!("{method} {target} HTTP/1.1\r\n");
+    let mut has_host = false;
+    for (k, v) in headers {
+        if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("connection") {
+            continue;
+        }
+        has_host |= k.eq_ignore_ascii_case("host");
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_host {
+        out.push_str(&format!("Host: {host}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    conn.write_all(out.as_bytes())?;
+    conn.write_all(body)?;
+    let mut raw = Vec::new();
+    conn.take(64 * 1024 * 1024).read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP head"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status"))?;
+    Ok(HttpReply {
+        status,
+        head,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Google's token endpoint, remembering what it issued.
+
+/// `support::token_endpoint` (which verifies the service-account JWT grant) behind a recording
+/// proxy: every access token it issues is added to `issued`, so the registry token server can
+/// tell a real token from a made-up one.
+pub struct GoogleEndpoint {
+    pub server: Server,
+    _inner: Server,
+}
+
+impl GoogleEndpoint {
+    /// Issues tokens valid for `expires_in` seconds.
+    pub fn start(issued: Issued, expires_in: u64) -> GoogleEndpoint {
+        let inner = token_endpoint(expires_in);
+        let inner_host = inner.host();
+        let server = Server::start(move |req| {
+            // The Host header is forwarded as sent, so the JWT's `aud` is checked against this
+            // proxy's URL, the key's `token_uri`.
+            let reply = http(
+                &inner_host,
+                &req.method,
+                &req.target,
+                &req.headers,
+                &req.body,
+            )
+            .expect("token endpoint answers");
+            if reply.status == 200 {
+                let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+                let token = v["access_token"].as_str().unwrap().to_owned();
+                issued.lock().unwrap().insert(token);
+            }
+            Reply {
+                status: reply.status,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: reply.body,
+            }
+        });
+        GoogleEndpoint {
+            server,
+            _inner: inner,
+        }
+    }
+
+    pub fn token_uri(&self) -> String {
+        self.server.url("/token")
+    }
+
+    /// Token requests made (successful or not).
+    pub fn count(&self) -> usize {
+        self.server.count()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry token server (the `realm`), in the style of gcr.io.
+
+pub fn fixture_e2e(name: &str) -> PathBuf {
+    fixture("e2e").join(name)
+}
+
+struct Signer {
+    key: ring::signature::RsaKeyPair,
+    cert_b64: String,
+    rng: ring::rand::SystemRandom,
+}
+
+impl Signer {
+    fn load() -> Signer {
+        let pk8 = std::fs::read(fixture_e2e("token-signer.pk8")).unwrap();
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&pk8).expect("PKCS#8 RSA key");
+        let pem = std::fs::read_to_string(fixture_e2e("token-signer.crt")).unwrap();
+        // x5c holds standard (not URL-safe) base64 DER: exactly the PEM body.
+        let cert_b64: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .concat();
+        STANDARD.decode(&cert_b64).expect("certificate PEM body");
+        Signer {
+            key,
+            cert_b64,
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+
+    fn jwt(&self, claims: &serde_json::Value) -> String {
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [self.cert_b64]});
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut sig = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                signed.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+}
+
+/// The credentials a client presented to the token server: `None` for an anonymous request.
+pub fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    let value = req.header("authorization")?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+/// Whether a `_json_key` password is the test service account's key.
+fn is_test_key(json: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    let pem = std::fs::read_to_string(fixture("test-sa-key.pem")).unwrap();
+    v["type"] == "service_account"
+        && v["client_email"] == SA_EMAIL
+        && v["private_key"].as_str() == Some(pem.as_str())
+}
+
+/// `repository:test/img:pull,push` → `{type, name, actions}`.
+fn access_entry(scope: &str) -> Option<serde_json::Value> {
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
+    Some(serde_json::json!({"type": kind, "name": name, "actions": actions}))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The realm: `GET /token?service=…&scope=…` with HTTP Basic `oauth2accesstoken:<token>` (an
+/// issued token) or `_json_key:<key JSON>`; anything else, anonymous included, gets 401.
+pub fn token_server(issued: Issued) -> Server {
+    let signer = Signer::load();
+    let jti = AtomicUsize::new(0);
+    Server::start(move |req| {
+        let denied = |why: &str| {
+            Reply::json(
+                401,
+                serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": why}]}),
+            )
+            .with_header("WWW-Authenticate", "Basic realm=\"e2e token server\"")
+        };
+        if req.path() != "/token" {
+            return Reply::json(404, serde_json::json!({"errors": [{"code": "NOT_FOUND"}]}));
+        }
+        let subject = match basic_credentials(req) {
+            None => return denied("anonymous access is not allowed"),
+            Some((user, token)) if user == "oauth2accesstoken" => {
+                if !issued.lock().unwrap().contains(&token) {
+                    return denied("unknown access token");
+                }
+                "oauth2accesstoken".to_owned()
+            }
+            Some((user, key)) if user == "_json_key" => {
+                if !is_test_key(&key) {
+                    return denied("invalid service-account key");
+                }
+                SA_EMAIL.to_owned()
+            }
+            Some(_) => return denied("unknown user"),
+        };
+        let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut service = String::new();
+        let mut access = Vec::new();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "service" => service = v.into_owned(),
+                "scope" => access.extend(v.split(' ').filter_map(access_entry)),
+                _ => {}
+            }
+        }
+        if service != SERVICE {
+            return denied("unknown service");
+        }
+        let now = unix_now();
+        let claims = serde_json::json!({
+            "iss": ISSUER,
+            "sub": subject,
+            "aud": SERVICE,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": format!("e2e-{}", jti.fetch_add(1, Ordering::SeqCst)),
+            "access": access,
+        });
+        let token = signer.jwt(&claims);
+        Reply::json(
+            200,
+            serde_json::json!({"token": token, "access_token": token, "expires_in": 300}),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry: distribution 2.8 (`docker-registry serve`).
+
+pub struct Registry {
+    pub host: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+/// A free loopback port, chosen by the OS and released for the registry to bind.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    /// A registry that demands a token from `realm` (`None`: an open registry).
+    pub fn start(realm: Option<&str>) -> Registry {
+        // The port is chosen free and released; should another process take it meanwhile, the
+        // registry exits with "address already in use" and is started again on another port.
+        for _ in 0..3 {
+            let mut registry = Registry::spawn(realm);
+            match registry.wait_ready() {
+                Ok(()) => return registry,
+                Err(log) if log.contains("address already in use") => continue,
+                Err(log) => panic!("docker-registry did not start:\n{log}"),
+            }
+        }
+        panic!("docker-registry found no free port in 3 attempts");
+    }
+
+    fn spawn(realm: Option<&str>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let auth = match realm {
+            Some(realm) => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                fixture_e2e("token-signer.crt").display()
+            ),
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: debug\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: e2e-not-a-secret\n{auth}",
+            dir.path().join("storage").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        Registry { host, dir, child }
+    }
+
+    /// Polls /v2/ (bounded: 10 s) until the registry answers; `Err(log)` if it exits or never
+    /// answers.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("exited ({status}):\n{}", self.log()));
+            }
+            if let Ok(reply) = http(&self.host, "GET", "/v2/", &[], b"")
+                && (reply.status == 200 || reply.status == 401)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("no answer on /v2/:\n{}", self.log()))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A one-layer OCI image layout, built by hand.
+
+pub struct OciImage {
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub layer_digest: String,
+    pub diff_id: String,
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A tar archive with one regular file.
+fn tar_one_file(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    let put = |h: &mut [u8; 512], at: usize, s: &[u8]| h[at..at + s.len()].copy_from_slice(s);
+    put(&mut header, 0, name.as_bytes());
+    put(&mut header, 100, b"0000644\0");
+    put(&mut header, 108, b"0000000\0");
+    put(&mut header, 116, b"0000000\0");
+    put(
+        &mut header,
+        124,
+        format!("{:011o}\0", content.len()).as_bytes(),
+    );
+    put(&mut header, 136, b"14000000000\0"); // a fixed mtime: reproducible digests
+    put(&mut header, 148, b"        ");
+    header[156] = b'0';
+    put(&mut header, 257, b"ustar\0");
+    put(&mut header, 263, b"00");
+    put(&mut header, 265, b"root");
+    put(&mut header, 297, b"root");
+    let sum: u32 = header.iter().map(|&b| b as u32).sum();
+    put(&mut header, 148, format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(content);
+    tar.resize(tar.len().div_ceil(512) * 512, 0);
+    tar.resize(tar.len() + 1024, 0);
+    tar
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// gzip with stored (uncompressed) deflate blocks: valid gzip, so clients keep the layer as is.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let chunks: Vec<&[u8]> = data.chunks(65535).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        out.push(u8::from(i + 1 == chunks.len()));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Writes an OCI image layout with one image tagged `tag` into `dir`.
+pub fn write_oci_image(dir: &Path, tag: &str, file_content: &str) -> OciImage {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let digest = sha256(data);
+        std::fs::write(blobs.join(&digest["sha256:".len()..]), data).unwrap();
+        digest
+    };
+    let tar = tar_one_file("hello.txt", file_content.as_bytes());
+    let diff_id = sha256(&tar);
+    let layer = gzip_stored(&tar);
+    let layer_digest = put(&layer);
+    let config = serde_json::json!({
+        "architecture": go_arch(),
+        "os": "linux",
+        "config": {"Cmd": ["/hello.txt"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    })
+    .to_string();
+    let config_digest = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": layer_digest,
+            "size": layer.len(),
+        }],
+    })
+    .to_string();
+    let manifest_digest = put(manifest.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    OciImage {
+        manifest_digest,
+        config_digest,
+        layer_digest,
+        diff_id,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording what clients ask the helper.
+
+/// One run of the helper by a client: the verb, its stdin (newlines as spaces), exit code and
+/// stdout.
+#[derive(Debug, Clone)]
+pub struct HelperCall {
+    pub verb: String,
+    pub input: String,
+    pub code: i32,
+    pub output: String,
+}
+
+/// Writes `docker-credential-gcp` into `dir`: a shell wrapper that runs the built helper with
+/// the same argv and stdin and appends the call to `$E2E_HELPER_CALLS`.
+pub fn write_helper_wrapper(dir: &Path) {
+    let script = format!(
+        r#"#!/bin/sh
+in=$(mktemp) || exit 1
+cat > "$in"
+out=$("{bin}" "$@" < "$in")
+rc=$?
+if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+line=$(printf '%s\t%s\t%s\t%s' "$1" "$(tr '\n\t' '  ' < "$in")" "$rc" "$(printf '%s' "$out" | tr '\n\t' '  ')")
+printf '%s\n' "$line" >> "$E2E_HELPER_CALLS"
+rm -f "$in"
+exit $rc
+"#,
+        bin = BIN
+    );
+    let path = dir.join("docker-credential-gcp");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+pub fn read_helper_calls(path: &Path) -> Vec<HelperCall> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.splitn(4, '\t').collect();
+            HelperCall {
+                verb: f[0].to_owned(),
+                input: f.get(1).copied().unwrap_or("").trim().to_owned(),
+                code: f.get(2).and_then(|c| c.parse().ok()).unwrap_or(-1),
+                output: f.get(3).copied().unwrap_or("").to_owned(),
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole rig.
+
+/// Counts at a point in time, to look only at what happened after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    realm: usize,
+    calls: usize,
+    google: usize,
+}
+
+pub struct Rig {
+    pub env: Env,
+    pub issued: Issued,
+    pub google: GoogleEndpoint,
+    pub realm: Server,
+    pub registry: Registry,
+    /// `127.0.0.1:PORT` of the registry.
+    pub host: String,
+    pub calls: PathBuf,
+    pub docker_config: PathBuf,
+    pub authfile: PathBuf,
+}
+
+impl Rig {
+    /// The registry, its token server, a Google token endpoint, and an environment in which
+    /// docker, skopeo, podman and buildah find the (recorded) helper for the registry host.
+    /// `None` when `docker-registry` or `skopeo` is missing outside CI.
+    pub fn start() -> Option<Rig> {
+        Rig::start_with_token_lifetime(3600)
+    }
+
+    /// Like `start`, with Google access tokens valid for `expires_in` seconds.
+    pub fn start_with_token_lifetime(expires_in: u64) -> Option<Rig> {
+        if !require("docker-registry") || !require("skopeo") {
+            return None;
+        }
+        let issued: Issued = Arc::default();
+        let google = GoogleEndpoint::start(issued.clone(), expires_in);
+        let realm = token_server(issued.clone());
+        let registry = Registry::start(Some(&realm.url("/token")));
+        let host = registry.host.clone();
+        let mut env = Env::new();
+        let bin_dir = env.path("bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        write_helper_wrapper(&bin_dir);
+        env.set(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+        let tmp = env.path("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        env.set("TMPDIR", tmp.display().to_string());
+        let calls = env.path("helper-calls.log");
+        env.set("E2E_HELPER_CALLS", calls.display().to_string());
+        env.set("DOCKER_CREDENTIAL_GCP_REGISTRIES", host.clone());
+        env.use_service_account(&google.token_uri());
+        let docker_config = env.path("docker");
+        std::fs::create_dir_all(&docker_config).unwrap();
+        env.set("DOCKER_CONFIG", docker_config.display().to_string());
+        let authfile = env.path("containers-auth.json");
+        env.set("REGISTRY_AUTH_FILE", authfile.display().to_string());
+        let rig = Rig {
+            env,
+            issued,
+            google,
+            realm,
+            registry,
+            host,
+            calls,
+            docker_config,
+            authfile,
+        };
+        rig.set_cred_helpers(&[&rig.host]);
+        Some(rig)
+    }
+
+    /// Maps `hosts` to the helper in docker's config.json and in the containers auth file.
+    pub fn set_cred_helpers(&self, hosts: &[&str]) {
+        let map: serde_json::Map<String, serde_json::Value> = hosts
+            .iter()
+            .map(|h| (h.to_string(), serde_json::Value::from("gcp")))
+            .collect();
+        let config = serde_json::json!({"auths": {}, "credHelpers": map}).to_string();
+        std::fs::write(self.docker_config.join("config.json"), &config).unwrap();
+        std::fs::write(&self.authfile, &config).unwrap();
+    }
+
+    /// Runs a client program in the rig's environment.
+    pub fn run(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+        run_command(self.env.program(program, args), stdin)
+    }
+
+    /// Like `run`, but the client must succeed.
+    pub fn ok(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+        let out = self.run(program, args, stdin);
+        assert_eq!(
+            out.code,
+            0,
+            "{program} {args:?} failed\nstdout: {}\nstderr: {}\nhelper calls: {:?}\nregistry log tail:\n{}",
+            out.stdout,
+            out.stderr,
+            self.helper_calls(),
+            tail(&self.registry.log(), 40)
+        );
+        out
+    }
+
+    pub fn image_ref(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.host)
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark {
+            realm: self.realm.count(),
+            calls: self.helper_calls().len(),
+            google: self.google.count(),
+        }
+    }
+
+    pub fn helper_calls(&self) -> Vec<HelperCall> {
+        read_helper_calls(&self.calls)
+    }
+
+    pub fn helper_calls_since(&self, mark: Mark) -> Vec<HelperCall> {
+        self.helper_calls().split_off(mark.calls)
+    }
+
+    /// The Basic credentials of each token request since `mark` (`None`: anonymous).
+    pub fn realm_logins_since(&self, mark: Mark) -> Vec<Option<(String, String)>> {
+        self.realm.requests()[mark.realm..]
+            .iter()
+            .map(basic_credentials)
+            .collect()
+    }
+
+    pub fn google_requests_since(&self, mark: Mark) -> usize {
+        self.google.count() - mark.google
+    }
+
+    /// Pushes a fresh test image without involving the helper: with a token registered by the
+    /// test itself, as a separate, already authorised pusher would.
+    pub fn seed_image(&self, repo_tag: &str) -> OciImage {
+        let seed_token = "ya29.e2e-seed-token";
+        self.issued.lock().unwrap().insert(seed_token.to_owned());
+        let layout = self
+            .env
+            .path(&format!("seed-{}", repo_tag.replace(['/', ':'], "-")));
+        let tag = repo_tag.rsplit_once(':').unwrap().1;
+        let image = write_oci_image(&layout, tag, "hello from the e2e seed\n");
+        let creds = format!("oauth2accesstoken:{seed_token}");
+        self.ok(
+            "skopeo",
+            &[
+                "--insecure-policy",
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &creds,
+                &format!("oci:{}:{tag}", layout.display()),
+                &format!("docker://{}", self.image_ref(repo_tag)),
+            ],
+            b"",
+        );
+        image
+    }
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
