@@ -83,14 +83,7 @@ impl JsonFile {
 
     /// The bytes the file would have now, formatted like the docker CLI writes it.
     pub fn render(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-        Value::Object(self.root.clone())
-            .serialize(&mut ser)
-            .map_err(|e| anyhow!("cannot encode {}: {e}", self.path.display()))?;
-        out.push(b'\n');
-        Ok(out)
+        render_map(&self.root).map_err(|e| anyhow!("cannot encode {}: {e}", self.path.display()))
     }
 
     /// Writes the current content atomically, keeping the file's mode (0600 for a new file,
@@ -106,6 +99,16 @@ impl JsonFile {
         }
         files::write_atomic(&self.path, &bytes, self.mode.unwrap_or(0o600))
     }
+}
+
+/// `map` as the docker CLI writes JSON: tab indentation and a final newline.
+pub fn render_map(map: &Map<String, Value>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    map.serialize(&mut ser)?;
+    out.push(b'\n');
+    Ok(out)
 }
 
 trait ClassifyText {

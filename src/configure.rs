@@ -173,7 +173,7 @@ fn wanted_hosts(opts: &Options, settings: &Settings) -> Result<Vec<String>> {
 }
 
 #[derive(Debug)]
-enum Change {
+pub(crate) enum Change {
     Added(String),
     Replaced { host: String, previous: String },
     Removed(String),
@@ -189,7 +189,11 @@ fn helpers_map(root: &mut Map<String, Value>) -> Result<&mut Map<String, Value>,
     }
 }
 
-fn add_entries(root: &mut Map<String, Value>, suffix: &str, hosts: &[String]) -> Vec<Change> {
+pub(crate) fn add_entries(
+    root: &mut Map<String, Value>,
+    suffix: &str,
+    hosts: &[String],
+) -> Vec<Change> {
     let Ok(map) = helpers_map(root) else {
         return Vec::new();
     };

@@ -7,7 +7,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
@@ -115,7 +115,11 @@ pub struct Lock {
     _file: File,
 }
 
-/// Takes the exclusive lock on `path` (creating it, mode 0600), polling until `deadline`.
+/// Takes the exclusive lock on `path` (creating it, mode 0600), waiting until `deadline`.
+///
+/// Waiters block in the kernel (on a helper thread, so the wait can time out) rather than
+/// polling: when the process that mints a token releases the lock, every waiter wakes at once
+/// and finds the fresh token in the cache. This is what keeps a stampede of cold `get`s short.
 pub fn lock(path: &Path, deadline: Instant) -> Result<Lock> {
     let mut options = fs::OpenOptions::new();
     options.create(true).truncate(false).write(true);
@@ -124,24 +128,28 @@ pub fn lock(path: &Path, deadline: Instant) -> Result<Lock> {
     let file = options
         .open(path)
         .with_context(|| format!("cannot open lock file {}", path.display()))?;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(Lock { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => {}
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-            }
+    match file.try_lock() {
+        Ok(()) => return Ok(Lock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => {}
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
         }
-        let now = Instant::now();
-        if now >= deadline {
-            bail!(
-                "timed out waiting for the lock {} held by another process",
-                path.display()
-            );
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = file.lock().map(|()| file);
+        // The receiver may have given up; then the lock is released when this thread's file
+        // handle is dropped (or when the process exits).
+        let _ = tx.send(result);
+    });
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(wait) {
+        Ok(Ok(file)) => Ok(Lock { _file: file }),
+        Ok(Err(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        Err(_) => bail!(
+            "timed out waiting for the lock {} held by another process",
+            path.display()
+        ),
     }
 }
 
@@ -149,6 +157,7 @@ pub fn lock(path: &Path, deadline: Instant) -> Result<Lock> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     #[test]
     fn atomic_write_creates_a_private_file_in_a_private_dir() {

@@ -6,7 +6,7 @@
 //! cached `get` path never gets here. Every call is bounded by the caller's deadline.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use http_body_util::BodyExt;
@@ -147,7 +147,49 @@ impl Http {
         self.send(req, deadline)
     }
 
+    /// Sends `req`, retrying transient failures (connection errors, HTTP 5xx and 429) with
+    /// backoff, at most [`MAX_ATTEMPTS`] times and never past `deadline`. Anything else,
+    /// including a 400 `invalid_grant`, is final at once: retrying cannot fix it.
     fn send(&self, req: http::Request<String>, deadline: Instant) -> Result<Response> {
+        let (parts, body) = req.into_parts();
+        let rebuild = || {
+            let mut builder = http::Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone());
+            for (name, value) in &parts.headers {
+                builder = builder.header(name, value);
+            }
+            builder.body(body.clone()).context("invalid request")
+        };
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(rebuild()?, deadline);
+            let wait = match &result {
+                Ok(resp) if resp.status == 429 || resp.status >= 500 => {
+                    retry_after(resp).unwrap_or(backoff(attempt))
+                }
+                Err(e) if !e.to_string().starts_with("timed out") => backoff(attempt),
+                _ => return result,
+            };
+            if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
+                return result;
+            }
+            let what = match &result {
+                Ok(resp) => format!("HTTP {}", resp.status),
+                Err(e) => format!("{e:#}"),
+            };
+            crate::info!(
+                "{} {}: {what}; retrying in {} ms",
+                parts.method,
+                redacted_url(&parts.uri),
+                wait.as_millis()
+            );
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+
+    fn send_once(&self, req: http::Request<String>, deadline: Instant) -> Result<Response> {
         let client = &self.client;
         self.block_on(deadline, async move {
             let resp = client.request(req).await.map_err(describe_hyper_error)?;
@@ -165,6 +207,37 @@ impl Http {
             })
         })?
     }
+}
+
+/// Attempts per request, counting the first.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// 200 ms, then 400 ms.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 << (attempt - 1).min(4))
+}
+
+/// A `Retry-After` in seconds (the HTTP-date form is treated as absent), capped at 10 s.
+fn retry_after(resp: &Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(10)))
+}
+
+/// A URL for logs: scheme, host and path only (queries may carry credentials).
+fn redacted_url(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path()
+    )
 }
 
 fn rustls_empty_roots() -> rustls::ClientConfig {

@@ -17,8 +17,13 @@ pub struct Finished {
 }
 
 /// Runs `cmd` with stdin closed; kills it if it is still running at `deadline`.
+///
+/// On Unix the child leads a new process group and the whole group is killed, so a command
+/// that is a shell script does not leave its own children running after the deadline.
 pub fn run(mut cmd: Command, deadline: Instant) -> Result<Finished> {
     let program = cmd.get_program().to_string_lossy().into_owned();
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -35,6 +40,7 @@ pub fn run(mut cmd: Command, deadline: Instant) -> Result<Finished> {
             break status;
         }
         if Instant::now() >= deadline {
+            kill_group(&child);
             let _ = child.kill();
             let _ = child.wait();
             bail!("{program} did not finish in time and was stopped");
@@ -47,6 +53,20 @@ pub fn run(mut cmd: Command, deadline: Instant) -> Result<Finished> {
         stderr: stderr.join().unwrap_or_default(),
     })
 }
+
+#[cfg(unix)]
+fn kill_group(child: &std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid names the process
+        // group this child leads (created by process_group(0) above).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_child: &std::process::Child) {}
 
 fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {

@@ -183,31 +183,57 @@ fn credentials(server: &str, username: &str, secret: &str) -> Answer {
     }
 }
 
-fn store(input: &str) -> Result<Answer> {
+/// A validated `store` request.
+pub struct StoreRequest {
+    pub host: String,
+    pub username: String,
+    pub secret: Secret<String>,
+}
+
+/// Parses and validates `store` input; the error is the protocol's answer text. Pure: it
+/// touches nothing, so it is what the fuzzer exercises.
+pub fn parse_store(input: &str) -> std::result::Result<StoreRequest, String> {
     if input.trim().is_empty() {
-        return Ok(Answer::Error(
+        return Err(
             "no credentials on stdin (expected a JSON object with ServerURL, Username and Secret)"
                 .to_owned(),
-        ));
+        );
     }
     let creds: StoreInput = serde_json::from_str(input).map_err(|e| {
-        anyhow!("invalid credentials JSON on stdin (line {} column {}); expected an object with ServerURL, Username and Secret", e.line(), e.column())
+        format!(
+            "invalid credentials JSON on stdin (line {} column {}); expected an object with ServerURL, Username and Secret",
+            e.line(),
+            e.column()
+        )
     })?;
     if creds.server_url.trim().is_empty() {
-        return Ok(Answer::Error(NO_SERVER_URL.to_owned()));
+        return Err(NO_SERVER_URL.to_owned());
     }
     if creds.username.is_empty() {
-        return Ok(Answer::Error(NO_USERNAME.to_owned()));
+        return Err(NO_USERNAME.to_owned());
     }
-    let host = registry_key(&creds.server_url)?;
-    if creds.username == OAUTH_USERNAME {
+    let host = registry_key(&creds.server_url).map_err(|e| e.to_string())?;
+    Ok(StoreRequest {
+        host,
+        username: creds.username,
+        secret: creds.secret,
+    })
+}
+
+fn store(input: &str) -> Result<Answer> {
+    let req = match parse_store(input) {
+        Ok(req) => req,
+        Err(message) => return Ok(Answer::Error(message)),
+    };
+    let host = &req.host;
+    if req.username == OAUTH_USERNAME {
         crate::warn!(
             "storing an access token for {host}: it expires within an hour and is used instead of fresh tokens until `docker logout {host}`"
         );
     }
     let store = Store::open()
         .ok_or_else(|| anyhow!("no data directory for stored credentials (is HOME set?)"))?;
-    store.put(&host, &creds.username, &creds.secret)?;
+    store.put(host, &req.username, &req.secret)?;
     Ok(Answer::Output(String::new()))
 }
 

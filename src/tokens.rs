@@ -30,8 +30,12 @@ pub fn google_token(settings: &Settings) -> Result<Outcome> {
         return Ok(Outcome::Token(t));
     }
     crate::debug!("no fresh cached token for {}", first.describe);
-    let deadline = Instant::now() + settings.timeout.value;
-    let _lock = match cache.as_ref().map(|c| c.lock(deadline)) {
+    let started = Instant::now();
+    let deadline = started + settings.timeout.value;
+    // Another process minting normally finishes in milliseconds. One that is stuck may hold
+    // the lock for at most half the time; then this process mints on its own.
+    let lock_deadline = started + settings.timeout.value / 2;
+    let _lock = match cache.as_ref().map(|c| c.lock(lock_deadline)) {
         Some(Err(e)) => {
             crate::warn!("minting without the cache lock: {e:#}");
             None
@@ -95,7 +99,14 @@ fn mint_in_order(
     }
     let detail: Vec<String> = failures
         .iter()
-        .map(|(c, e)| format!("{}: {e:#} (to fix: {})", c.kind.name(), c.advice()))
+        .map(|(c, e)| {
+            format!(
+                "{} ({}): {e:#} (to fix: {})",
+                c.kind.name(),
+                c.describe,
+                c.advice()
+            )
+        })
         .collect();
     Err(anyhow!(
         "no Google access token could be obtained; {}",

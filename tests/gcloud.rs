@@ -59,8 +59,8 @@ fn gcloud_without_an_account_is_reported_with_the_fix() {
     let out = env.get("gcr.io");
     assert_eq!(out.code, 1);
     assert!(
-        out.stdout
-            .contains("gcloud: gcloud config config-helper failed"),
+        out.stdout.contains("gcloud (config directory ")
+            && out.stdout.contains("gcloud config config-helper failed"),
         "{}",
         out.stdout
     );

@@ -284,13 +284,13 @@ fn when_every_source_fails_the_error_lists_each_with_a_fix() {
         "{msg}"
     );
     assert!(
-        msg.contains("adc: ")
+        msg.contains("adc (GOOGLE_APPLICATION_CREDENTIALS=")
             && msg.contains("invalid_grant")
             && msg.contains("Invalid JWT Signature"),
         "{msg}"
     );
     assert!(
-        msg.contains("metadata: ") && msg.contains("to fix:"),
+        msg.contains("metadata (metadata server 127.0.0.1:1): ") && msg.contains("to fix:"),
         "{msg}"
     );
     assert!(!msg.contains("PRIVATE KEY"), "{msg}");
@@ -321,7 +321,7 @@ fn a_missing_explicit_credentials_file_is_an_error_naming_it() {
 }
 
 #[test]
-fn unsupported_credential_types_get_a_clear_error() {
+fn unknown_or_incomplete_credential_types_get_a_clear_error() {
     for kind in [
         "external_account",
         "impersonated_service_account",

@@ -9,6 +9,7 @@
 //! Error messages name the file and the step, never a key, secret or token.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use serde_json::Value;
 
 use super::{MintContext, SCOPE, external, gcloud, impersonated};
 use crate::cache::Token;
-use crate::http;
+use crate::http::{self, Http};
 use crate::secret::Secret;
 
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -99,9 +100,11 @@ pub(super) fn service_account(path: &Path, bytes: &[u8], ctx: &mut MintContext) 
         .clone()
         .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
     http::check_url(&token_uri).with_context(|| format!("{}: token_uri", path.display()))?;
-    let mut key = yup_oauth2::parse_service_account_key(bytes)
+    // yup-oauth2 requires token_uri, which Google's libraries default: give it ours.
+    let mut doc: Value = serde_json::from_slice(bytes)?;
+    doc["token_uri"] = Value::String(token_uri.clone());
+    let key = yup_oauth2::parse_service_account_key(doc.to_string())
         .map_err(|_| anyhow!("{}: not a valid service account key", path.display()))?;
-    key.token_uri = token_uri.clone();
     let deadline = ctx.deadline;
     let http = ctx.http()?;
     let client = yup_oauth2::CustomHyperClientBuilder::from(http.client());
@@ -113,10 +116,7 @@ pub(super) fn service_account(path: &Path, bytes: &[u8], ctx: &mut MintContext) 
         )
         .and_then(|r| r.map_err(|e| anyhow!("{e}")))
         .map_err(|e| anyhow!("{step}: cannot load the private key ({e})"))?;
-    let token = http
-        .block_on(deadline, auth.token(&[SCOPE]))
-        .and_then(|r| r.map_err(|e| anyhow!("{e}")))
-        .map_err(|e| anyhow!("{step}: token request failed: {e}"))?;
+    let token = token_with_retries(http, deadline, &auth, &step)?;
     let secret = token
         .token()
         .filter(|t| !t.is_empty())
@@ -129,6 +129,45 @@ pub(super) fn service_account(path: &Path, bytes: &[u8], ctx: &mut MintContext) 
         secret: Secret::new(secret.to_owned()),
         expires_at,
     })
+}
+
+/// yup-oauth2 does not retry, and it hides the HTTP status, so transient failures are told
+/// apart by the error kind: connection errors and non-JSON bodies (an HTML 5xx page) are
+/// retried with backoff within the deadline; an OAuth error such as invalid_grant is final.
+fn token_with_retries<C>(
+    http: &Http,
+    deadline: Instant,
+    auth: &yup_oauth2::authenticator::Authenticator<C>,
+    step: &str,
+) -> Result<yup_oauth2::AccessToken>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut attempt = 1;
+    loop {
+        let result = http.block_on(deadline, auth.token(&[SCOPE]));
+        let transient = match &result {
+            Ok(Ok(_)) | Err(_) => false,
+            Ok(Err(e)) => matches!(
+                e,
+                yup_oauth2::Error::HttpError(_)
+                    | yup_oauth2::Error::HttpClientError(_)
+                    | yup_oauth2::Error::JSONError(_)
+            ),
+        };
+        let wait = std::time::Duration::from_millis(200 << (attempt - 1));
+        if !transient || attempt >= http::MAX_ATTEMPTS || Instant::now() + wait >= deadline {
+            return result
+                .and_then(|r| r.map_err(|e| anyhow!("{e}")))
+                .map_err(|e| anyhow!("{step}: token request failed: {e}"));
+        }
+        crate::info!(
+            "{step}: transient failure; retrying in {} ms",
+            wait.as_millis()
+        );
+        std::thread::sleep(wait);
+        attempt += 1;
+    }
 }
 
 #[derive(Deserialize)]

@@ -90,36 +90,9 @@ pub fn mint(deadline: Instant) -> Result<Minted> {
     Ok(Minted::Token(Token { secret, expires_at }))
 }
 
-/// Parses gcloud's `%Y-%m-%dT%H:%M:%SZ` (fractional seconds tolerated) as Unix seconds.
+/// gcloud prints `%Y-%m-%dT%H:%M:%SZ`, a subset of RFC 3339.
 fn parse_expiry(s: &str) -> Option<u64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<u64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split('.').next()?;
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<u64>().ok());
-    let (hour, min, sec) = (t.next()??, t.next()??, t.next()??);
-    if !(1970..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || min > 59
-        || sec > 60
-    {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec)
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
+    super::external::parse_rfc3339(s)
 }
 
 #[cfg(test)]

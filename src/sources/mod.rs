@@ -77,7 +77,17 @@ pub fn probe(kind: SourceKind) -> Option<Candidate> {
     match kind {
         SourceKind::Adc => {
             let (path, explicit) = adc::locate()?;
-            let key = format!("adc|{}|{}|{SCOPE}", path.display(), file_version(&path));
+            // External-account files may take their identity from the environment (AWS), so
+            // the variables that select it are part of the key; secrets are not.
+            let env = |k| std::env::var(k).unwrap_or_default();
+            let key = format!(
+                "adc|{}|{}|{}|{}|{}|{SCOPE}",
+                path.display(),
+                file_version(&path),
+                env("AWS_ACCESS_KEY_ID"),
+                env("AWS_REGION"),
+                env("AWS_DEFAULT_REGION"),
+            );
             let describe = if explicit {
                 format!("GOOGLE_APPLICATION_CREDENTIALS={}", path.display())
             } else {
@@ -103,7 +113,7 @@ pub fn probe(kind: SourceKind) -> Option<Candidate> {
                 env("CLOUDSDK_ACTIVE_CONFIG_NAME"),
                 env("CLOUDSDK_CORE_ACCOUNT"),
             );
-            let describe = format!("gcloud (config {})", dir.display());
+            let describe = format!("config directory {}", dir.display());
             Some(Candidate {
                 kind,
                 key,
@@ -148,6 +158,11 @@ impl Candidate {
             _ => "check that the VM or node has a service account with the cloud-platform scope",
         }
     }
+}
+
+/// Mints from the ADC file at `path` as if GOOGLE_APPLICATION_CREDENTIALS named it.
+pub fn mint_adc_file(path: &std::path::Path, ctx: &mut MintContext) -> Result<Token> {
+    adc::mint(path, true, ctx)
 }
 
 /// A cheap fingerprint of a file's version: modification time, size and inode. A changed
