@@ -119,6 +119,13 @@ enum Command {
     Doctor,
     /// Print a Google access token (only the token) for other tools: helm, oras, curl.
     PrintAccessToken,
+    /// Act as a kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1).
+    ///
+    /// Reads a CredentialProviderRequest on stdin and prints the CredentialProviderResponse:
+    /// for an image from a Google registry, oauth2accesstoken and a token for every Google
+    /// registry (cacheKeyType Global, cacheDuration the token's lifetime minus five minutes);
+    /// for any other image, no credentials. Uses the same token sources and cache as `get`.
+    KubeletCredentialProvider,
 }
 
 pub fn run() -> ExitCode {
@@ -183,6 +190,7 @@ pub fn run() -> ExitCode {
         }
         Command::Doctor => crate::doctor::run(),
         Command::PrintAccessToken => report(print_access_token()),
+        Command::KubeletCredentialProvider => crate::kubelet::run(),
     }
 }
 

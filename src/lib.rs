@@ -16,6 +16,7 @@ mod doctor;
 mod files;
 mod hosts;
 mod http;
+mod kubelet;
 mod logging;
 mod mirror;
 mod process;

@@ -1,0 +1,243 @@
+//! The kubelet image credential provider mode, driven as the kubelet drives it: the binary
+//! with `kubelet-credential-provider` (from the provider config's args) and a
+//! CredentialProviderRequest on stdin.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+fn request(version: &str, image: &str) -> Vec<u8> {
+    serde_json::json!({
+        "apiVersion": format!("credentialprovider.kubelet.k8s.io/{version}"),
+        "kind": "CredentialProviderRequest",
+        "image": image,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn provider(env: &Env, input: &[u8]) -> (Output, Value) {
+    let out = env.run(&["kubelet-credential-provider"], input);
+    let v = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    (out, v)
+}
+
+/// "54m59s" → seconds.
+fn go_duration_secs(d: &str) -> u64 {
+    let mut total = 0;
+    let mut num = String::new();
+    for c in d.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            let n: u64 = num.parse().unwrap();
+            num.clear();
+            total += n * match c {
+                'h' => 3600,
+                'm' => 60,
+                's' => 1,
+                _ => panic!("unexpected unit in {d}"),
+            };
+        }
+    }
+    total
+}
+
+#[test]
+fn google_images_get_one_token_for_every_google_registry_in_each_api_version() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    for version in ["v1", "v1beta1", "v1alpha1"] {
+        let (out, v) = provider(
+            &env,
+            &request(version, "us-docker.pkg.dev/proj/repo/app:1.0"),
+        );
+        assert_eq!(out.code, 0, "{version}: {}", out.stderr);
+        assert_eq!(
+            v["apiVersion"],
+            format!("credentialprovider.kubelet.k8s.io/{version}")
+        );
+        assert_eq!(v["kind"], "CredentialProviderResponse");
+        assert_eq!(v["cacheKeyType"], "Global");
+        let secs = go_duration_secs(v["cacheDuration"].as_str().unwrap());
+        assert!(
+            (3290..=3300).contains(&secs),
+            "token lifetime minus 5 minutes: {}",
+            v["cacheDuration"]
+        );
+        let auth = v["auth"].as_object().unwrap();
+        let keys: Vec<&str> = auth.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "gcr.io",
+                "*.gcr.io",
+                "*-docker.pkg.dev",
+                "docker.*.rep.pkg.dev"
+            ]
+        );
+        for entry in auth.values() {
+            assert_eq!(entry["username"], "oauth2accesstoken");
+            assert_eq!(entry["password"], "ya29.test-1");
+        }
+    }
+    assert_eq!(server.count(), 1, "the token cache is shared with get");
+}
+
+#[test]
+fn declared_registries_are_included_in_the_answer() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    env.set(
+        "DOCKER_CREDENTIAL_GCP_REGISTRIES",
+        "ar-proxy.corp.example:8443",
+    );
+    let (out, v) = provider(&env, &request("v1", "ar-proxy.corp.example:8443/team/app"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        v["auth"]["ar-proxy.corp.example:8443"]["password"],
+        "ya29.test-1"
+    );
+}
+
+#[test]
+fn other_images_get_no_credentials_and_no_token_is_minted() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    for image in [
+        "nginx:1.27",
+        "docker.io/library/redis",
+        "quay.io/prometheus/node-exporter",
+        "gcr.io.evil.com/x",
+        "localhost:5000/app",
+    ] {
+        let (out, v) = provider(&env, &request("v1", image));
+        assert_eq!(out.code, 0, "{image}: {}", out.stderr);
+        assert_eq!(v["auth"], serde_json::json!({}), "{image}");
+        assert_eq!(
+            v["cacheDuration"], "0s",
+            "{image}: not cached, so a later Google image is asked again"
+        );
+        assert_ne!(v["cacheKeyType"], "Global");
+    }
+    assert_eq!(server.count(), 0);
+}
+
+#[test]
+fn malformed_requests_fail_on_stderr_with_nothing_on_stdout() {
+    let env = Env::new();
+    for input in [
+        &b""[..],
+        b"{}",
+        b"not json",
+        br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v9","kind":"CredentialProviderRequest","image":"gcr.io/x"}"#,
+        br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderResponse","image":"gcr.io/x"}"#,
+        br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":""}"#,
+    ] {
+        let out = env.run(&["kubelet-credential-provider"], input);
+        assert_eq!(out.code, 1, "{:?}", String::from_utf8_lossy(input));
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(out.stderr.contains("kubelet-credential-provider:") && !out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn no_credentials_on_the_node_is_an_error_the_kubelet_logs() {
+    let env = Env::new();
+    let out = env.run(
+        &["kubelet-credential-provider"],
+        &request("v1", "gcr.io/p/app"),
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("no Google credentials on this node"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Kubelet image matching: `*` matches within one DNS label; the label counts must be equal.
+fn glob_matches(pattern: &str, host: &str) -> bool {
+    let (p, h): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), host.split('.').collect());
+    p.len() == h.len()
+        && p.iter().zip(&h).all(|(p, h)| match p.split_once('*') {
+            None => p == h,
+            Some((pre, post)) => {
+                h.len() >= pre.len() + post.len() && h.starts_with(pre) && h.ends_with(post)
+            }
+        })
+}
+
+#[test]
+fn the_example_provider_config_matches_what_the_provider_answers_for() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/kubelet/credential-provider-config.json");
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(config["apiVersion"], "kubelet.config.k8s.io/v1");
+    assert_eq!(config["kind"], "CredentialProviderConfig");
+    let p = &config["providers"][0];
+    assert_eq!(
+        p["name"], "docker-credential-gcp",
+        "the provider name is the binary's file name"
+    );
+    assert_eq!(p["apiVersion"], "credentialprovider.kubelet.k8s.io/v1");
+    assert_eq!(
+        p["args"],
+        serde_json::json!(["kubelet-credential-provider"])
+    );
+    assert!(go_duration_secs(p["defaultCacheDuration"].as_str().unwrap()) > 0);
+    let match_images: Vec<&str> = p["matchImages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for host in [
+        "gcr.io",
+        "us.gcr.io",
+        "us-docker.pkg.dev",
+        "europe-west1-docker.pkg.dev",
+        "docker.us-central1.rep.pkg.dev",
+    ] {
+        assert!(
+            match_images.iter().any(|m| glob_matches(m, host)),
+            "{host} is matched"
+        );
+    }
+    for host in [
+        "gcr.io.evil.com",
+        "quay.io",
+        "docker.io",
+        "us-docker.pkg.dev.evil.com",
+    ] {
+        assert!(
+            !match_images.iter().any(|m| glob_matches(m, host)),
+            "{host} is not matched"
+        );
+    }
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    for e in p["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        if name == "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES" {
+            env.set(name, e["value"].as_str().unwrap());
+        }
+    }
+    let (out, v) = provider(&env, &request("v1", "gcr.io/p/app"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let answered: Vec<&str> = v["auth"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        answered, match_images,
+        "the answer covers exactly what the config routes to the provider"
+    );
+}
