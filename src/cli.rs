@@ -6,7 +6,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::io::Write;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::settings::{self, Settings};
 use crate::sources;
@@ -126,6 +128,14 @@ enum Command {
     /// registry (cacheKeyType Global, cacheDuration the token's lifetime minus five minutes);
     /// for any other image, no credentials. Uses the same token sources and cache as `get`.
     KubeletCredentialProvider,
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these help texts.
+    #[command(hide = true)]
+    Manpage,
 }
 
 pub fn run() -> ExitCode {
@@ -191,6 +201,16 @@ pub fn run() -> ExitCode {
         Command::Doctor => crate::doctor::run(),
         Command::PrintAccessToken => report(print_access_token()),
         Command::KubeletCredentialProvider => crate::kubelet::run(),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "docker-credential-gcp",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Manpage => report(manpage()),
     }
 }
 
@@ -200,6 +220,84 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
         eprintln!("docker-credential-gcp: error: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+/// The man page comes from the same clap definitions as `--help`, so the two cannot drift.
+fn manpage() -> anyhow::Result<ExitCode> {
+    let cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        writeln!(
+            out,
+            ".SS \"docker\\-credential\\-gcp {}\"",
+            roff(sub.get_name())
+        )?;
+        let about = sub
+            .get_long_about()
+            .or(sub.get_about())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        for (i, paragraph) in about.split("\n\n").enumerate() {
+            if i > 0 {
+                writeln!(out, ".PP")?;
+            }
+            writeln!(out, "{}", roff(paragraph))?;
+        }
+        for arg in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_id() != "help")
+        {
+            let name = match (arg.get_short(), arg.get_long()) {
+                (Some(s), Some(l)) => format!("-{s}, --{l}"),
+                (None, Some(l)) => format!("--{l}"),
+                _ => arg
+                    .get_value_names()
+                    .and_then(|v| v.first())
+                    .map_or(arg.get_id().to_string(), |v| v.to_string()),
+            };
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(&name), roff(&help))?;
+        }
+    }
+    writeln!(
+        out,
+        ".SH ENVIRONMENT AND TOKEN SOURCES\n.nf\n{}\n.fi",
+        roff(AFTER_HELP)
+    )?;
+    writeln!(
+        out,
+        ".SH EXIT STATUS\n0 on success; 1 when a protocol verb answers \"not found\" or an error (printed on stdout, as docker expects), or when a check fails; 2 for a usage error."
+    )?;
+    writeln!(
+        out,
+        ".SH SEE ALSO\ndocker(1), gcloud(1), skopeo(1), podman(1)"
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Escapes text for roff: backslashes, hyphens, and control characters at line starts.
+fn roff(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let escaped = line.replace('\\', "\\e").replace('-', "\\-");
+            if escaped.starts_with(['.', '\'']) {
+                format!("\\&{escaped}")
+            } else {
+                escaped
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn print_access_token() -> anyhow::Result<ExitCode> {

@@ -264,3 +264,45 @@ fn matches_the_reference_helper_for_the_shared_cases() {
         );
     }
 }
+
+#[test]
+fn the_man_page_and_completions_come_from_the_command_definitions() {
+    let env = Env::new();
+    let man = env.run(&["manpage"], b"");
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH docker-credential-gcp 1"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+    for sub in [
+        "get",
+        "store",
+        "erase",
+        "list",
+        "configure\\-docker",
+        "configure\\-mirror",
+        "doctor",
+        "print\\-access\\-token",
+        "kubelet\\-credential\\-provider",
+    ] {
+        assert!(
+            man.stdout
+                .contains(&format!(".SS \"docker\\-credential\\-gcp {sub}\"")),
+            "man page documents {sub}"
+        );
+    }
+    assert!(man.stdout.contains("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES"));
+    for (shell, needle) in [
+        ("bash", "configure-docker"),
+        ("zsh", "configure-docker"),
+        ("fish", "configure-docker"),
+    ] {
+        let out = env.run(&["completions", shell], b"");
+        assert_eq!(out.code, 0, "{shell}");
+        assert!(
+            out.stdout.contains(needle) && out.stdout.contains("include-artifact-registry"),
+            "{shell}"
+        );
+    }
+}
