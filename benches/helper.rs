@@ -200,7 +200,12 @@ impl Bench {
         for t in 0..trials {
             let start = Instant::now();
             let children: Vec<_> = (0..n)
-                .map(|_| Command::new("/bin/true").stdin(Stdio::null()).spawn().unwrap())
+                .map(|_| {
+                    Command::new("/bin/true")
+                        .stdin(Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
                 .collect();
             children.into_iter().for_each(|mut c| {
                 c.wait().unwrap();

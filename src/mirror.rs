@@ -128,13 +128,15 @@ fn edit_daemon_json(path: &Path, opts: &Options) -> Result<bool> {
         list.push(Value::String(MIRROR_URL.to_owned()));
         true
     };
-    finish(&file.path, file.original.as_deref(), changed, opts, || {
-        let bytes = file.render()?;
-        Ok((
-            bytes,
-            Box::new(|| file.save()) as Box<dyn FnOnce() -> Result<()>>,
-        ))
-    })
+    let new = file.render()?;
+    finish(
+        &file.path,
+        file.original.as_deref(),
+        &new,
+        changed,
+        opts,
+        || file.save(),
+    )
 }
 
 type Edit = fn(&str) -> String;
@@ -189,30 +191,30 @@ fn edit_text(path: &Path, opts: &Options, add: Edit, check: Check) -> Result<boo
     })?;
     let changed = new != old;
     let mode = original_mode(&target).unwrap_or(0o644);
-    finish(&target, original.as_deref(), changed, opts, || {
-        let bytes = new.clone().into_bytes();
-        let target = target.clone();
-        let bytes2 = bytes.clone();
-        Ok((
-            bytes,
-            Box::new(move || {
-                if let Some(parent) = target.parent().filter(|p| !p.exists()) {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("cannot create {}", parent.display()))?;
-                }
-                files::write_atomic(&target, &bytes2, mode)
-            }) as Box<dyn FnOnce() -> Result<()>>,
-        ))
-    })
+    finish(
+        &target,
+        original.as_deref(),
+        new.as_bytes(),
+        changed,
+        opts,
+        || {
+            if let Some(parent) = target.parent().filter(|p| !p.exists()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            files::write_atomic(&target, new.as_bytes(), mode)
+        },
+    )
 }
 
-/// Prints the outcome; writes unless dry-running. `render` gives the new bytes and the write.
-fn finish<'a>(
+/// Prints the outcome and, unless dry-running, calls `write` to put `new` in place.
+fn finish(
     path: &Path,
     original: Option<&[u8]>,
+    new: &[u8],
     changed: bool,
     opts: &Options,
-    render: impl FnOnce() -> Result<(Vec<u8>, Box<dyn FnOnce() -> Result<()> + 'a>)>,
+    write: impl FnOnce() -> Result<()>,
 ) -> Result<bool> {
     if !changed {
         eprintln!(
@@ -226,13 +228,12 @@ fn finish<'a>(
         );
         return Ok(false);
     }
-    let (bytes, write) = render()?;
     if opts.dry_run {
         let old = String::from_utf8_lossy(original.unwrap_or_default());
         print!(
             "--- {}\n{}",
             path.display(),
-            config_edit::diff(&old, &String::from_utf8_lossy(&bytes))
+            config_edit::diff(&old, &String::from_utf8_lossy(new))
         );
         eprintln!("dry run: {} not written", path.display());
         return Ok(true);
