@@ -127,7 +127,31 @@ enum Command {
     /// for an image from a Google registry, oauth2accesstoken and a token for every Google
     /// registry (cacheKeyType Global, cacheDuration the token's lifetime minus five minutes);
     /// for any other image, no credentials. Uses the same token sources and cache as `get`.
-    KubeletCredentialProvider,
+    ///
+    /// When the kubelet sends the pod's service account token (its service-account-token
+    /// mode), the token is exchanged at STS for the workload identity provider given with
+    /// --workload-identity-audience, then, if the service account carries the annotation
+    /// iam.gke.io/gcp-service-account, for that Google service account's token.
+    KubeletCredentialProvider {
+        /// Workload identity provider for pod service account tokens:
+        /// //iam.googleapis.com/projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROVIDER
+        #[arg(long, value_name = "AUDIENCE")]
+        workload_identity_audience: Option<String>,
+        /// STS token endpoint.
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "https://sts.googleapis.com/v1/token"
+        )]
+        sts_url: String,
+        /// IAM Credentials API endpoint, for impersonating an annotated Google service account.
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "https://iamcredentials.googleapis.com"
+        )]
+        iam_endpoint: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     Completions {
         #[arg(value_enum)]
@@ -200,7 +224,18 @@ pub fn run() -> ExitCode {
         }
         Command::Doctor => crate::doctor::run(),
         Command::PrintAccessToken => report(print_access_token()),
-        Command::KubeletCredentialProvider => crate::kubelet::run(),
+        Command::KubeletCredentialProvider {
+            workload_identity_audience,
+            sts_url,
+            iam_endpoint,
+        } => {
+            let opts = crate::kubelet::Options {
+                audience: workload_identity_audience,
+                sts_url,
+                iam_endpoint,
+            };
+            crate::kubelet::run(&opts)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -9,15 +9,19 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::cache::{FRESH_MARGIN_SECS, now_secs};
+use crate::cache::{FRESH_MARGIN_SECS, Token, now_secs};
+use crate::files;
 use crate::hosts::{self, HostClass};
 use crate::protocol::OAUTH_USERNAME;
+use crate::secret::Secret;
 use crate::settings::Settings;
+use crate::sources;
 use crate::tokens::{self, Outcome};
 
 const GROUP: &str = "credentialprovider.kubelet.k8s.io/";
@@ -37,10 +41,28 @@ struct Request {
     api_version: String,
     kind: String,
     image: String,
+    /// Sent by kubelets configured with `tokenAttributes` (service-account-token mode).
+    #[serde(rename = "serviceAccountToken", default)]
+    service_account_token: Option<Secret<String>>,
+    #[serde(rename = "serviceAccountAnnotations", default)]
+    service_account_annotations: Map<String, Value>,
 }
 
-pub fn run() -> ExitCode {
-    match respond() {
+/// The pod service account annotation naming a Google service account to impersonate (the
+/// same annotation GKE's Workload Identity uses).
+pub const GSA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+
+/// Settings for the kubelet's service-account-token mode (Workload Identity for image pulls).
+pub struct Options {
+    /// The workload identity provider, e.g.
+    /// `//iam.googleapis.com/projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`.
+    pub audience: Option<String>,
+    pub sts_url: String,
+    pub iam_endpoint: String,
+}
+
+pub fn run(opts: &Options) -> ExitCode {
+    match respond(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("docker-credential-gcp kubelet-credential-provider: {e:#}");
@@ -49,7 +71,7 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn respond() -> Result<()> {
+fn respond(opts: &Options) -> Result<()> {
     let mut input = Vec::new();
     std::io::stdin()
         .lock()
@@ -66,11 +88,24 @@ fn respond() -> Result<()> {
     let google = hosts::normalise(&registry)
         .is_some_and(|r| hosts::classify(&r, &settings.registries.value) == HostClass::Google);
     let response = if google {
-        let token = match tokens::google_token(&settings)? {
-            Outcome::Token(t) => t,
-            Outcome::NoSource => bail!(
-                "no Google credentials on this node: give the node a service account (metadata server) or set GOOGLE_APPLICATION_CREDENTIALS in the provider's env"
+        // A pod's service account token means per-pod identity; the kubelet caches the answer
+        // per service account, so our own (node-wide) cache is not used for it.
+        let (token, key_type) = match &request.service_account_token {
+            Some(sa_token) => (
+                pod_token(
+                    sa_token,
+                    &request.service_account_annotations,
+                    opts,
+                    &settings,
+                )?,
+                "Registry",
             ),
+            None => match tokens::google_token(&settings)? {
+                Outcome::Token(t) => (t, "Global"),
+                Outcome::NoSource => bail!(
+                    "no Google credentials on this node: give the node a service account (metadata server) or set GOOGLE_APPLICATION_CREDENTIALS in the provider's env"
+                ),
+            },
         };
         let keys = GOOGLE_GLOBS
             .iter()
@@ -90,7 +125,7 @@ fn respond() -> Result<()> {
         json!({
             "apiVersion": request.api_version,
             "kind": "CredentialProviderResponse",
-            "cacheKeyType": "Global",
+            "cacheKeyType": key_type,
             "cacheDuration": go_duration(lifetime),
             "auth": auth,
         })
@@ -108,6 +143,49 @@ fn respond() -> Result<()> {
     serde_json::to_writer(&mut out, &response)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// Exchanges the pod's service account token at STS (workload identity federation) and, if
+/// the service account is annotated with a Google service account, impersonates it. This is
+/// the `external_account` flow of the adc source, fed from the request instead of a file: the
+/// token and a generated credentials file live in a private temporary directory for the call.
+fn pod_token(
+    sa_token: &Secret<String>,
+    annotations: &Map<String, Value>,
+    opts: &Options,
+    settings: &Settings,
+) -> Result<Token> {
+    let audience = opts.audience.as_deref().ok_or_else(|| {
+        anyhow!(
+            "the kubelet sent a service account token, but --workload-identity-audience is not set in the provider's args"
+        )
+    })?;
+    let dir = tempfile::Builder::new()
+        .prefix("docker-credential-gcp-")
+        .tempdir()?;
+    let subject = dir.path().join("token");
+    files::write_private_atomic(&subject, sa_token.expose().as_bytes())?;
+    let mut doc = json!({
+        "type": "external_account",
+        "audience": audience,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": opts.sts_url,
+        "credential_source": {"file": subject},
+    });
+    if let Some(email) = annotations.get(GSA_ANNOTATION).and_then(Value::as_str) {
+        if !email.contains('@') || email.contains(['/', '?', '#', ':']) {
+            bail!("the {GSA_ANNOTATION} annotation {email:?} is not a service account email");
+        }
+        let base = opts.iam_endpoint.trim_end_matches('/');
+        doc["service_account_impersonation_url"] = Value::String(format!(
+            "{base}/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
+        ));
+    }
+    let adc = dir.path().join("external_account.json");
+    files::write_private_atomic(&adc, doc.to_string().as_bytes())?;
+    let mut ctx = sources::MintContext::new(Instant::now() + settings.timeout.value);
+    sources::mint_adc_file(&adc, &mut ctx)
+        .map_err(|e| anyhow!("workload identity for the pod's service account: {e:#}"))
 }
 
 fn parse_request(input: &[u8]) -> Result<Request> {

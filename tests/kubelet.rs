@@ -241,3 +241,176 @@ fn the_example_provider_config_matches_what_the_provider_answers_for() {
         "the answer covers exactly what the config routes to the provider"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kubelet's service-account-token mode: per-pod workload identity.
+
+const POD_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.pod-service-account-token.sig";
+const AUDIENCE: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/cluster/providers/k8s";
+const GSA: &str = "puller@proj.iam.gserviceaccount.com";
+
+/// STS that federates exactly the pod's token for AUDIENCE.
+fn sts() -> Server {
+    Server::start(|req| {
+        let form = req.form();
+        let f = |k: &str| form.get(k).cloned().unwrap_or_default();
+        if f("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange"
+            && f("subject_token") == POD_TOKEN
+            && f("subject_token_type") == "urn:ietf:params:oauth:token-type:jwt"
+            && f("audience") == AUDIENCE
+            && f("scope") == "https://www.googleapis.com/auth/cloud-platform"
+        {
+            Reply::json(
+                200,
+                serde_json::json!({"access_token": "ya29.federated-pod", "expires_in": 3600, "token_type": "Bearer"}),
+            )
+        } else {
+            Reply::json(
+                400,
+                serde_json::json!({"error": "invalid_grant", "error_description": "bad subject"}),
+            )
+        }
+    })
+}
+
+/// IAM Credentials: impersonates GSA for the federated token.
+fn iam() -> Server {
+    Server::start(|req| {
+        let path = format!("/v1/projects/-/serviceAccounts/{GSA}:generateAccessToken");
+        if req.path() == path && req.header("authorization") == Some("Bearer ya29.federated-pod") {
+            let expire = "2126-01-01T00:00:00Z";
+            Reply::json(
+                200,
+                serde_json::json!({"accessToken": "ya29.impersonated-gsa", "expireTime": expire}),
+            )
+        } else {
+            Reply::json(
+                403,
+                serde_json::json!({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}}),
+            )
+        }
+    })
+}
+
+fn pod_request(annotations: serde_json::Value) -> Vec<u8> {
+    serde_json::json!({
+        "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+        "kind": "CredentialProviderRequest",
+        "image": "europe-west1-docker.pkg.dev/proj/repo/app:2",
+        "serviceAccountToken": POD_TOKEN,
+        "serviceAccountAnnotations": annotations,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn pod_args<'a>(sts: &'a str, iam: &'a str) -> Vec<&'a str> {
+    vec![
+        "kubelet-credential-provider",
+        "--workload-identity-audience",
+        AUDIENCE,
+        "--sts-url",
+        sts,
+        "--iam-endpoint",
+        iam,
+    ]
+}
+
+#[test]
+fn a_pod_service_account_token_is_federated_at_sts() {
+    let (sts, iam) = (sts(), iam());
+    let node = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&node.url("/token"));
+    let (sts_url, iam_url) = (sts.url("/v1/token"), iam.url(""));
+    let out = env.run(
+        &pod_args(&sts_url, &iam_url),
+        &pod_request(serde_json::json!({})),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["auth"]["*-docker.pkg.dev"]["password"],
+        "ya29.federated-pod"
+    );
+    assert_eq!(
+        v["cacheKeyType"], "Registry",
+        "per-pod identity is not cached node-wide"
+    );
+    assert_eq!(
+        (sts.count(), iam.count(), node.count()),
+        (1, 0, 0),
+        "the node's own identity is not used"
+    );
+    assert!(
+        !env.cache_dir().exists(),
+        "pod tokens are not written to the node's cache"
+    );
+}
+
+#[test]
+fn an_annotated_google_service_account_is_impersonated() {
+    let (sts, iam) = (sts(), iam());
+    let env = Env::new();
+    let (sts_url, iam_url) = (sts.url("/v1/token"), iam.url(""));
+    let out = env.run(
+        &pod_args(&sts_url, &iam_url),
+        &pod_request(serde_json::json!({"iam.gke.io/gcp-service-account": GSA})),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["auth"]["gcr.io"]["password"], "ya29.impersonated-gsa");
+    assert_eq!((sts.count(), iam.count()), (1, 1));
+}
+
+#[test]
+fn pod_tokens_without_a_configured_audience_or_accepted_by_sts_are_clear_errors() {
+    let env = Env::new();
+    let out = env.run(
+        &["kubelet-credential-provider"],
+        &pod_request(serde_json::json!({})),
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("--workload-identity-audience is not set"),
+        "{}",
+        out.stderr
+    );
+
+    let refusing = Server::start(|_| {
+        Reply::json(
+            400,
+            serde_json::json!({"error": "invalid_grant", "error_description": "The audience does not match."}),
+        )
+    });
+    let (sts_url, iam_url) = (refusing.url("/v1/token"), "http://127.0.0.1:1".to_owned());
+    let out = env.run(
+        &pod_args(&sts_url, &iam_url),
+        &pod_request(serde_json::json!({})),
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("workload identity for the pod's service account")
+            && out.stderr.contains("The audience does not match."),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(POD_TOKEN) && out.stdout.is_empty(),
+        "the pod token never appears: {}",
+        out.stderr
+    );
+
+    let bad = env.run(
+        &pod_args(&sts_url, &iam_url),
+        &pod_request(serde_json::json!({"iam.gke.io/gcp-service-account": "x/../../evil"})),
+    );
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("is not a service account email"),
+        "{}",
+        bad.stderr
+    );
+}
