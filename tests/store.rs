@@ -62,11 +62,8 @@ fn stored_credentials_win_over_minted_tokens_until_erased() {
     let server = token_endpoint(3600);
     env.use_service_account(&server.url("/token"));
     let key = service_account_json("https://oauth2.googleapis.com/token");
-    assert_eq!(
-        env.run(&["store"], &store_json("gcr.io", "_json_key", &key))
-            .code,
-        0
-    );
+    let stored = env.run(&["store"], &store_json("gcr.io", "_json_key", &key));
+    assert_eq!(stored.code, 0, "{} {}", stored.stdout, stored.stderr);
 
     let (_, user, secret) = creds(&env.get("gcr.io"));
     assert_eq!(
@@ -90,11 +87,8 @@ fn the_index_file_holds_no_secret_and_is_private() {
     let Some((env, _ss)) = keyring_env() else {
         return;
     };
-    assert_eq!(
-        env.run(&["store"], &store_json("ghcr.io", "bob", "ghp_topsecret"))
-            .code,
-        0
-    );
+    let stored = env.run(&["store"], &store_json("ghcr.io", "bob", "ghp_topsecret"));
+    assert_eq!(stored.code, 0, "{} {}", stored.stdout, stored.stderr);
     let dir = env.path(".local/share/docker-credential-gcp");
     let index = dir.join("stored-hosts.json");
     let text = std::fs::read_to_string(&index).unwrap();
@@ -117,11 +111,8 @@ fn identity_tokens_are_stored_and_returned_as_given() {
     let Some((env, _ss)) = keyring_env() else {
         return;
     };
-    assert_eq!(
-        env.run(&["store"], &store_json("quay.io", "<token>", "refresh-abc"))
-            .code,
-        0
-    );
+    let out = env.run(&["store"], &store_json("quay.io", "<token>", "refresh-abc"));
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
     let (_, user, secret) = creds(&env.get("quay.io"));
     assert_eq!((user.as_str(), secret.as_str()), ("<token>", "refresh-abc"));
 }

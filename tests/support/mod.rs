@@ -499,10 +499,36 @@ impl SecretService {
             ready.starts_with("GNOME_KEYRING_CONTROL="),
             "gnome-keyring printed {ready:?}"
         );
-        Some(SecretService {
+        let service = SecretService {
             address,
             children: vec![keyring, dbus],
-        })
+        };
+        service.wait_until_usable();
+        Some(service)
+    }
+
+    /// gnome-keyring announces itself before its secrets service and login collection are
+    /// ready, and under load a test's first store can race them. Probe with a real store
+    /// (from a separate HOME, so the test's own index stays untouched) until one succeeds.
+    fn wait_until_usable(&self) {
+        let probe_home = tempfile::tempdir().unwrap();
+        let body = br#"{"ServerURL":"probe.invalid","Username":"probe","Secret":"probe"}"#;
+        let mut last = String::new();
+        for _ in 0..100 {
+            let mut cmd = Command::new(BIN);
+            cmd.arg("store")
+                .env_clear()
+                .env("HOME", probe_home.path())
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.address);
+            let out = run_command(cmd, body);
+            if out.code == 0 {
+                return;
+            }
+            last = out.stdout;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the headless Secret Service never became usable: {last}");
     }
 }
 
