@@ -260,6 +260,20 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_rewrite() {
+        // Found by the config_edit fuzz target: without serde_json's float_roundtrip, a large
+        // number could come back as a different f64 after render and re-parse.
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.json");
+        let text = r#"{"n": [0, 2333333333333333333333333333333333333333333330000000000000000000000000000, 0.1, 1e-300, 18446744073709551615]}"#;
+        fs::write(&p, text).unwrap();
+        let rendered = JsonFile::load(&p).unwrap().render().unwrap();
+        let before: Value = serde_json::from_str(text).unwrap();
+        let after: Value = serde_json::from_slice(&rendered).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
     fn malformed_files_are_errors_with_a_position() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("c.json");
