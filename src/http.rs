@@ -72,7 +72,17 @@ impl Http {
     }
 
     pub fn get(&self, url: &str, headers: &[(&str, &str)], deadline: Instant) -> Result<Response> {
-        let mut req = http::Request::get(url);
+        self.without_body(http::Method::GET, url, headers, deadline)
+    }
+
+    fn without_body(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        deadline: Instant,
+    ) -> Result<Response> {
+        let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -139,12 +149,7 @@ impl Http {
 
     /// Sends an empty-bodied PUT (the AWS IMDSv2 session-token request).
     pub fn put(&self, url: &str, headers: &[(&str, &str)], deadline: Instant) -> Result<Response> {
-        let mut req = http::Request::put(url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(String::new()).context("invalid request")?;
-        self.send(req, deadline)
+        self.without_body(http::Method::PUT, url, headers, deadline)
     }
 
     /// Sends `req`, retrying transient failures (connection errors, HTTP 5xx and 429) with
