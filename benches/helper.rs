@@ -8,6 +8,10 @@
 //! The token endpoint is a loopback metadata-server stand-in started here; it counts requests,
 //! which is how the cache and the stampede lock are checked.
 
+// Tests, benchmarks and build scripts talk to the console and read the real environment;
+// the house rules for the program (util::ui, util::env) do not apply here.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};

@@ -1,42 +1,55 @@
-//! The command line for humans: `--help`, `version` and `config`.
+//! The command line for humans: `--help`, the set-up commands, `version` and `config`.
 //!
 //! Docker's own calls (`get`, `store`, `erase`, `list` with nothing else on the command line)
-//! never reach clap; `main` sends them straight to the protocol. They are declared here too so
-//! that `--help` documents them and `docker-credential-gcp get --help` works.
-
-use std::process::ExitCode;
+//! never reach clap; `lib.rs` sends them straight to the protocol. They are declared here too
+//! so that `--help` documents them and `docker-credential-gcp get --help` works.
 
 use std::io::Write;
+use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::settings::{self, Settings};
-use crate::sources;
+use crate::helper::login::{self, Stored};
+use crate::helper::protocol::{self, Verb};
+use crate::helper::store::Store;
+use crate::settings::{self, SPECS, Settings};
+use crate::setup::{configure, doctor, mirror};
+use crate::token::{self, Outcome, now_secs, sources};
+use crate::util::platform::{self, Os};
+use crate::util::ui;
 
-const AFTER_HELP: &str = "\
-Set-up: put `docker-credential-gcp` on PATH and map each Google registry to it in
-~/.docker/config.json, e.g. \"credHelpers\": {\"gcr.io\": \"gcp\", \"us-docker.pkg.dev\": \"gcp\"}.
+/// The text after the subcommand list: token sources, settings and paths of this platform.
+fn after_help() -> String {
+    let mut text = String::from(
+        "Set-up: put `docker-credential-gcp` on PATH and run `docker-credential-gcp configure-docker`,
+which maps the Google registries to it in docker's config.json (credHelpers).
 
 Token sources, tried in order (DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES, default adc,gcloud,metadata):
   adc       GOOGLE_APPLICATION_CREDENTIALS, else gcloud's application_default_credentials.json
   gcloud    `gcloud config config-helper` (honours CLOUDSDK_CONFIG)
   metadata  the GCE/GKE metadata server (GCE_METADATA_HOST overrides its address)
 
-Environment (wins over ~/.config/docker-credential-gcp/config.json):
-  DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES  comma list of adc, gcloud, metadata
-  DOCKER_CREDENTIAL_GCP_REGISTRIES     extra host[:port] list to treat as Google registries
-  DOCKER_CREDENTIAL_GCP_CACHE_DIR      token cache directory
-  DOCKER_CREDENTIAL_GCP_NO_CACHE=1     never cache tokens
-  DOCKER_CREDENTIAL_GCP_TIMEOUT        seconds allowed for minting a token (default 15)
-  DOCKER_CREDENTIAL_GCP_LOG            error, warn (default), info or debug; to stderr
-  DOCKER_CREDENTIAL_GCP_LOG_FILE       also append log lines to this file";
+Environment (wins over the settings file; each name is also a key there, in lower case
+without the prefix):
+",
+    );
+    for spec in SPECS {
+        text.push_str(&format!("  {:<36} {}\n", spec.env, spec.help));
+    }
+    text.push_str("\nFiles:\n");
+    for (what, path) in platform::help_paths(Os::CURRENT) {
+        text.push_str(&format!("  {what:<12} {path}\n"));
+    }
+    text.trim_end().to_owned()
+}
 
 #[derive(Parser)]
 #[command(
     name = "docker-credential-gcp",
     version,
     about = "Docker credential helper for Google Container Registry and Artifact Registry",
-    after_help = AFTER_HELP
+    after_help = after_help()
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,11 +65,19 @@ enum Command {
     /// found in native keychain" and exit status 1.
     Get,
     /// Keep credentials from stdin JSON in the OS keyring (docker protocol; `docker login`).
+    ///
+    /// A Google access token this helper issued itself is not kept (`docker login HOST` with no
+    /// user name hands it back); an access token pasted for a Google host is served for at most
+    /// an hour; keys and other credentials until `docker logout`.
     Store,
     /// Remove stored credentials for the registry named on stdin (docker protocol; `docker logout`).
     Erase,
     /// Print the hosts with stored credentials as JSON (docker protocol).
-    List,
+    List {
+        /// Show each stored credential's user name, kind and, for access tokens, remaining life.
+        #[arg(long)]
+        details: bool,
+    },
     /// Print the version.
     Version,
     /// Show the effective settings, where each came from, and which token sources are present.
@@ -67,58 +88,18 @@ enum Command {
     /// us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io and staging-k8s.gcr.io, or the
     /// hosts given with --registries, plus the hosts declared in DOCKER_CREDENTIAL_GCP_REGISTRIES
     /// or the config file. Every other key in the file is kept, in order; the file is replaced
-    /// atomically, keeps its mode, and is never written if it is malformed. Running it again
-    /// changes nothing. skopeo, podman and buildah read the same credHelpers.
-    ConfigureDocker {
-        /// Comma-separated hosts to configure instead of the default Container Registry hosts.
-        #[arg(long, value_name = "HOST,...")]
-        registries: Option<String>,
-        /// Also add every Artifact Registry host (REGION-docker.pkg.dev, docker.REGION.rep.pkg.dev).
-        #[arg(long)]
-        include_artifact_registry: bool,
-        /// Print the change as a diff and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Remove this helper's entries (only those) instead of adding them.
-        #[arg(long)]
-        remove: bool,
-        /// Do not ask for confirmation on a terminal.
-        #[arg(long, short = 'y')]
-        yes: bool,
-        /// The docker config file (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
-        #[arg(long, value_name = "PATH")]
-        config: Option<std::path::PathBuf>,
-    },
+    /// atomically, keeps its mode and owner, and is never written if it is malformed. Running
+    /// it again changes nothing. skopeo, podman and buildah read the same credHelpers.
+    ConfigureDocker(configure::Options),
     /// Use mirror.gcr.io (Google's cache of Docker Hub images) from dockerd, containerd or podman.
     ///
-    /// By default adds https://mirror.gcr.io to registry-mirrors in /etc/docker/daemon.json.
+    /// By default adds https://mirror.gcr.io to registry-mirrors in dockerd's daemon.json.
     /// --containerd writes certs.d/docker.io/hosts.toml; --podman adds a docker.io mirror to
-    /// registries.conf. Everything already in those files is kept.
-    ConfigureMirror {
-        /// dockerd's daemon.json (default /etc/docker/daemon.json).
-        #[arg(long, value_name = "PATH")]
-        daemon_json: Option<std::path::PathBuf>,
-        /// Configure containerd (hosts.toml) instead of dockerd.
-        #[arg(long)]
-        containerd: bool,
-        /// containerd's registry hosts directory (default /etc/containerd/certs.d).
-        #[arg(long, value_name = "DIR", requires = "containerd")]
-        hosts_dir: Option<std::path::PathBuf>,
-        /// Configure podman and buildah (registries.conf) instead of dockerd.
-        #[arg(long)]
-        podman: bool,
-        /// registries.conf to edit (default /etc/containers/registries.conf).
-        #[arg(long, value_name = "PATH", requires = "podman")]
-        registries_conf: Option<std::path::PathBuf>,
-        /// Print the changes as diffs and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Remove the mirror again.
-        #[arg(long)]
-        remove: bool,
-    },
+    /// registries.conf. Everything already in those files is kept; the mirror goes after any
+    /// mirrors already listed.
+    ConfigureMirror(mirror::Options),
     /// Check the whole set-up and print one line per check with the fix for each failure.
-    Doctor,
+    Doctor(doctor::Options),
     /// Print a Google access token (only the token) for other tools: helm, oras, curl.
     PrintAccessToken,
     /// Act as a kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1).
@@ -132,26 +113,7 @@ enum Command {
     /// mode), the token is exchanged at STS for the workload identity provider given with
     /// --workload-identity-audience, then, if the service account carries the annotation
     /// iam.gke.io/gcp-service-account, for that Google service account's token.
-    KubeletCredentialProvider {
-        /// Workload identity provider for pod service account tokens:
-        /// //iam.googleapis.com/projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROVIDER
-        #[arg(long, value_name = "AUDIENCE")]
-        workload_identity_audience: Option<String>,
-        /// STS token endpoint.
-        #[arg(
-            long,
-            value_name = "URL",
-            default_value = "https://sts.googleapis.com/v1/token"
-        )]
-        sts_url: String,
-        /// IAM Credentials API endpoint, for impersonating an annotated Google service account.
-        #[arg(
-            long,
-            value_name = "URL",
-            default_value = "https://iamcredentials.googleapis.com"
-        )]
-        iam_endpoint: String,
-    },
+    KubeletCredentialProvider(crate::kubelet::Options),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     Completions {
         #[arg(value_enum)]
@@ -162,7 +124,7 @@ enum Command {
     Manpage,
 }
 
-pub fn run() -> ExitCode {
+pub(crate) fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -175,92 +137,50 @@ pub fn run() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Get => crate::protocol::run("get"),
-        Command::Store => crate::protocol::run("store"),
-        Command::Erase => crate::protocol::run("erase"),
-        Command::List => crate::protocol::run("list"),
-        Command::Version => {
-            println!("docker-credential-gcp {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Command::Config => config(),
-        Command::ConfigureDocker {
-            registries,
-            include_artifact_registry,
-            dry_run,
-            remove,
-            yes,
-            config,
-        } => {
-            let opts = crate::configure::Options {
-                registries,
-                include_artifact_registry,
-                dry_run,
-                remove,
-                yes,
-                config,
-            };
-            report(crate::configure::run(&opts))
-        }
-        Command::ConfigureMirror {
-            daemon_json,
-            containerd,
-            hosts_dir,
-            podman,
-            registries_conf,
-            dry_run,
-            remove,
-        } => {
-            let opts = crate::mirror::Options {
-                daemon_json,
-                containerd,
-                hosts_dir,
-                podman,
-                registries_conf,
-                dry_run,
-                remove,
-            };
-            report(crate::mirror::run(&opts))
-        }
-        Command::Doctor => crate::doctor::run(),
-        Command::PrintAccessToken => report(print_access_token()),
-        Command::KubeletCredentialProvider {
-            workload_identity_audience,
-            sts_url,
-            iam_endpoint,
-        } => {
-            let opts = crate::kubelet::Options {
-                audience: workload_identity_audience,
-                sts_url,
-                iam_endpoint,
-            };
-            crate::kubelet::run(&opts)
-        }
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "docker-credential-gcp",
-                &mut std::io::stdout(),
-            );
-            ExitCode::SUCCESS
-        }
-        Command::Manpage => report(manpage()),
+        Command::Get => protocol::run(Verb::Get),
+        Command::Store => protocol::run(Verb::Store),
+        Command::Erase => protocol::run(Verb::Erase),
+        Command::List { details: false } => protocol::run(Verb::List),
+        Command::List { details: true } => ui::finish(list_details()),
+        Command::Version => ui::finish(version()),
+        Command::Config => ui::finish(config()),
+        Command::ConfigureDocker(opts) => ui::finish(configure::run(&opts)),
+        Command::ConfigureMirror(opts) => ui::finish(mirror::run(&opts)),
+        Command::Doctor(opts) => ui::finish(doctor::run(&opts)),
+        Command::PrintAccessToken => ui::finish(print_access_token()),
+        Command::KubeletCredentialProvider(opts) => crate::kubelet::run(&opts),
+        Command::Completions { shell } => ui::finish(completions(shell)),
+        Command::Manpage => ui::finish(manpage()),
     }
 }
 
-/// Human subcommands report errors on stderr (unlike the protocol verbs).
-fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
-    result.unwrap_or_else(|e| {
-        eprintln!("docker-credential-gcp: error: {e:#}");
-        ExitCode::FAILURE
-    })
+fn version() -> Result<ExitCode> {
+    writeln!(
+        ui::stdout(),
+        "docker-credential-gcp {}",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    let mut out = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "docker-credential-gcp",
+        &mut out,
+    );
+    let mut stdout = ui::stdout();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The man page comes from the same clap definitions as `--help`, so the two cannot drift.
-fn manpage() -> anyhow::Result<ExitCode> {
+fn manpage() -> Result<ExitCode> {
     let cmd = Cli::command();
-    let mut out = std::io::stdout().lock();
+    let mut out = Vec::new();
     let man = clap_mangen::Man::new(cmd.clone());
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
@@ -307,7 +227,7 @@ fn manpage() -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         ".SH ENVIRONMENT AND TOKEN SOURCES\n.nf\n{}\n.fi",
-        roff(AFTER_HELP)
+        roff(&after_help())
     )?;
     writeln!(
         out,
@@ -317,6 +237,7 @@ fn manpage() -> anyhow::Result<ExitCode> {
         out,
         ".SH SEE ALSO\ndocker(1), gcloud(1), skopeo(1), podman(1)"
     )?;
+    ui::stdout().write_all(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -335,87 +256,79 @@ fn roff(text: &str) -> String {
         .join("\n")
 }
 
-fn print_access_token() -> anyhow::Result<ExitCode> {
+fn print_access_token() -> Result<ExitCode> {
     let settings = Settings::load()?;
-    crate::logging::init(settings.log_level.value, settings.log_file.value.clone());
-    match crate::tokens::google_token(&settings)? {
-        crate::tokens::Outcome::Token(t) => {
-            println!("{}", t.secret.expose());
+    settings::init_logging(&settings);
+    match token::google_token(&settings)? {
+        Outcome::Token(t) => {
+            let mut out = ui::stdout();
+            writeln!(out, "{}", t.secret.expose())?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        crate::tokens::Outcome::NoSource => anyhow::bail!(
+        Outcome::NoSource => anyhow::bail!(
             "no Google credentials on this machine; run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS"
         ),
     }
 }
 
-fn config() -> ExitCode {
+fn config() -> Result<ExitCode> {
     let s = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("docker-credential-gcp: configuration error: {e:#}");
-            return ExitCode::FAILURE;
+            ui::note(format_args!(
+                "docker-credential-gcp: configuration error: {e:#}"
+            ));
+            return Ok(ExitCode::FAILURE);
         }
     };
+    let mut out = ui::stdout();
     match &s.config_file {
-        Some((path, true)) => println!("config file: {}", path.display()),
-        Some((path, false)) => println!("config file: {} (not present)", path.display()),
-        None => println!("config file: none (no config directory)"),
+        Some((path, true)) => writeln!(out, "config file: {}", path.display())?,
+        Some((path, false)) => writeln!(out, "config file: {} (not present)", path.display())?,
+        None => writeln!(out, "config file: none (no config directory)")?,
     }
-    let path_or_none = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map_or("(none)".to_owned(), |p| p.display().to_string())
-    };
-    let names: Vec<&str> = s.token_sources.value.iter().map(|k| k.name()).collect();
-    let hosts: Vec<String> = s.registries.value.iter().map(|h| h.to_string()).collect();
-    let rows = [
-        ("token_sources", names.join(","), &s.token_sources.origin),
-        ("registries", hosts.join(","), &s.registries.origin),
-        (
-            "cache_dir",
-            path_or_none(&s.cache_dir.value),
-            &s.cache_dir.origin,
-        ),
-        ("no_cache", s.no_cache.value.to_string(), &s.no_cache.origin),
-        (
-            "timeout",
-            format!("{}s", s.timeout.value.as_secs_f64()),
-            &s.timeout.origin,
-        ),
-        (
-            "log",
-            s.log_level.value.name().to_owned(),
-            &s.log_level.origin,
-        ),
-        (
-            "log_file",
-            path_or_none(&s.log_file.value),
-            &s.log_file.origin,
-        ),
-    ];
-    for (name, value, origin) in rows {
-        println!("{name:<14} {value:<40} ({origin})");
+    for (name, value, origin) in s.rows() {
+        writeln!(out, "{name:<14} {value:<40} ({origin})")?;
     }
-    println!("token sources present (in order of use):");
+    writeln!(out, "token sources present (in order of use):")?;
     for kind in &s.token_sources.value {
         match sources::probe(*kind) {
-            Some(c) => println!("  {:<9} present: {}", kind.name(), c.describe),
-            None => println!("  {:<9} absent", kind.name()),
+            Some(c) => writeln!(out, "  {:<9} present: {}", kind.name(), c.describe)?,
+            None => writeln!(out, "  {:<9} absent", kind.name())?,
         }
     }
-    if let Some((path, true)) = &s.config_file
-        && let Ok(text) = std::fs::read_to_string(path)
-        && let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text)
-    {
-        for key in map
-            .keys()
-            .filter(|k| !settings::FILE_KEYS.contains(&k.as_str()))
-        {
-            println!(
-                "warning: unknown key {key:?} in {} (ignored)",
-                path.display()
-            );
-        }
+    for warning in &s.warnings {
+        writeln!(out, "warning: {warning}")?;
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `list --details`: each stored login with its kind and, for access tokens, how long it is
+/// still served.
+fn list_details() -> Result<ExitCode> {
+    let mut out = ui::stdout();
+    let logins = Store::open()
+        .map(|s| s.logins())
+        .transpose()?
+        .unwrap_or_default();
+    if logins.is_empty() {
+        writeln!(out, "no credentials stored with `docker login`")?;
+    }
+    let now = now_secs();
+    for (host, login) in &logins {
+        let kind = login::kind(&login.username);
+        let state = match login::judge(login, now) {
+            Stored::Kept => "kept until `docker logout`".to_owned(),
+            Stored::ValidFor(left) => format!("served for {} more min", left.div_ceil(60)),
+            Stored::Expired => "expired; no longer served".to_owned(),
+        };
+        writeln!(
+            out,
+            "{host}\t{}\t{}\t{state}",
+            login.username,
+            kind.describe()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,10 +11,10 @@ use std::fmt;
 
 /// A registry address reduced to what the client will connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// Lower-case host name, IPv4 address or IPv6 address (without brackets).
-    pub host: String,
-    pub port: Option<u16>,
+    pub(crate) host: String,
+    pub(crate) port: Option<u16>,
 }
 
 impl fmt::Display for Registry {
@@ -31,7 +31,7 @@ impl fmt::Display for Registry {
 
 /// What the helper may do for a registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostClass {
+pub(crate) enum HostClass {
     /// A Google registry (or a host the user configured as one): answer with a Google token.
     Google,
     /// A retired "bring your own bucket" host (b.gcr.io, bucket.gcr.io): explain and refuse.
@@ -42,17 +42,22 @@ pub enum HostClass {
 
 /// A host the user declared to be a Google registry (`DOCKER_CREDENTIAL_GCP_REGISTRIES`).
 /// Without a port it matches the host on any port.
-pub type ExtraHost = Registry;
+pub(crate) type ExtraHost = Registry;
 
 /// The message for the retired bucket hosts: what happened and how to move.
-pub const DEPRECATED_BUCKET_MESSAGE: &str = "b.gcr.io and bucket.gcr.io (Container Registry \"bring your own bucket\") are no longer served. \
+pub(crate) const DEPRECATED_BUCKET_MESSAGE: &str = "b.gcr.io and bucket.gcr.io (Container Registry \"bring your own bucket\") are no longer served. \
 Migrate each image: pull it from the old name while you still have a copy, re-tag it to gcr.io, us.gcr.io, eu.gcr.io, asia.gcr.io or an Artifact Registry repository (REGION-docker.pkg.dev/PROJECT/REPO/IMAGE), push it there, and update references to the new name";
 
 /// Parses what a client sends as a server address: `host`, `host:port`, `[v6]:port`, optionally
 /// with a scheme, user info, path, query or fragment, in any case, with a trailing dot or slash.
 /// Returns `None` for anything that is not clearly one valid host.
-pub fn normalise(input: &str) -> Option<Registry> {
+pub(crate) fn normalise(input: &str) -> Option<Registry> {
     let mut rest = input.trim();
+    // Browsers' URL rules read `\` as `/` (so `https://evil.com\@gcr.io` is evil.com) and drop
+    // tabs and newlines anywhere; rather than guess which reading a client uses, refuse both.
+    if rest.contains('\\') || rest.contains(|c: char| c.is_control()) {
+        return None;
+    }
     if let Some(i) = rest.find("://") {
         let scheme = &rest[..i];
         if !is_scheme(scheme) {
@@ -81,7 +86,7 @@ pub fn normalise(input: &str) -> Option<Registry> {
 }
 
 /// Classifies a normalised registry. `extra` are hosts the user declared Google registries.
-pub fn classify(registry: &Registry, extra: &[ExtraHost]) -> HostClass {
+pub(crate) fn classify(registry: &Registry, extra: &[ExtraHost]) -> HostClass {
     let host = registry.host.as_str();
     if is_deprecated_bucket(host) {
         return HostClass::DeprecatedBucket;
@@ -101,7 +106,7 @@ pub fn classify(registry: &Registry, extra: &[ExtraHost]) -> HostClass {
 
 /// gcr.io, any subdomain of gcr.io, REGION-docker.pkg.dev and docker.REGION.rep.pkg.dev.
 /// `host` must already be a validated lower-case DNS name.
-pub fn is_google_registry(host: &str) -> bool {
+pub(crate) fn is_google_registry(host: &str) -> bool {
     if host == "gcr.io" || host.ends_with(".gcr.io") {
         return true;
     }
@@ -122,17 +127,23 @@ fn is_deprecated_bucket(host: &str) -> bool {
         .any(|d| host == *d || host.strip_suffix(d).is_some_and(|p| p.ends_with('.')))
 }
 
+/// The non-empty, trimmed entries of a comma-separated list.
+pub(crate) fn split_list(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|e| !e.is_empty())
+}
+
+/// One `host[:port]` entry, exactly: no scheme, user, path or anything else.
+pub(crate) fn parse_host_entry(entry: &str) -> Result<ExtraHost, String> {
+    match normalise(entry) {
+        Some(r) if r.to_string() == entry.to_ascii_lowercase().trim_end_matches('.') => Ok(r),
+        _ => Err(format!("{entry:?} is not a host or host:port")),
+    }
+}
+
 /// Parses a comma-separated list of `host[:port]` entries. Empty entries are ignored; an
 /// entry that is not a plain host is an error naming it.
-pub fn parse_host_list(list: &str) -> Result<Vec<ExtraHost>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|e| match normalise(e) {
-            Some(r) if r.to_string() == e.to_ascii_lowercase().trim_end_matches('.') => Ok(r),
-            _ => Err(format!("{e:?} is not a host or host:port")),
-        })
-        .collect()
+pub(crate) fn parse_host_list(list: &str) -> Result<Vec<ExtraHost>, String> {
+    split_list(list).map(parse_host_entry).collect()
 }
 
 fn is_scheme(s: &str) -> bool {
@@ -267,6 +278,14 @@ mod tests {
             "evil.com?gcr.io",
             "evil.com#gcr.io",
             "https://evil.com/https://gcr.io",
+            "https://evil.com\\@gcr.io",
+            "https://evil.com\\.gcr.io",
+            "evil.com\\@gcr.io",
+            "https://evil.com\\@gcr.io/v2/",
+            "https://gcr.io\\@evil.com",
+            "https://evil.com\\\\@gcr.io",
+            "https://evil.com\t@gcr.io",
+            "https://evil.com\n@gcr.io",
             "index.docker.io",
             "https://index.docker.io/v1/",
             "registry-1.docker.io",

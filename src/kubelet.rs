@@ -6,6 +6,10 @@
 //! the answer covers all of them at once (`cacheKeyType: Global`) and the kubelet asks again
 //! only when the token nears expiry. Images from other registries get an empty `auth` and
 //! exit 0, uncached, so they never poison the global cache entry. Errors go to stderr.
+//!
+//! In the kubelet's service-account-token mode the request carries the pod's service account
+//! token; it is exchanged at STS in memory (it never touches the disk) for the workload
+//! identity provider given with `--workload-identity-audience`.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -15,25 +19,32 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::cache::{FRESH_MARGIN_SECS, Token, now_secs};
-use crate::files;
+use crate::helper::protocol::OAUTH_USERNAME;
 use crate::hosts::{self, HostClass};
-use crate::protocol::OAUTH_USERNAME;
-use crate::secret::Secret;
-use crate::settings::Settings;
-use crate::sources;
-use crate::tokens::{self, Outcome};
+use crate::settings::{self, Settings};
+use crate::token::access::FRESH_MARGIN_SECS;
+use crate::token::federation::{self, Federation, JWT_TOKEN_TYPE};
+use crate::token::http::Http;
+use crate::token::oauth::{self, DEFAULT_LIFETIME_SECS};
+use crate::token::{self, Outcome, Token, now_secs};
+use crate::util::secret::Secret;
+use crate::util::ui;
 
 const GROUP: &str = "credentialprovider.kubelet.k8s.io/";
 const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha1"];
+const MAX_REQUEST: u64 = 1024 * 1024;
 
 /// The image globs a token is good for, as kubelet `matchImages` patterns.
-pub const GOOGLE_GLOBS: [&str; 4] = [
+pub(crate) const GOOGLE_GLOBS: [&str; 4] = [
     "gcr.io",
     "*.gcr.io",
     "*-docker.pkg.dev",
     "docker.*.rep.pkg.dev",
 ];
+
+/// The pod service account annotation naming a Google service account to impersonate (the
+/// same annotation GKE's Workload Identity uses).
+pub(crate) const GSA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 
 #[derive(Deserialize)]
 struct Request {
@@ -48,24 +59,28 @@ struct Request {
     service_account_annotations: Map<String, Value>,
 }
 
-/// The pod service account annotation naming a Google service account to impersonate (the
-/// same annotation GKE's Workload Identity uses).
-pub const GSA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
-
 /// Settings for the kubelet's service-account-token mode (Workload Identity for image pulls).
-pub struct Options {
-    /// The workload identity provider, e.g.
-    /// `//iam.googleapis.com/projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROVIDER`.
-    pub audience: Option<String>,
-    pub sts_url: String,
-    pub iam_endpoint: String,
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// Workload identity provider for pod service account tokens:
+    /// //iam.googleapis.com/projects/NUM/locations/global/workloadIdentityPools/POOL/providers/PROVIDER
+    #[arg(long = "workload-identity-audience", value_name = "AUDIENCE")]
+    audience: Option<String>,
+    /// STS token endpoint.
+    #[arg(long, value_name = "URL", default_value = oauth::DEFAULT_STS_URL)]
+    sts_url: String,
+    /// IAM Credentials API endpoint, for impersonating an annotated Google service account.
+    #[arg(long, value_name = "URL", default_value = oauth::DEFAULT_IAM_ENDPOINT)]
+    iam_endpoint: String,
 }
 
-pub fn run(opts: &Options) -> ExitCode {
+pub(crate) fn run(opts: &Options) -> ExitCode {
     match respond(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("docker-credential-gcp kubelet-credential-provider: {e:#}");
+            ui::note(format_args!(
+                "docker-credential-gcp kubelet-credential-provider: {e:#}"
+            ));
             ExitCode::FAILURE
         }
     }
@@ -75,15 +90,15 @@ fn respond(opts: &Options) -> Result<()> {
     let mut input = Vec::new();
     std::io::stdin()
         .lock()
-        .take(1024 * 1024 + 1)
+        .take(MAX_REQUEST + 1)
         .read_to_end(&mut input)
         .context("cannot read stdin")?;
-    if input.len() > 1024 * 1024 {
+    if input.len() as u64 > MAX_REQUEST {
         bail!("the request on stdin is larger than 1 MiB");
     }
     let request = parse_request(&input)?;
     let settings = Settings::load()?;
-    crate::logging::init(settings.log_level.value, settings.log_file.value.clone());
+    settings::init_logging(&settings);
     let registry = image_registry(&request.image)?;
     let google = hosts::normalise(&registry)
         .is_some_and(|r| hosts::classify(&r, &settings.registries.value) == HostClass::Google);
@@ -100,7 +115,7 @@ fn respond(opts: &Options) -> Result<()> {
                 )?,
                 "Registry",
             ),
-            None => match tokens::google_token(&settings)? {
+            None => match token::google_token(&settings)? {
                 Outcome::Token(t) => (t, "Global"),
                 Outcome::NoSource => bail!(
                     "no Google credentials on this node: give the node a service account (metadata server) or set GOOGLE_APPLICATION_CREDENTIALS in the provider's env"
@@ -130,7 +145,7 @@ fn respond(opts: &Options) -> Result<()> {
             "auth": auth,
         })
     } else {
-        crate::debug!("{registry} is not a Google registry; answering with no credentials");
+        log::debug!("{registry} is not a Google registry; answering with no credentials");
         json!({
             "apiVersion": request.api_version,
             "kind": "CredentialProviderResponse",
@@ -139,16 +154,14 @@ fn respond(opts: &Options) -> Result<()> {
             "auth": {},
         })
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = ui::stdout();
     serde_json::to_writer(&mut out, &response)?;
     writeln!(out)?;
     Ok(())
 }
 
 /// Exchanges the pod's service account token at STS (workload identity federation) and, if
-/// the service account is annotated with a Google service account, impersonates it. This is
-/// the `external_account` flow of the adc source, fed from the request instead of a file: the
-/// token and a generated credentials file live in a private temporary directory for the call.
+/// the service account is annotated with a Google service account, impersonates it.
 fn pod_token(
     sa_token: &Secret<String>,
     annotations: &Map<String, Value>,
@@ -160,32 +173,52 @@ fn pod_token(
             "the kubelet sent a service account token, but --workload-identity-audience is not set in the provider's args"
         )
     })?;
-    let dir = tempfile::Builder::new()
-        .prefix("docker-credential-gcp-")
-        .tempdir()?;
-    let subject = dir.path().join("token");
-    files::write_private_atomic(&subject, sa_token.expose().as_bytes())?;
-    let mut doc = json!({
-        "type": "external_account",
-        "audience": audience,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": opts.sts_url,
-        "credential_source": {"file": subject},
-    });
-    if let Some(email) = annotations.get(GSA_ANNOTATION).and_then(Value::as_str) {
-        if !email.contains('@') || email.contains(['/', '?', '#', ':']) {
-            bail!("the {GSA_ANNOTATION} annotation {email:?} is not a service account email");
+    let impersonation_url = match annotations.get(GSA_ANNOTATION) {
+        None => None,
+        Some(v) => {
+            let email = v.as_str().filter(|e| is_service_account_email(e)).ok_or_else(|| {
+                anyhow!(
+                    "the {GSA_ANNOTATION} annotation {v} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"
+                )
+            })?;
+            Some(oauth::impersonation_url(&opts.iam_endpoint, email))
         }
-        let base = opts.iam_endpoint.trim_end_matches('/');
-        doc["service_account_impersonation_url"] = Value::String(format!(
-            "{base}/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
-        ));
-    }
-    let adc = dir.path().join("external_account.json");
-    files::write_private_atomic(&adc, doc.to_string().as_bytes())?;
-    let mut ctx = sources::MintContext::new(Instant::now() + settings.timeout.value);
-    sources::mint_adc_file(&adc, &mut ctx)
+    };
+    let federation = Federation {
+        sts_url: &opts.sts_url,
+        audience,
+        subject_token_type: JWT_TOKEN_TYPE,
+        client_auth: None,
+        workforce_user_project: None,
+        impersonation: impersonation_url
+            .as_deref()
+            .map(|url| oauth::Impersonation {
+                url,
+                lifetime_secs: DEFAULT_LIFETIME_SECS,
+                delegates: &[],
+            }),
+    };
+    let deadline = Instant::now() + settings.timeout.value;
+    let http = Http::new()?;
+    federation::federate(&http, &federation, sa_token, deadline)
         .map_err(|e| anyhow!("workload identity for the pod's service account: {e:#}"))
+}
+
+/// A Google service account email: `NAME@DOMAIN` where NAME is letters, digits, `-`, `_` or
+/// `.`, and DOMAIN a DNS name under gserviceaccount.com. Nothing else may reach the
+/// impersonation URL it is put into.
+fn is_service_account_email(email: &str) -> bool {
+    let Some((name, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let domain_ok = (domain == "gserviceaccount.com" || domain.ends_with(".gserviceaccount.com"))
+        && hosts::normalise(domain).is_some_and(|r| r.port.is_none() && r.host == domain);
+    name_ok && domain_ok
 }
 
 fn parse_request(input: &[u8]) -> Result<Request> {
@@ -194,7 +227,11 @@ fn parse_request(input: &[u8]) -> Result<Request> {
             "the request is not a CredentialProviderRequest (line {} column {}: {})",
             e.line(),
             e.column(),
-            category(&e)
+            match e.classify() {
+                serde_json::error::Category::Data => "missing or mistyped field",
+                serde_json::error::Category::Eof => "unexpected end",
+                _ => "syntax error",
+            }
         )
     })?;
     let version = request.api_version.strip_prefix(GROUP).unwrap_or("");
@@ -214,14 +251,6 @@ fn parse_request(input: &[u8]) -> Result<Request> {
         bail!("the request has no image");
     }
     Ok(request)
-}
-
-fn category(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Data => "missing or mistyped field",
-        serde_json::error::Category::Eof => "unexpected end",
-        _ => "syntax error",
-    }
 }
 
 /// The registry host of an image reference, as the container runtimes resolve it: the first
@@ -298,6 +327,32 @@ mod tests {
             "",
         ] {
             assert!(parse_request(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_well_formed_service_account_emails_reach_the_url() {
+        for good in [
+            "builder@my-project.iam.gserviceaccount.com",
+            "123456-compute@developer.gserviceaccount.com",
+            "my-project@appspot.gserviceaccount.com",
+        ] {
+            assert!(is_service_account_email(good), "{good}");
+        }
+        for bad in [
+            "sa@p.iam.gserviceaccount.com%2F..",
+            "sa%2F..@p.iam.gserviceaccount.com",
+            "../x@p.iam.gserviceaccount.com",
+            "sa/x@p.iam.gserviceaccount.com",
+            "sa@evil.com",
+            "sa@gserviceaccount.com.evil.com",
+            "sa@p.iam.gserviceaccount.com:generateIdToken",
+            "sa@p.iam.gserviceaccount.com?x",
+            "sa",
+            "@p.iam.gserviceaccount.com",
+            "",
+        ] {
+            assert!(!is_service_account_email(bad), "{bad}");
         }
     }
 }

@@ -2,78 +2,89 @@
 //! Artifact Registry.
 //!
 //! The crate is a library only so that fuzz targets (tests/fuzz) can reach the parsers; the
-//! program is `src/main.rs`. [`run`] only routes. Docker runs the helper as
-//! `docker-credential-gcp get` (or store, erase, list) with nothing else on the command line;
-//! those calls go straight to the protocol without building the clap parser, because a cached
-//! `get` should cost little more than starting a process. Everything else goes through clap.
+//! program is `src/main.rs`. Modules form layers, and every import points down
+//! (ARCHITECTURE.md; `tests/architecture.rs` checks it):
+//!
+//! - entry points: [`run`] here, `cli`, `kubelet`
+//! - `setup`: configure-docker, configure-mirror, doctor
+//! - `helper`: the docker-credential-helpers protocol and the `docker login` store
+//! - `token`: getting a Google access token (cache, sources, credential files, HTTP)
+//! - `settings`, `hosts`: what the user configured; which hosts are Google registries
+//! - `util`: files, processes, platform paths, secrets, logging, output
+//!
+//! Docker runs the helper as `docker-credential-gcp get` (or store, erase, list) with nothing
+//! else on the command line; those calls go straight to the protocol without building the clap
+//! parser, because a cached `get` should cost little more than starting a process.
 
-mod cache;
-mod checks;
 mod cli;
-mod config_edit;
-mod configure;
-mod doctor;
-mod files;
+mod helper;
 mod hosts;
-mod http;
 mod kubelet;
-mod logging;
-mod mirror;
-mod process;
-mod protocol;
-mod registries;
-mod secret;
 mod settings;
-mod sources;
-mod store;
-mod tokens;
+mod setup;
+mod token;
+mod util;
 
 use std::process::ExitCode;
+
+use helper::protocol::{self, Verb};
 
 /// The whole program: `main` calls this and exits with its code.
 pub fn run() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let (first, second) = (args.next(), args.next());
     if second.is_none()
-        && let Some(verb) = first.as_ref().and_then(|a| a.to_str())
-        && matches!(verb, "get" | "store" | "erase" | "list")
+        && let Some(verb) = first
+            .as_ref()
+            .and_then(|a| a.to_str())
+            .and_then(Verb::parse)
     {
         return protocol::run(verb);
     }
     cli::run()
 }
 
-/// Entry points for the fuzz targets in tests/fuzz: the parsers that take untrusted input.
-/// Not a stable API.
+/// Entry points for the fuzz targets in tests/fuzz: the real parsers that take untrusted
+/// input, and nothing that reaches the network. Built only under `cargo fuzz` (`cfg(fuzzing)`).
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz_api {
-    use std::path::Path;
-    use std::time::Instant;
-
-    pub use crate::hosts::{HostClass, Registry, classify, normalise};
+    /// Normalises and classifies a server address; `Some(true)` for a Google registry.
+    pub fn host_policy(input: &str) -> Option<(String, bool)> {
+        let r = crate::hosts::normalise(input)?;
+        let google = crate::hosts::classify(&r, &[]) == crate::hosts::HostClass::Google;
+        Some((r.to_string(), google))
+    }
 
     /// `store` input parsing: the validated host on success, the protocol answer on error.
     pub fn store_input(input: &str) -> Result<String, String> {
-        crate::protocol::parse_store(input).map(|r| r.host)
+        crate::helper::protocol::parse_store(input).map(|r| r.host)
     }
 
-    /// Reads and mints from an ADC file with a deadline that has already passed, so every
-    /// parser runs and nothing reaches the network.
-    pub fn adc_file(path: &Path) -> anyhow::Result<()> {
-        let mut ctx = crate::sources::MintContext::new(Instant::now());
-        crate::sources::mint_adc_file(path, &mut ctx).map(|_| ())
+    /// Parses and validates a credentials file the way a mint does, without minting.
+    pub fn adc_file(bytes: &[u8]) -> Result<(), String> {
+        crate::token::credentials::CredentialFile::parse(bytes)
+            .and_then(|f| f.validate())
+            .map_err(|e| format!("{e:#}"))
     }
 
-    /// Adds our credHelpers entries to a config.json text and renders it; `None` if the text
-    /// is not a JSON object (configure-docker refuses those).
+    /// A config file as configure-docker reads it (repeated keys merged), rendered.
+    pub fn parse_config(text: &[u8]) -> Option<Vec<u8>> {
+        let root = crate::setup::json_file::parse(text, "config.json")
+            .ok()?
+            .root;
+        crate::setup::json_file::render(&root).ok()
+    }
+
+    /// What configure-docker writes for `text`, or `None` where it refuses the file.
     pub fn add_cred_helpers(text: &[u8], hosts: &[String]) -> Option<Vec<u8>> {
-        let serde_json::Value::Object(mut root) = serde_json::from_slice(text).ok()? else {
-            return None;
-        };
+        let mut root = crate::setup::json_file::parse(text, "config.json")
+            .ok()?
+            .root;
         if root.get("credHelpers").is_some_and(|v| !v.is_object()) {
             return None;
         }
-        crate::configure::add_entries(&mut root, "gcp", hosts);
-        crate::config_edit::render_map(&root).ok()
+        crate::setup::configure::add_entries(&mut root, "gcp", hosts);
+        crate::setup::json_file::render(&root).ok()
     }
 }

@@ -1,40 +1,90 @@
 //! The effective settings: environment variables over the config file over defaults.
 //!
-//! Every setting remembers where its value came from, so `docker-credential-gcp config` can
-//! explain itself. This module reads the environment and at most one small file; it must stay
-//! cheap because it runs on every `get`.
+//! Each setting is one row of [`SPECS`] (its config-file key, its variable and its help), and
+//! one line of [`Settings::resolve`] that names how to parse it and its default. Every value
+//! remembers where it came from, so `docker-credential-gcp config` can explain itself. This
+//! module reads the environment and at most one small file; it must stay cheap because it runs
+//! on every `get`.
 
+use std::ffi::OsString;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use log::LevelFilter;
+use serde_json::{Map, Value};
 
 use crate::hosts::{self, ExtraHost};
-use crate::logging::Level;
+use crate::util::files::{self, Symlinks, Trust};
+use crate::util::platform::BaseDirs;
+use crate::util::{env, logging};
 
-pub const ENV_TOKEN_SOURCES: &str = "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES";
-pub const ENV_REGISTRIES: &str = "DOCKER_CREDENTIAL_GCP_REGISTRIES";
-pub const ENV_CACHE_DIR: &str = "DOCKER_CREDENTIAL_GCP_CACHE_DIR";
-pub const ENV_NO_CACHE: &str = "DOCKER_CREDENTIAL_GCP_NO_CACHE";
-pub const ENV_TIMEOUT: &str = "DOCKER_CREDENTIAL_GCP_TIMEOUT";
-pub const ENV_LOG: &str = "DOCKER_CREDENTIAL_GCP_LOG";
-pub const ENV_LOG_FILE: &str = "DOCKER_CREDENTIAL_GCP_LOG_FILE";
+/// One setting: its key in the config file, its environment variable and what it does.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    pub(crate) key: &'static str,
+    pub(crate) env: &'static str,
+    pub(crate) help: &'static str,
+}
 
-/// Name of this program's directory under the user's config, cache and data directories.
-pub const APP_DIR: &str = "docker-credential-gcp";
+pub(crate) const TOKEN_SOURCES: Spec = Spec {
+    key: "token_sources",
+    env: "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES",
+    help: "comma list of adc, gcloud, metadata, tried in order (default adc,gcloud,metadata)",
+};
+pub(crate) const REGISTRIES: Spec = Spec {
+    key: "registries",
+    env: "DOCKER_CREDENTIAL_GCP_REGISTRIES",
+    help: "extra host[:port] list to treat as Google registries (e.g. a proxy in front of Artifact Registry)",
+};
+pub(crate) const CACHE_DIR: Spec = Spec {
+    key: "cache_dir",
+    env: "DOCKER_CREDENTIAL_GCP_CACHE_DIR",
+    help: "token cache directory",
+};
+pub(crate) const NO_CACHE: Spec = Spec {
+    key: "no_cache",
+    env: "DOCKER_CREDENTIAL_GCP_NO_CACHE",
+    help: "1 to never cache tokens",
+};
+pub(crate) const TIMEOUT: Spec = Spec {
+    key: "timeout",
+    env: "DOCKER_CREDENTIAL_GCP_TIMEOUT",
+    help: "seconds allowed for minting a token (default 15)",
+};
+pub(crate) const LOG: Spec = Spec {
+    key: "log",
+    env: "DOCKER_CREDENTIAL_GCP_LOG",
+    help: "error, warn (default), info or debug; to stderr",
+};
+pub(crate) const LOG_FILE: Spec = Spec {
+    key: "log_file",
+    env: "DOCKER_CREDENTIAL_GCP_LOG_FILE",
+    help: "also append log lines to this file",
+};
+
+/// Every setting, in the order `config` and `--help` show them.
+pub(crate) const SPECS: [&Spec; 7] = [
+    &TOKEN_SOURCES,
+    &REGISTRIES,
+    &CACHE_DIR,
+    &NO_CACHE,
+    &TIMEOUT,
+    &LOG,
+    &LOG_FILE,
+];
 
 /// The token sources, in the order the user wants them tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     Adc,
     Gcloud,
     Metadata,
 }
 
 impl SourceKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SourceKind::Adc => "adc",
             SourceKind::Gcloud => "gcloud",
@@ -43,18 +93,15 @@ impl SourceKind {
     }
 
     fn parse(s: &str) -> Option<SourceKind> {
-        match s {
-            "adc" => Some(SourceKind::Adc),
-            "gcloud" => Some(SourceKind::Gcloud),
-            "metadata" => Some(SourceKind::Metadata),
-            _ => None,
-        }
+        [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata]
+            .into_iter()
+            .find(|k| k.name() == s)
     }
 }
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     Default,
     Env(&'static str),
     File,
@@ -71,174 +118,198 @@ impl fmt::Display for Origin {
 }
 
 #[derive(Debug, Clone)]
-pub struct Setting<T> {
-    pub value: T,
-    pub origin: Origin,
+pub(crate) struct Setting<T> {
+    pub(crate) value: T,
+    pub(crate) origin: Origin,
 }
 
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub token_sources: Setting<Vec<SourceKind>>,
-    pub registries: Setting<Vec<ExtraHost>>,
+pub(crate) struct Settings {
+    pub(crate) token_sources: Setting<Vec<SourceKind>>,
+    pub(crate) registries: Setting<Vec<ExtraHost>>,
     /// `None` when neither a setting nor the platform names a cache directory.
-    pub cache_dir: Setting<Option<PathBuf>>,
-    pub no_cache: Setting<bool>,
-    pub timeout: Setting<Duration>,
-    pub log_level: Setting<Level>,
-    pub log_file: Setting<Option<PathBuf>>,
+    pub(crate) cache_dir: Setting<Option<PathBuf>>,
+    pub(crate) no_cache: Setting<bool>,
+    pub(crate) timeout: Setting<Duration>,
+    pub(crate) log_level: Setting<LevelFilter>,
+    pub(crate) log_file: Setting<Option<PathBuf>>,
     /// The config file consulted, and whether it existed.
-    pub config_file: Option<(PathBuf, bool)>,
+    pub(crate) config_file: Option<(PathBuf, bool)>,
+    /// Problems that did not stop the program: invalid list entries that were skipped,
+    /// unknown keys in the config file.
+    pub(crate) warnings: Vec<String>,
 }
 
-pub const DEFAULT_SOURCES: [SourceKind; 3] =
+pub(crate) const DEFAULT_SOURCES: [SourceKind; 3] =
     [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata];
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// Where raw values come from: a variable lookup and the parsed config file.
+struct Inputs<'a> {
+    env: &'a dyn Fn(&str) -> Option<OsString>,
+    file: Option<&'a Map<String, Value>>,
+}
+
+impl Inputs<'_> {
+    /// The raw text of `spec` and its origin: the variable, else the config file's key.
+    fn raw(&self, spec: &Spec) -> Result<Option<(String, Origin)>> {
+        if let Some(v) = (self.env)(spec.env) {
+            let v = v
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{} is not valid UTF-8", spec.env))?;
+            return Ok(Some((v, Origin::Env(spec.env))));
+        }
+        match self.file.and_then(|f| f.get(spec.key)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Ok(Some((file_value_as_text(spec.key, v)?, Origin::File))),
+        }
+    }
+
+    /// The parsed value of `spec`, or `default` when it is set nowhere.
+    fn get<T>(
+        &self,
+        spec: &Spec,
+        parse: impl FnOnce(&str) -> Result<T>,
+        default: impl FnOnce() -> T,
+    ) -> Result<Setting<T>> {
+        match self.raw(spec)? {
+            Some((text, origin)) => {
+                let value =
+                    parse(&text).with_context(|| format!("invalid {} ({origin})", spec.key))?;
+                Ok(Setting { value, origin })
+            }
+            None => Ok(Setting {
+                value: default(),
+                origin: Origin::Default,
+            }),
+        }
+    }
+}
 
 impl Settings {
     /// Reads the environment and the config file. Invalid values are errors that name the
-    /// variable or key, so a typo is not silently ignored.
-    pub fn load() -> Result<Settings> {
-        let path = dirs::config_dir().map(|d| d.join(APP_DIR).join("config.json"));
+    /// variable or key, so a typo is not silently ignored; an invalid entry in a list of
+    /// registries is skipped with a warning, so one typo does not break every pull.
+    pub(crate) fn load() -> Result<Settings> {
+        let dirs = BaseDirs::current();
+        let path = dirs.config_file();
         let file = match &path {
             Some(p) => read_config_file(p)?,
             None => None,
         };
         let config_file = path.map(|p| (p, file.is_some()));
-        let env = |name: &'static str| std::env::var_os(name).filter(|v| !v.is_empty());
-        Self::resolve(&env, file.as_ref(), config_file)
+        Self::resolve(&env::var_os, file.as_ref(), config_file, &dirs)
     }
 
     fn resolve(
-        env: &dyn Fn(&'static str) -> Option<std::ffi::OsString>,
-        file: Option<&serde_json::Map<String, Value>>,
+        env: &dyn Fn(&str) -> Option<OsString>,
+        file: Option<&Map<String, Value>>,
         config_file: Option<(PathBuf, bool)>,
+        dirs: &BaseDirs,
     ) -> Result<Settings> {
-        let pick = |name: &'static str, key: &str| -> Result<Option<(String, Origin)>> {
-            if let Some(v) = env(name) {
-                let v = v
-                    .into_string()
-                    .map_err(|_| anyhow::anyhow!("{name} is not valid UTF-8"))?;
-                return Ok(Some((v, Origin::Env(name))));
+        let inputs = Inputs { env, file };
+        let mut warnings = Vec::new();
+        let registries = inputs.get(
+            &REGISTRIES,
+            |v| Ok(lenient_hosts(v, &mut warnings)),
+            Vec::new,
+        )?;
+        if let Some(file) = file {
+            for key in file.keys().filter(|k| !SPECS.iter().any(|s| s.key == *k)) {
+                warnings.push(format!("unknown key {key:?} in the config file (ignored)"));
             }
-            match file.and_then(|f| f.get(key)) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => Ok(Some((file_value_as_text(key, v)?, Origin::File))),
-            }
-        };
-
-        let token_sources = match pick(ENV_TOKEN_SOURCES, "token_sources")? {
-            Some((v, origin)) => Setting {
-                value: parse_sources(&v)
-                    .with_context(|| format!("invalid token sources ({origin})"))?,
-                origin,
-            },
-            None => Setting {
-                value: DEFAULT_SOURCES.to_vec(),
-                origin: Origin::Default,
-            },
-        };
-        let registries = match pick(ENV_REGISTRIES, "registries")? {
-            Some((v, origin)) => Setting {
-                value: hosts::parse_host_list(&v)
-                    .map_err(|e| anyhow::anyhow!("invalid registries ({origin}): {e}"))?,
-                origin,
-            },
-            None => Setting {
-                value: Vec::new(),
-                origin: Origin::Default,
-            },
-        };
-        let cache_dir = match pick(ENV_CACHE_DIR, "cache_dir")? {
-            Some((v, origin)) => Setting {
-                value: Some(PathBuf::from(v)),
-                origin,
-            },
-            None => Setting {
-                value: dirs::cache_dir().map(|d| d.join(APP_DIR)),
-                origin: Origin::Default,
-            },
-        };
-        let no_cache = match pick(ENV_NO_CACHE, "no_cache")? {
-            Some((v, origin)) => Setting {
-                value: parse_bool(&v)
-                    .with_context(|| format!("invalid no_cache value ({origin})"))?,
-                origin,
-            },
-            None => Setting {
-                value: false,
-                origin: Origin::Default,
-            },
-        };
-        let timeout = match pick(ENV_TIMEOUT, "timeout")? {
-            Some((v, origin)) => Setting {
-                value: parse_timeout(&v).with_context(|| format!("invalid timeout ({origin})"))?,
-                origin,
-            },
-            None => Setting {
-                value: DEFAULT_TIMEOUT,
-                origin: Origin::Default,
-            },
-        };
-        let log_level = match pick(ENV_LOG, "log")? {
-            Some((v, origin)) => Setting {
-                value: Level::parse(&v).with_context(|| format!("invalid log level ({origin})"))?,
-                origin,
-            },
-            None => Setting {
-                value: Level::Warn,
-                origin: Origin::Default,
-            },
-        };
-        let log_file = match pick(ENV_LOG_FILE, "log_file")? {
-            Some((v, origin)) => Setting {
-                value: Some(PathBuf::from(v)),
-                origin,
-            },
-            None => Setting {
-                value: None,
-                origin: Origin::Default,
-            },
-        };
+        }
         Ok(Settings {
-            token_sources,
+            token_sources: inputs
+                .get(&TOKEN_SOURCES, parse_sources, || DEFAULT_SOURCES.to_vec())?,
             registries,
-            cache_dir,
-            no_cache,
-            timeout,
-            log_level,
-            log_file,
+            cache_dir: inputs.get(
+                &CACHE_DIR,
+                |v| Ok(Some(PathBuf::from(v))),
+                || dirs.cache_dir(),
+            )?,
+            no_cache: inputs.get(&NO_CACHE, parse_bool, || false)?,
+            timeout: inputs.get(&TIMEOUT, parse_timeout, || DEFAULT_TIMEOUT)?,
+            log_level: inputs.get(&LOG, logging::parse_level, || LevelFilter::Warn)?,
+            log_file: inputs.get(&LOG_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
             config_file,
+            warnings,
         })
     }
 
     /// The cache directory to use, or `None` when caching is off or impossible.
-    pub fn effective_cache_dir(&self) -> Option<&Path> {
+    pub(crate) fn effective_cache_dir(&self) -> Option<&std::path::Path> {
         if self.no_cache.value {
             None
         } else {
             self.cache_dir.value.as_deref()
         }
     }
+
+    /// Each setting's key, value as text and origin, in [`SPECS`] order.
+    pub(crate) fn rows(&self) -> Vec<(&'static str, String, &Origin)> {
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("(none)".to_owned(), |p| p.display().to_string())
+        };
+        let sources: Vec<&str> = self.token_sources.value.iter().map(|k| k.name()).collect();
+        let hosts: Vec<String> = self
+            .registries
+            .value
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        vec![
+            (
+                TOKEN_SOURCES.key,
+                sources.join(","),
+                &self.token_sources.origin,
+            ),
+            (REGISTRIES.key, hosts.join(","), &self.registries.origin),
+            (
+                CACHE_DIR.key,
+                path(&self.cache_dir.value),
+                &self.cache_dir.origin,
+            ),
+            (
+                NO_CACHE.key,
+                self.no_cache.value.to_string(),
+                &self.no_cache.origin,
+            ),
+            (
+                TIMEOUT.key,
+                format!("{}s", self.timeout.value.as_secs_f64()),
+                &self.timeout.origin,
+            ),
+            (
+                LOG.key,
+                self.log_level.value.as_str().to_ascii_lowercase(),
+                &self.log_level.origin,
+            ),
+            (
+                LOG_FILE.key,
+                path(&self.log_file.value),
+                &self.log_file.origin,
+            ),
+        ]
+    }
 }
 
-/// Keys the config file understands; anything else is reported by `config`.
-pub const FILE_KEYS: [&str; 7] = [
-    "token_sources",
-    "registries",
-    "cache_dir",
-    "no_cache",
-    "timeout",
-    "log",
-    "log_file",
-];
+/// Sets up logging from these settings and reports their warnings through it.
+pub(crate) fn init_logging(settings: &Settings) {
+    logging::init(settings.log_level.value, settings.log_file.value.clone());
+    for w in &settings.warnings {
+        log::warn!("{w}");
+    }
+}
 
-fn read_config_file(path: &Path) -> Result<Option<serde_json::Map<String, Value>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+fn read_config_file(path: &std::path::Path) -> Result<Option<Map<String, Value>>> {
+    let Some(bytes) = files::read_bounded(path, MAX_CONFIG_FILE, Symlinks::Follow, Trust::Anyone)?
+    else {
+        return Ok(None);
     };
-    match serde_json::from_str::<Value>(&text) {
+    match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(Some(map)),
         Ok(_) => bail!(
             "{}: the config file must hold a JSON object",
@@ -267,6 +338,18 @@ fn file_value_as_text(key: &str, v: &Value) -> Result<String> {
     }
 }
 
+/// The valid `host[:port]` entries of a list; each invalid one becomes a warning.
+fn lenient_hosts(list: &str, warnings: &mut Vec<String>) -> Vec<ExtraHost> {
+    let mut valid = Vec::new();
+    for entry in hosts::split_list(list) {
+        match hosts::parse_host_entry(entry) {
+            Ok(h) => valid.push(h),
+            Err(e) => warnings.push(format!("{}: skipping {e}", REGISTRIES.key)),
+        }
+    }
+    valid
+}
+
 fn parse_sources(v: &str) -> Result<Vec<SourceKind>> {
     let mut out = Vec::new();
     for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -283,7 +366,7 @@ fn parse_sources(v: &str) -> Result<Vec<SourceKind>> {
     Ok(out)
 }
 
-fn parse_bool(v: &str) -> Result<bool> {
+pub(crate) fn parse_bool(v: &str) -> Result<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -305,17 +388,21 @@ fn parse_timeout(v: &str) -> Result<Duration> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::ffi::OsString;
+    use std::path::Path;
 
     fn resolve(env: &[(&'static str, &str)], file: Option<&str>) -> Result<Settings> {
         let env: HashMap<&str, OsString> =
             env.iter().map(|(k, v)| (*k, OsString::from(v))).collect();
-        let lookup = move |k: &'static str| env.get(k).cloned();
+        let lookup = move |k: &str| env.get(k).cloned();
         let file = file.map(|f| match serde_json::from_str(f).unwrap() {
             Value::Object(m) => m,
             _ => panic!("test file must be an object"),
         });
-        Settings::resolve(&lookup, file.as_ref(), None)
+        let dirs = BaseDirs {
+            cache: Some("/home/a/.cache".into()),
+            ..BaseDirs::default()
+        };
+        Settings::resolve(&lookup, file.as_ref(), None, &dirs)
     }
 
     #[test]
@@ -325,14 +412,22 @@ mod tests {
         assert_eq!(s.token_sources.origin, Origin::Default);
         assert_eq!(s.timeout.value, Duration::from_secs(15));
         assert!(!s.no_cache.value);
-        assert_eq!(s.log_level.value, Level::Warn);
+        assert_eq!(s.log_level.value, LevelFilter::Warn);
         assert!(s.registries.value.is_empty());
+        assert_eq!(
+            s.cache_dir.value.as_deref(),
+            Some(Path::new("/home/a/.cache/docker-credential-gcp"))
+        );
+        assert!(s.warnings.is_empty());
     }
 
     #[test]
     fn env_wins_over_the_config_file() {
         let s = resolve(
-            &[(ENV_TOKEN_SOURCES, "metadata,adc"), (ENV_TIMEOUT, "2.5")],
+            &[
+                (TOKEN_SOURCES.env, "metadata,adc"),
+                (TIMEOUT.env, "2.5"),
+            ],
             Some(r#"{"token_sources":["gcloud"],"timeout":30,"no_cache":true,"registries":"a.example,b.example:5000"}"#),
         )
         .unwrap();
@@ -340,7 +435,7 @@ mod tests {
             s.token_sources.value,
             vec![SourceKind::Metadata, SourceKind::Adc]
         );
-        assert_eq!(s.token_sources.origin, Origin::Env(ENV_TOKEN_SOURCES));
+        assert_eq!(s.token_sources.origin, Origin::Env(TOKEN_SOURCES.env));
         assert_eq!(s.timeout.value, Duration::from_millis(2500));
         assert!(s.no_cache.value);
         assert_eq!(s.no_cache.origin, Origin::File);
@@ -351,13 +446,12 @@ mod tests {
     #[test]
     fn invalid_values_are_errors_that_name_the_setting() {
         for (env, needle) in [
-            ((ENV_TOKEN_SOURCES, "adc,keychain"), "keychain"),
-            ((ENV_TOKEN_SOURCES, ","), "no token source"),
-            ((ENV_TIMEOUT, "soon"), ENV_TIMEOUT),
-            ((ENV_TIMEOUT, "-1"), ENV_TIMEOUT),
-            ((ENV_NO_CACHE, "maybe"), ENV_NO_CACHE),
-            ((ENV_LOG, "loud"), ENV_LOG),
-            ((ENV_REGISTRIES, "https://x.example"), ENV_REGISTRIES),
+            ((TOKEN_SOURCES.env, "adc,keychain"), "keychain"),
+            ((TOKEN_SOURCES.env, ","), "no token source"),
+            ((TIMEOUT.env, "soon"), TIMEOUT.env),
+            ((TIMEOUT.env, "-1"), TIMEOUT.env),
+            ((NO_CACHE.env, "maybe"), NO_CACHE.env),
+            ((LOG.env, "loud"), LOG.env),
         ] {
             let err = format!("{:#}", resolve(&[env], None).unwrap_err());
             assert!(err.contains(needle), "{env:?}: {err}");
@@ -367,8 +461,44 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_registry_entry_is_skipped_with_a_warning_and_the_rest_kept() {
+        let s = resolve(
+            &[(
+                REGISTRIES.env,
+                "good.example, https://bad.example ,ok.example:5000",
+            )],
+            None,
+        )
+        .unwrap();
+        let hosts: Vec<String> = s.registries.value.iter().map(|h| h.to_string()).collect();
+        assert_eq!(hosts, ["good.example", "ok.example:5000"]);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].contains("https://bad.example"),
+            "{:?}",
+            s.warnings
+        );
+        let s = resolve(
+            &[],
+            Some(r#"{"registries":["x.example","a b"],"colour":1}"#),
+        )
+        .unwrap();
+        assert_eq!(s.registries.value.len(), 1);
+        assert!(
+            s.warnings.iter().any(|w| w.contains("\"a b\"")),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.contains("unknown key \"colour\""))
+        );
+    }
+
+    #[test]
     fn duplicate_sources_are_tried_once() {
-        let s = resolve(&[(ENV_TOKEN_SOURCES, "gcloud, GCLOUD ,adc")], None).unwrap();
+        let s = resolve(&[(TOKEN_SOURCES.env, "gcloud, GCLOUD ,adc")], None).unwrap();
         assert_eq!(
             s.token_sources.value,
             vec![SourceKind::Gcloud, SourceKind::Adc]
@@ -377,9 +507,21 @@ mod tests {
 
     #[test]
     fn no_cache_turns_the_cache_directory_off() {
-        let s = resolve(&[(ENV_CACHE_DIR, "/tmp/x"), (ENV_NO_CACHE, "1")], None).unwrap();
+        let s = resolve(&[(CACHE_DIR.env, "/tmp/x"), (NO_CACHE.env, "1")], None).unwrap();
         assert_eq!(s.effective_cache_dir(), None);
-        let s = resolve(&[(ENV_CACHE_DIR, "/tmp/x")], None).unwrap();
+        let s = resolve(&[(CACHE_DIR.env, "/tmp/x")], None).unwrap();
         assert_eq!(s.effective_cache_dir(), Some(Path::new("/tmp/x")));
+    }
+
+    #[test]
+    fn every_setting_has_a_row_and_a_unique_key_and_variable() {
+        let s = resolve(&[], None).unwrap();
+        let keys: Vec<&str> = s.rows().iter().map(|r| r.0).collect();
+        let specs: Vec<&str> = SPECS.iter().map(|s| s.key).collect();
+        assert_eq!(keys, specs);
+        let mut vars: Vec<&str> = SPECS.iter().map(|s| s.env).collect();
+        vars.sort();
+        vars.dedup();
+        assert_eq!(vars.len(), SPECS.len());
     }
 }

@@ -1,13 +1,11 @@
 //! `configure-docker`, `configure-mirror`, `doctor` and `print-access-token`, run as a user
 //! would, against real files in a temporary HOME.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// A config.json as people really have them: logins, a credsStore, other helpers, headers,
 /// proxies, plugins, features, aliases, keys from the future and non-ASCII text.
@@ -45,11 +43,15 @@ impl Setup {
         let docker_dir = env.path("docker");
         env.set("DOCKER_CONFIG", docker_dir.display().to_string());
         let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
-        env.set(
-            "PATH",
-            format!("{bin_dir}:{}", std::env::var("PATH").unwrap()),
-        );
+        env.set("PATH", format!("{bin_dir}:{SYSTEM_PATH}"));
         Setup { env, docker_dir }
+    }
+
+    /// A directory with nothing in it, for a PATH on which nothing is found.
+    fn empty_dir(&self, name: &str) -> String {
+        let dir = self.env.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.display().to_string()
     }
 
     fn config(&self) -> PathBuf {
@@ -87,10 +89,10 @@ impl Setup {
             .unwrap();
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        self.env.set(
-            "PATH",
-            format!("{}:{bin_dir}:/usr/bin:/bin", fake.display()),
-        );
+        // Only the fake docker (if any) and the helper: a real docker elsewhere on the
+        // machine must not answer for the fake one.
+        self.env
+            .set("PATH", format!("{}:{bin_dir}", fake.display()));
     }
 }
 
@@ -390,7 +392,7 @@ fn old_docker_clients_get_a_warning_or_a_refusal() {
 #[test]
 fn a_helper_missing_from_path_is_reported_with_the_fix() {
     let mut s = Setup::new();
-    s.env.set("PATH", "/usr/bin:/bin");
+    s.env.set("PATH", s.empty_dir("empty-bin"));
     let out = s.configure(&[]);
     assert_eq!(out.code, 0);
     assert!(
@@ -428,7 +430,7 @@ fn doctor_passes_on_a_healthy_set_up() {
 fn doctor_fails_on_a_broken_set_up_and_names_each_fix() {
     let mut s = Setup::new();
     s.write_config(r#"{"credHelpers": {"b.gcr.io": "gcp", "gcr.io": "gcloud"}}"#);
-    s.env.set("PATH", "/usr/bin:/bin");
+    s.env.set("PATH", s.empty_dir("empty-bin"));
     let out = s.env.run(&["doctor"], b"");
     assert_eq!(out.code, 1);
     for needle in [

@@ -3,10 +3,8 @@
 //! the helper, configured as a `credHelpers` entry exactly as users configure it. Every test
 //! checks what the client achieved and the helper calls and token requests it caused.
 
-mod support;
-
-use support::registry::*;
-use support::*;
+use crate::support::registry::*;
+use crate::support::*;
 
 const USER: &str = "oauth2accesstoken";
 
@@ -68,8 +66,9 @@ fn assert_gets_for(rig: &Rig, mark: Mark, host: &str) -> usize {
 }
 
 #[test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry and skopeo")]
 fn skopeo_pushes_inspects_lists_and_pulls_with_a_minted_token() {
-    let Some(rig) = Rig::start() else { return };
+    let rig = Rig::start();
     let layout = rig.env.path("layout");
     let image = write_oci_image(&layout, "v1", "hello from the e2e test\n");
 
@@ -160,11 +159,13 @@ fn docker_manifest_inspect(rig: &Rig, image: &str) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_docker, missing_registry),
+    ignore = "needs the docker CLI, docker-registry and skopeo"
+)]
 fn docker_cli_inspects_a_manifest_with_a_minted_token() {
-    if !require("docker") {
-        return;
-    }
-    let Some(rig) = Rig::start() else { return };
+    require("docker");
+    let rig = Rig::start();
     let image = rig.seed_image("test/img:v1");
 
     let mark = rig.mark();
@@ -176,13 +177,10 @@ fn docker_cli_inspects_a_manifest_with_a_minted_token() {
     assert_eq!(access_tokens_used(&rig, mark), ["ya29.test-1"]);
 }
 
-/// The clients that read a manifest here: skopeo, and the docker CLI when installed.
+/// The clients that read a manifest here: skopeo and the docker CLI.
 fn readers() -> Vec<&'static str> {
-    let mut clients = vec!["skopeo"];
-    if require("docker") {
-        clients.push("docker");
-    }
-    clients
+    require("docker");
+    vec!["skopeo", "docker"]
 }
 
 /// `client` reads the manifest of `image` and must be refused by the registry.
@@ -197,8 +195,12 @@ fn assert_refused(rig: &Rig, client: &str, image: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_docker, missing_registry),
+    ignore = "needs the docker CLI, docker-registry and skopeo"
+)]
 fn without_the_helper_the_registry_refuses_the_client() {
-    let Some(rig) = Rig::start() else { return };
+    let rig = Rig::start();
     rig.seed_image("test/img:v1");
     rig.set_cred_helpers(&[]);
 
@@ -216,8 +218,12 @@ fn without_the_helper_the_registry_refuses_the_client() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_docker, missing_registry),
+    ignore = "needs the docker CLI, docker-registry and skopeo"
+)]
 fn a_token_the_registry_does_not_know_is_refused() {
-    let Some(mut rig) = Rig::start() else { return };
+    let mut rig = Rig::start();
     rig.seed_image("test/img:v1");
     // The helper now mints at a token endpoint the registry's token server does not trust.
     let rogue = token_endpoint(3600);
@@ -250,10 +256,9 @@ fn a_token_the_registry_does_not_know_is_refused() {
 /// Tokens with less than the helper's 5-minute margin left are minted anew on every `get`:
 /// each client run then presents a new token, and the registry accepts each of them.
 #[test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry and skopeo")]
 fn a_token_about_to_expire_is_replaced_and_the_new_one_is_accepted() {
-    let Some(rig) = Rig::start_with_token_lifetime(200) else {
-        return;
-    };
+    let rig = Rig::start_with_token_lifetime(200);
     let image = rig.seed_image("test/img:v1");
     let mut seen = Vec::new();
     for round in 1..=2 {
@@ -273,8 +278,12 @@ fn a_token_about_to_expire_is_replaced_and_the_new_one_is_accepted() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_docker, missing_registry),
+    ignore = "needs the docker CLI, docker-registry and skopeo"
+)]
 fn a_host_the_helper_does_not_serve_is_accessed_anonymously() {
-    let Some(rig) = Rig::start() else { return };
+    let rig = Rig::start();
     // A second registry, open to anyone, also routed to the helper (as a too-wide credHelpers
     // configuration would); it is not a Google registry for the helper.
     let open = Registry::start(None);
@@ -315,7 +324,8 @@ fn a_host_the_helper_does_not_serve_is_accessed_anonymously() {
         "the token server was not involved"
     );
 
-    if require("docker") {
+    {
+        require("docker");
         let mark = rig.mark();
         let manifest = docker_manifest_inspect(&rig, &format!("{}/test/open:v1", open.host));
         assert_eq!(manifest["config"]["digest"], image.config_digest.as_str());
@@ -327,14 +337,14 @@ fn a_host_the_helper_does_not_serve_is_accessed_anonymously() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_docker, missing_registry, missing_keyring),
+    ignore = "needs the docker CLI, docker-registry and skopeo, dbus-daemon and gnome-keyring-daemon"
+)]
 fn docker_login_credentials_win_until_logout() {
-    if !require("docker") {
-        return;
-    }
-    let Some(mut rig) = Rig::start() else { return };
-    let Some(ss) = SecretService::start(rig.env.home.path()) else {
-        return;
-    };
+    require("docker");
+    let mut rig = Rig::start();
+    let ss = SecretService::start(rig.env.home.path());
     rig.env.set("DBUS_SESSION_BUS_ADDRESS", ss.address.clone());
     let image = rig.seed_image("test/img:v1");
     let key = service_account_json(&rig.google.token_uri());
@@ -408,11 +418,13 @@ fn docker_login_credentials_win_until_logout() {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_registry, missing_gcloud),
+    ignore = "needs docker-registry and skopeo, gcloud"
+)]
 fn gcloud_supplies_the_token_end_to_end() {
-    if !require("gcloud") {
-        return;
-    }
-    let Some(mut rig) = Rig::start() else { return };
+    require("gcloud");
+    let mut rig = Rig::start();
     let image = rig.seed_image("test/img:v1");
     let gcloud_config = rig.env.path("gcloud-config");
     rig.env
@@ -475,19 +487,10 @@ fn storage_args(rig: &Rig, tool: &str) -> Vec<String> {
 /// `tool` (podman or buildah) pulls the seeded image and pushes it under a new name, with
 /// credentials from the helper for both.
 fn pull_and_push_with(tool: &str) {
-    if !require(tool) {
-        return;
-    }
-    // Rootless podman and buildah would need subordinate ids and user namespaces; CI runs as root.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} tests run as root in CI"
-        );
-        eprintln!("SKIPPED: {tool} tests need root (--root/--runroot storage in a temp dir)");
-        return;
-    }
-    let Some(rig) = Rig::start() else { return };
+    require(tool);
+    // Rootless podman and buildah would need subordinate ids and user namespaces.
+    require_root(tool);
+    let rig = Rig::start();
     let image = rig.seed_image("test/img:v1");
     let global = storage_args(&rig, tool);
     let run = |args: &[&str]| {
@@ -537,11 +540,19 @@ fn pull_and_push_with(tool: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_podman, missing_root, missing_registry),
+    ignore = "needs podman, root, docker-registry and skopeo"
+)]
 fn podman_pulls_and_pushes_with_a_minted_token() {
     pull_and_push_with("podman");
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_buildah, missing_root, missing_registry),
+    ignore = "needs buildah, root, docker-registry and skopeo"
+)]
 fn buildah_pulls_and_pushes_with_a_minted_token() {
     pull_and_push_with("buildah");
 }
@@ -617,8 +628,9 @@ fn google_hosts(count: usize) -> Vec<String> {
 /// Legacy `docker build` runs `get` once for every `credHelpers` key before it starts. With 96
 /// keys that is 96 helper processes; all of them share one token request.
 #[test]
+#[cfg_attr(missing_registry, ignore = "needs docker-registry and skopeo")]
 fn a_legacy_build_sweep_over_96_cred_helpers_makes_one_token_request() {
-    let Some(rig) = Rig::start() else { return };
+    let rig = Rig::start();
     let mut hosts = google_hosts(95);
     hosts.push(rig.host.clone());
     rig.set_cred_helpers(&strs(&hosts));

@@ -2,8 +2,6 @@
 //! Transient failures are retried a bounded number of times; final ones are not; every mint
 //! ends within DOCKER_CREDENTIAL_GCP_TIMEOUT; errors name the source and the next step.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// An authorized_user ADC file whose token_uri is `server`'s /token.
 fn user_env(token_url: &str) -> Env {
@@ -340,10 +338,9 @@ fn a_hanging_gcloud_is_killed_at_the_deadline_with_its_children() {
 }
 
 #[test]
+#[cfg_attr(missing_flock, ignore = "needs flock")]
 fn a_lock_held_by_a_stuck_process_delays_but_does_not_block_and_a_dead_holder_frees_it() {
-    if !require("flock") {
-        return;
-    }
+    require("flock");
     let server = token_endpoint(3600);
     let mut env = Env::new();
     env.use_service_account(&server.url("/token"));

@@ -4,15 +4,13 @@
 //! built binary like docker does, against loopback stand-ins for Google's STS and IAM
 //! Credentials APIs, an OIDC token URL and the AWS instance metadata service.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 const AUDIENCE: &str =
     "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/gh";

@@ -1,19 +1,15 @@
 //! The gcloud token source with the real gcloud CLI, offline: its `auth/access_token_file`
 //! property makes `gcloud config config-helper` print a token without any network.
 
-mod support;
+use crate::support::*;
 
-use support::*;
-
-fn gcloud_env() -> Option<Env> {
-    if !require("gcloud") {
-        return None;
-    }
+fn gcloud_env() -> Env {
+    require("gcloud");
     let mut env = Env::new();
     let config = env.path("gcloud-config");
     env.set("CLOUDSDK_CONFIG", config.display().to_string());
     env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud");
-    Some(env)
+    env
 }
 
 fn gcloud_set(env: &Env, args: &[&str]) {
@@ -22,8 +18,9 @@ fn gcloud_set(env: &Env, args: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(missing_gcloud, ignore = "needs gcloud")]
 fn gcloud_tokens_are_used_and_cached_until_its_configuration_changes() {
-    let Some(env) = gcloud_env() else { return };
+    let env = gcloud_env();
     let token_file = env.path("access-token");
     std::fs::write(&token_file, "ya29.from-gcloud-1\n").unwrap();
     gcloud_set(
@@ -42,19 +39,24 @@ fn gcloud_tokens_are_used_and_cached_until_its_configuration_changes() {
         ("oauth2accesstoken", "ya29.from-gcloud-1")
     );
 
-    // gcloud reports no expiry for this token: it stays cached briefly, so a changed file is
-    // not seen yet...
-    std::fs::write(&token_file, "ya29.from-gcloud-2\n").unwrap();
+    // The same configuration: the cached token is served without running gcloud again.
     assert_eq!(creds(&env.get("us-docker.pkg.dev")).2, "ya29.from-gcloud-1");
 
-    // ...but any gcloud configuration change touches its sentinel file, a new identity.
+    // The token file the active configuration names is part of gcloud's identity: a
+    // rewritten file is seen at once.
+    std::fs::write(&token_file, "ya29.from-gcloud-2\n").unwrap();
+    assert_eq!(creds(&env.get("us-docker.pkg.dev")).2, "ya29.from-gcloud-2");
+
+    // Any gcloud configuration change touches its sentinel file, a new identity.
+    std::fs::write(&token_file, "ya29.from-gcloud-3\n").unwrap();
     gcloud_set(&env, &["config", "set", "core/project", "another-project"]);
-    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.from-gcloud-2");
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.from-gcloud-3");
 }
 
 #[test]
+#[cfg_attr(missing_gcloud, ignore = "needs gcloud")]
 fn gcloud_without_an_account_is_reported_with_the_fix() {
-    let Some(env) = gcloud_env() else { return };
+    let env = gcloud_env();
     std::fs::create_dir_all(env.path("gcloud-config")).unwrap();
     let out = env.get("gcr.io");
     assert_eq!(out.code, 1);

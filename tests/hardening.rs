@@ -1,15 +1,13 @@
 //! Reliability: bad input on every subcommand, a cache that cannot be trusted or written,
 //! concurrency while a token expires, and configure-docker killed at random points.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn human_subcommands_reject_bad_arguments_without_panicking() {

@@ -2,10 +2,8 @@
 //! with `kubelet-credential-provider` (from the provider config's args) and a
 //! CredentialProviderRequest on stdin.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn request(version: &str, image: &str) -> Vec<u8> {
     serde_json::json!({
@@ -292,7 +290,7 @@ fn iam() -> Server {
     })
 }
 
-fn pod_request(annotations: serde_json::Value) -> Vec<u8> {
+fn pod_request(annotations: Value) -> Vec<u8> {
     serde_json::json!({
         "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
         "kind": "CredentialProviderRequest",

@@ -1,17 +1,15 @@
 //! `store`, `erase` and `list` against a real headless Secret Service (gnome-keyring on a
 //! private D-Bus), and the docker CLI's `login` / `logout` driving them.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 
-use support::*;
+use crate::support::*;
 
-fn keyring_env() -> Option<(Env, SecretService)> {
+fn keyring_env() -> (Env, SecretService) {
     let mut env = Env::new();
-    let ss = SecretService::start(env.home.path())?;
+    let ss = SecretService::start(env.home.path());
     env.set("DBUS_SESSION_BUS_ADDRESS", ss.address.clone());
-    Some((env, ss))
+    (env, ss)
 }
 
 fn store_json(server: &str, user: &str, secret: &str) -> Vec<u8> {
@@ -21,10 +19,9 @@ fn store_json(server: &str, user: &str, secret: &str) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn store_get_list_erase_round_trip_through_the_secret_service() {
-    let Some((env, _ss)) = keyring_env() else {
-        return;
-    };
+    let (env, _ss) = keyring_env();
     let out = env.run(
         &["store"],
         &store_json("https://registry.example.com:5000", "alice", "s3cret"),
@@ -55,10 +52,9 @@ fn store_get_list_erase_round_trip_through_the_secret_service() {
 }
 
 #[test]
+#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn stored_credentials_win_over_minted_tokens_until_erased() {
-    let Some((mut env, _ss)) = keyring_env() else {
-        return;
-    };
+    let (mut env, _ss) = keyring_env();
     let server = token_endpoint(3600);
     env.use_service_account(&server.url("/token"));
     let key = service_account_json("https://oauth2.googleapis.com/token");
@@ -83,10 +79,9 @@ fn stored_credentials_win_over_minted_tokens_until_erased() {
 }
 
 #[test]
+#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn the_index_file_holds_no_secret_and_is_private() {
-    let Some((env, _ss)) = keyring_env() else {
-        return;
-    };
+    let (env, _ss) = keyring_env();
     let stored = env.run(&["store"], &store_json("ghcr.io", "bob", "ghp_topsecret"));
     assert_eq!(stored.code, 0, "{} {}", stored.stdout, stored.stderr);
     let dir = env.path(".local/share/docker-credential-gcp");
@@ -107,10 +102,9 @@ fn the_index_file_holds_no_secret_and_is_private() {
 }
 
 #[test]
+#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn identity_tokens_are_stored_and_returned_as_given() {
-    let Some((env, _ss)) = keyring_env() else {
-        return;
-    };
+    let (env, _ss) = keyring_env();
     let out = env.run(&["store"], &store_json("quay.io", "<token>", "refresh-abc"));
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
     let (_, user, secret) = creds(&env.get("quay.io"));
@@ -157,13 +151,13 @@ fn login_registry() -> Server {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_docker, missing_keyring),
+    ignore = "needs the docker CLI, dbus-daemon and gnome-keyring-daemon"
+)]
 fn docker_login_and_logout_store_and_erase_through_the_helper() {
-    if !require("docker") {
-        return;
-    }
-    let Some((mut env, _ss)) = keyring_env() else {
-        return;
-    };
+    require("docker");
+    let (mut env, _ss) = keyring_env();
     let registry = login_registry();
     let host = registry.host();
     let docker_config = env.path("docker");
@@ -179,10 +173,7 @@ fn docker_login_and_logout_store_and_erase_through_the_helper() {
         .unwrap()
         .display()
         .to_string();
-    env.set(
-        "PATH",
-        format!("{bin_dir}:{}", std::env::var("PATH").unwrap()),
-    );
+    env.set("PATH", format!("{bin_dir}:{SYSTEM_PATH}"));
 
     let out = run_command(
         docker(&env, &["login", "-u", "carol", "--password-stdin", &host]),

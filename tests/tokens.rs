@@ -1,12 +1,10 @@
 //! `get` for Google registries: each token source against loopback stand-ins, the cache, the
 //! lock, fallthrough and failure reporting. Every test drives the built binary like docker.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn service_account_key_mints_with_a_signed_jwt_at_its_own_token_uri() {

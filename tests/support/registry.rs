@@ -19,21 +19,21 @@ use super::*;
 
 /// Access tokens the test's Google token endpoint issued (and any the test registers itself,
 /// such as the token gcloud reads from its `auth/access_token_file`).
-pub type Issued = Arc<Mutex<HashSet<String>>>;
+pub(crate) type Issued = Arc<Mutex<HashSet<String>>>;
 
-pub const SERVICE: &str = "e2e-registry";
-pub const ISSUER: &str = "e2e-token-issuer";
+pub(crate) const SERVICE: &str = "e2e-registry";
+pub(crate) const ISSUER: &str = "e2e-token-issuer";
 
 // ---------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 client for loopback peers.
 
-pub struct HttpReply {
+pub(crate) struct HttpReply {
     pub status: u16,
     pub head: String,
     pub body: Vec<u8>,
 }
 
-pub fn http(
+pub(crate) fn http(
     host: &str,
     method: &str,
     target: &str,
@@ -86,14 +86,14 @@ pub fn http(
 /// `support::token_endpoint` (which verifies the service-account JWT grant) behind a recording
 /// proxy: every access token it issues is added to `issued`, so the registry token server can
 /// tell a real token from a made-up one.
-pub struct GoogleEndpoint {
+pub(crate) struct GoogleEndpoint {
     pub server: Server,
     _inner: Server,
 }
 
 impl GoogleEndpoint {
     /// Issues tokens valid for `expires_in` seconds.
-    pub fn start(issued: Issued, expires_in: u64) -> GoogleEndpoint {
+    pub(crate) fn start(issued: Issued, expires_in: u64) -> GoogleEndpoint {
         let inner = token_endpoint(expires_in);
         let inner_host = inner.host();
         let server = Server::start(move |req| {
@@ -124,12 +124,12 @@ impl GoogleEndpoint {
         }
     }
 
-    pub fn token_uri(&self) -> String {
+    pub(crate) fn token_uri(&self) -> String {
         self.server.url("/token")
     }
 
     /// Token requests made (successful or not).
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.server.count()
     }
 }
@@ -137,7 +137,7 @@ impl GoogleEndpoint {
 // ---------------------------------------------------------------------------------------------
 // The registry token server (the `realm`), in the style of gcr.io.
 
-pub fn fixture_e2e(name: &str) -> PathBuf {
+pub(crate) fn fixture_e2e(name: &str) -> PathBuf {
     fixture("e2e").join(name)
 }
 
@@ -187,7 +187,7 @@ impl Signer {
 }
 
 /// The credentials a client presented to the token server: `None` for an anonymous request.
-pub fn basic_credentials(req: &Request) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(req: &Request) -> Option<(String, String)> {
     let value = req.header("authorization")?;
     let encoded = value.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
@@ -223,7 +223,7 @@ fn unix_now() -> i64 {
 
 /// The realm: `GET /token?service=…&scope=…` with HTTP Basic `oauth2accesstoken:<token>` (an
 /// issued token) or `_json_key:<key JSON>`; anything else, anonymous included, gets 401.
-pub fn token_server(issued: Issued) -> Server {
+pub(crate) fn token_server(issued: Issued) -> Server {
     let signer = Signer::load();
     let jti = AtomicUsize::new(0);
     Server::start(move |req| {
@@ -288,7 +288,7 @@ pub fn token_server(issued: Issued) -> Server {
 // ---------------------------------------------------------------------------------------------
 // The registry: distribution 2.8 (`docker-registry serve`).
 
-pub struct Registry {
+pub(crate) struct Registry {
     pub host: String,
     pub dir: tempfile::TempDir,
     child: Child,
@@ -305,7 +305,7 @@ fn free_port() -> u16 {
 
 impl Registry {
     /// A registry that demands a token from `realm` (`None`: an open registry).
-    pub fn start(realm: Option<&str>) -> Registry {
+    pub(crate) fn start(realm: Option<&str>) -> Registry {
         // The port is chosen free and released; should another process take it meanwhile, the
         // registry exits with "address already in use" and is started again on another port.
         for _ in 0..3 {
@@ -341,7 +341,7 @@ impl Registry {
             .arg("serve")
             .arg(&config_path)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATH", SYSTEM_PATH)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -367,7 +367,7 @@ impl Registry {
         Err(format!("no answer on /v2/:\n{}", self.log()))
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 }
@@ -382,14 +382,14 @@ impl Drop for Registry {
 // ---------------------------------------------------------------------------------------------
 // A one-layer OCI image layout, built by hand.
 
-pub struct OciImage {
+pub(crate) struct OciImage {
     pub manifest_digest: String,
     pub config_digest: String,
     pub layer_digest: String,
     pub diff_id: String,
 }
 
-pub fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
     let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
@@ -464,7 +464,7 @@ fn go_arch() -> &'static str {
 }
 
 /// Writes an OCI image layout with one image tagged `tag` into `dir`.
-pub fn write_oci_image(dir: &Path, tag: &str, file_content: &str) -> OciImage {
+pub(crate) fn write_oci_image(dir: &Path, tag: &str, file_content: &str) -> OciImage {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {
@@ -525,7 +525,7 @@ pub fn write_oci_image(dir: &Path, tag: &str, file_content: &str) -> OciImage {
 /// One run of the helper by a client: the verb, its stdin (newlines as spaces), exit code and
 /// stdout.
 #[derive(Debug, Clone)]
-pub struct HelperCall {
+pub(crate) struct HelperCall {
     pub verb: String,
     pub input: String,
     pub code: i32,
@@ -534,7 +534,7 @@ pub struct HelperCall {
 
 /// Writes `docker-credential-gcp` into `dir`: a shell wrapper that runs the built helper with
 /// the same argv and stdin and appends the call to `$E2E_HELPER_CALLS`.
-pub fn write_helper_wrapper(dir: &Path) {
+pub(crate) fn write_helper_wrapper(dir: &Path) {
     let script = format!(
         r#"#!/bin/sh
 in=$(mktemp) || exit 1
@@ -555,7 +555,7 @@ exit $rc
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-pub fn read_helper_calls(path: &Path) -> Vec<HelperCall> {
+pub(crate) fn read_helper_calls(path: &Path) -> Vec<HelperCall> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -576,13 +576,13 @@ pub fn read_helper_calls(path: &Path) -> Vec<HelperCall> {
 
 /// Counts at a point in time, to look only at what happened after it.
 #[derive(Debug, Clone, Copy)]
-pub struct Mark {
+pub(crate) struct Mark {
     realm: usize,
     calls: usize,
     google: usize,
 }
 
-pub struct Rig {
+pub(crate) struct Rig {
     pub env: Env,
     pub issued: Issued,
     pub google: GoogleEndpoint,
@@ -598,16 +598,14 @@ pub struct Rig {
 impl Rig {
     /// The registry, its token server, a Google token endpoint, and an environment in which
     /// docker, skopeo, podman and buildah find the (recorded) helper for the registry host.
-    /// `None` when `docker-registry` or `skopeo` is missing outside CI.
-    pub fn start() -> Option<Rig> {
+    pub(crate) fn start() -> Rig {
         Rig::start_with_token_lifetime(3600)
     }
 
     /// Like `start`, with Google access tokens valid for `expires_in` seconds.
-    pub fn start_with_token_lifetime(expires_in: u64) -> Option<Rig> {
-        if !require("docker-registry") || !require("skopeo") {
-            return None;
-        }
+    pub(crate) fn start_with_token_lifetime(expires_in: u64) -> Rig {
+        require("docker-registry");
+        require("skopeo");
         let issued: Issued = Arc::default();
         let google = GoogleEndpoint::start(issued.clone(), expires_in);
         let realm = token_server(issued.clone());
@@ -617,14 +615,7 @@ impl Rig {
         let bin_dir = env.path("bin");
         std::fs::create_dir_all(&bin_dir).unwrap();
         write_helper_wrapper(&bin_dir);
-        env.set(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        );
+        env.set("PATH", format!("{}:{}", bin_dir.display(), SYSTEM_PATH));
         let tmp = env.path("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         env.set("TMPDIR", tmp.display().to_string());
@@ -649,11 +640,11 @@ impl Rig {
             authfile,
         };
         rig.set_cred_helpers(&[&rig.host]);
-        Some(rig)
+        rig
     }
 
     /// Maps `hosts` to the helper in docker's config.json and in the containers auth file.
-    pub fn set_cred_helpers(&self, hosts: &[&str]) {
+    pub(crate) fn set_cred_helpers(&self, hosts: &[&str]) {
         let map: serde_json::Map<String, serde_json::Value> = hosts
             .iter()
             .map(|h| (h.to_string(), serde_json::Value::from("gcp")))
@@ -664,12 +655,12 @@ impl Rig {
     }
 
     /// Runs a client program in the rig's environment.
-    pub fn run(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+    pub(crate) fn run(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
         run_command(self.env.program(program, args), stdin)
     }
 
     /// Like `run`, but the client must succeed.
-    pub fn ok(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+    pub(crate) fn ok(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
         let out = self.run(program, args, stdin);
         assert_eq!(
             out.code,
@@ -683,11 +674,11 @@ impl Rig {
         out
     }
 
-    pub fn image_ref(&self, repo_tag: &str) -> String {
+    pub(crate) fn image_ref(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.host)
     }
 
-    pub fn mark(&self) -> Mark {
+    pub(crate) fn mark(&self) -> Mark {
         Mark {
             realm: self.realm.count(),
             calls: self.helper_calls().len(),
@@ -695,29 +686,29 @@ impl Rig {
         }
     }
 
-    pub fn helper_calls(&self) -> Vec<HelperCall> {
+    pub(crate) fn helper_calls(&self) -> Vec<HelperCall> {
         read_helper_calls(&self.calls)
     }
 
-    pub fn helper_calls_since(&self, mark: Mark) -> Vec<HelperCall> {
+    pub(crate) fn helper_calls_since(&self, mark: Mark) -> Vec<HelperCall> {
         self.helper_calls().split_off(mark.calls)
     }
 
     /// The Basic credentials of each token request since `mark` (`None`: anonymous).
-    pub fn realm_logins_since(&self, mark: Mark) -> Vec<Option<(String, String)>> {
+    pub(crate) fn realm_logins_since(&self, mark: Mark) -> Vec<Option<(String, String)>> {
         self.realm.requests()[mark.realm..]
             .iter()
             .map(basic_credentials)
             .collect()
     }
 
-    pub fn google_requests_since(&self, mark: Mark) -> usize {
+    pub(crate) fn google_requests_since(&self, mark: Mark) -> usize {
         self.google.count() - mark.google
     }
 
     /// Pushes a fresh test image without involving the helper: with a token registered by the
     /// test itself, as a separate, already authorised pusher would.
-    pub fn seed_image(&self, repo_tag: &str) -> OciImage {
+    pub(crate) fn seed_image(&self, repo_tag: &str) -> OciImage {
         let seed_token = "ya29.e2e-seed-token";
         self.issued.lock().unwrap().insert(seed_token.to_owned());
         let layout = self
@@ -743,7 +734,7 @@ impl Rig {
     }
 }
 
-pub fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

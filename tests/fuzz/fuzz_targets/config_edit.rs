@@ -1,15 +1,17 @@
-//! The config editor's property: parse → add our entries → render → parse keeps every
-//! foreign key and value, in order, and the result is valid JSON.
+//! The config editor's property: parse (repeated keys merged as docker reads them) → add our
+//! entries → render → parse keeps every foreign key and value, in order, and the result is
+//! valid JSON.
 #![no_main]
 
-use docker_credential_gcp::fuzz_api::add_cred_helpers;
+use docker_credential_gcp::fuzz_api::{add_cred_helpers, parse_config};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
     let hosts = vec!["gcr.io".to_owned(), "us-docker.pkg.dev".to_owned()];
     let Some(rendered) = add_cred_helpers(data, &hosts) else { return };
-    let Ok(Value::Object(before)) = serde_json::from_slice::<Value>(data) else {
+    let parsed = parse_config(data).expect("accepted input parses");
+    let Ok(Value::Object(before)) = serde_json::from_slice::<Value>(&parsed) else {
         panic!("accepted input that is not a JSON object");
     };
     let Ok(Value::Object(after)) = serde_json::from_slice::<Value>(&rendered) else {

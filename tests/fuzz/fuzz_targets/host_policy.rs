@@ -2,20 +2,21 @@
 //! registry suffixes is ever classified as a Google registry.
 #![no_main]
 
-use docker_credential_gcp::fuzz_api::{HostClass, classify, normalise};
+use docker_credential_gcp::fuzz_api::host_policy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else { return };
-    let Some(registry) = normalise(input) else { return };
-    assert_eq!(normalise(&registry.to_string()).as_ref(), Some(&registry), "idempotent for {input:?}");
-    if classify(&registry, &[]) == HostClass::Google {
-        let h = registry.host.as_str();
-        let google = h == "gcr.io"
+    let Some((host, google)) = host_policy(input) else { return };
+    assert_eq!(host_policy(&host), Some((host.clone(), google)), "idempotent for {input:?}");
+    if google {
+        let h = host.as_str();
+        let ok = h == "gcr.io"
             || h.ends_with(".gcr.io")
             || h.ends_with("-docker.pkg.dev")
             || (h.starts_with("docker.") && h.ends_with(".rep.pkg.dev"));
-        assert!(google, "{input:?} accepted as {h:?}");
-        assert!(!h.contains(['@', '/', ':', '?', '#', '%', ' ']), "{h:?}");
+        assert!(ok, "{input:?} accepted as {h:?}");
+        assert!(!h.contains(['@', '/', '\\', '?', '#', '%', ' ']), "{h:?}");
+        assert!(!input.contains('\\'), "a backslash form was accepted: {input:?}");
     }
 });

@@ -1,5 +1,6 @@
-//! Facts about the user's set-up shared by `configure-docker` and `doctor`: the helper's
-//! credHelpers name, whether it is on PATH, the Docker client version, the docker config path.
+//! Facts about the user's Docker set-up shared by `configure-docker`, `configure-mirror` and
+//! `doctor`: this helper's credHelpers name and whether docker can find it, the docker client
+//! program and its version, the docker config path, and what the running daemon reports.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,52 +8,45 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
-use crate::process;
+use crate::util::platform::{self, BaseDirs, Os};
+use crate::util::{env, process};
 
 /// The credHelpers value that selects this binary: its file name without `docker-credential-`
-/// and `.exe`. The name it was invoked as counts (a symlink may rename it).
-pub fn helper_suffix() -> String {
+/// (and `.exe`). The name it was invoked as counts (a symlink may rename it).
+pub(crate) fn helper_suffix() -> String {
     let invoked = std::env::args_os().next().map(PathBuf::from);
     let name = invoked
         .as_deref()
         .and_then(Path::file_name)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    suffix_of(&name).unwrap_or_else(|| "gcp".to_owned())
-}
-
-fn suffix_of(file_name: &str) -> Option<String> {
-    let name = file_name.strip_suffix(".exe").unwrap_or(file_name);
-    name.strip_prefix("docker-credential-")
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    platform::helper_suffix(Os::CURRENT, &name).unwrap_or_else(|| "gcp".to_owned())
 }
 
 /// The helper program docker will look for, and where it is on PATH.
-pub fn helper_on_path(suffix: &str) -> (String, Option<PathBuf>) {
-    let program = format!(
-        "docker-credential-{suffix}{}",
-        if cfg!(windows) { ".exe" } else { "" }
-    );
+pub(crate) fn helper_on_path(suffix: &str) -> (String, Option<PathBuf>) {
+    let program = platform::program_file(Os::CURRENT, &format!("docker-credential-{suffix}"));
     let found = process::find_on_path(&program);
     (program, found)
 }
 
+/// The docker CLI on PATH, if any (one lookup for every command that runs it).
+pub(crate) fn docker_program() -> Option<PathBuf> {
+    process::find_on_path(&platform::program_file(Os::CURRENT, "docker"))
+}
+
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, unless given explicitly.
-pub fn docker_config_path(explicit: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn docker_config_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("config.json"));
-    }
-    dirs::home_dir()
-        .map(|h| h.join(".docker").join("config.json"))
+    BaseDirs::current()
+        .docker_config(env::var_os("DOCKER_CONFIG"))
         .ok_or_else(|| anyhow!("cannot find the home directory; pass --config PATH"))
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum DockerClient {
+pub(crate) enum DockerClient {
     Missing,
     /// docker ran but its version could not be read (the text says why).
     Unknown(String),
@@ -64,12 +58,8 @@ pub enum DockerClient {
 }
 
 /// Asks the docker CLI for its client version (no daemon needed).
-pub fn docker_client() -> DockerClient {
-    let Some(docker) = process::find_on_path(if cfg!(windows) {
-        "docker.exe"
-    } else {
-        "docker"
-    }) else {
+pub(crate) fn docker_client() -> DockerClient {
+    let Some(docker) = docker_program() else {
         return DockerClient::Missing;
     };
     let mut cmd = Command::new(docker);
@@ -77,7 +67,7 @@ pub fn docker_client() -> DockerClient {
     // Without a daemon docker still prints the client version, then fails; only stdout matters.
     match process::run(cmd, Instant::now() + Duration::from_secs(10)) {
         Ok(out) => parse_docker_version(String::from_utf8_lossy(&out.stdout).trim()),
-        Err(e) => DockerClient::Unknown(format!("{e:#}")),
+        Err(e) => DockerClient::Unknown(format!("docker {e}")),
     }
 }
 
@@ -97,7 +87,7 @@ fn parse_docker_version(text: &str) -> DockerClient {
 }
 
 /// What the Docker client version means for this helper.
-pub enum VersionVerdict {
+pub(crate) enum VersionVerdict {
     /// Docker < 1.6 cannot talk to Google's registries at all.
     TooOld,
     /// Docker < 18.03 slows `docker build` badly when credential helpers are configured.
@@ -105,7 +95,7 @@ pub enum VersionVerdict {
     Fine,
 }
 
-pub fn judge(major: u32, minor: u32) -> VersionVerdict {
+pub(crate) fn judge(major: u32, minor: u32) -> VersionVerdict {
     if (major, minor) < (1, 6) {
         VersionVerdict::TooOld
     } else if (major, minor) < (18, 3) {
@@ -115,20 +105,27 @@ pub fn judge(major: u32, minor: u32) -> VersionVerdict {
     }
 }
 
+/// The registry mirrors the running Docker daemon reports, or `None` if no daemon answers.
+pub(crate) fn daemon_mirrors() -> Option<Vec<String>> {
+    let mut cmd = Command::new(docker_program()?);
+    cmd.args([
+        "system",
+        "info",
+        "--format",
+        "{{json .RegistryConfig.Mirrors}}",
+    ]);
+    let out = process::run(cmd, Instant::now() + Duration::from_secs(10)).ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice::<Option<Vec<String>>>(&out.stdout)
+        .ok()
+        .map(Option::unwrap_or_default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_suffix_comes_from_the_binary_name() {
-        assert_eq!(suffix_of("docker-credential-gcp").as_deref(), Some("gcp"));
-        assert_eq!(
-            suffix_of("docker-credential-gcr.exe").as_deref(),
-            Some("gcr")
-        );
-        assert_eq!(suffix_of("docker-credential-"), None);
-        assert_eq!(suffix_of("helper"), None);
-    }
 
     #[test]
     fn docker_versions_are_parsed_and_judged() {

@@ -11,19 +11,43 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
+use super::login::{self, Kind, Stored};
+use super::store::{Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
-use crate::secret::Secret;
-use crate::settings::Settings;
-use crate::store::Store;
-use crate::tokens::{self, Outcome};
+use crate::settings::{self, Settings};
+use crate::token::{self, Outcome, now_secs};
+use crate::util::secret::Secret;
+use crate::util::text::{excerpt, one_line};
+use crate::util::ui;
 
-pub const NOT_FOUND: &str = "credentials not found in native keychain";
-pub const NO_SERVER_URL: &str = "no credentials server URL";
-pub const NO_USERNAME: &str = "no credentials username";
+pub(crate) const NOT_FOUND: &str = "credentials not found in native keychain";
+pub(crate) const NO_SERVER_URL: &str = "no credentials server URL";
+pub(crate) const NO_USERNAME: &str = "no credentials username";
 /// The registry user name that tells Google registries the password is an OAuth access token.
-pub const OAUTH_USERNAME: &str = "oauth2accesstoken";
+pub(crate) const OAUTH_USERNAME: &str = "oauth2accesstoken";
 /// Inputs are a host name or a small JSON object; anything bigger is a mistake.
 const MAX_INPUT: u64 = 1024 * 1024;
+
+/// The protocol verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Get,
+    Store,
+    Erase,
+    List,
+}
+
+impl Verb {
+    pub(crate) fn parse(s: &str) -> Option<Verb> {
+        match s {
+            "get" => Some(Verb::Get),
+            "store" => Some(Verb::Store),
+            "erase" => Some(Verb::Erase),
+            "list" => Some(Verb::List),
+            _ => None,
+        }
+    }
+}
 
 /// What a verb answers.
 enum Answer {
@@ -55,7 +79,7 @@ struct StoreInput {
 }
 
 /// Runs one protocol verb with stdin and stdout and returns the exit code.
-pub fn run(verb: &str) -> ExitCode {
+pub(crate) fn run(verb: Verb) -> ExitCode {
     let answer = match read_stdin() {
         Ok(input) => answer(verb, &input),
         Err(e) => Answer::Error(e.to_string()),
@@ -65,10 +89,13 @@ pub fn run(verb: &str) -> ExitCode {
         Answer::NotFound => (format!("{NOT_FOUND}\n"), ExitCode::FAILURE),
         Answer::Error(text) => (format!("{}\n", one_line(&text)), ExitCode::FAILURE),
     };
-    // A closed stdout (the client went away) is not worth a panic or a second error.
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
-    code
+    let mut out = ui::stdout();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        // An answer nobody received is not a success (a closed pipe, a full disk).
+        Err(_) if !text.is_empty() => ExitCode::FAILURE,
+        Err(_) => code,
+    }
 }
 
 fn read_stdin() -> Result<String> {
@@ -84,18 +111,17 @@ fn read_stdin() -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow!("input on stdin is not valid UTF-8"))
 }
 
-fn answer(verb: &str, input: &str) -> Answer {
+fn answer(verb: Verb, input: &str) -> Answer {
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => return Answer::Error(format!("docker-credential-gcp configuration: {e:#}")),
     };
-    crate::logging::init(settings.log_level.value, settings.log_file.value.clone());
+    settings::init_logging(&settings);
     let result = match verb {
-        "get" => get(input, &settings),
-        "store" => store(input),
-        "erase" => erase(input),
-        "list" => list(),
-        other => Err(anyhow!("unknown verb {other:?}")),
+        Verb::Get => get(input, &settings),
+        Verb::Store => store(input, &settings),
+        Verb::Erase => erase(input),
+        Verb::List => list(),
     };
     result.unwrap_or_else(|e| Answer::Error(format!("{e:#}")))
 }
@@ -111,59 +137,71 @@ fn get(input: &str, settings: &Settings) -> Result<Answer> {
         ));
     }
     let Some(registry) = hosts::normalise(server) else {
-        crate::debug!("{server:?} is not a registry host; not found");
+        log::debug!("{server:?} is not a registry host; not found");
         return Ok(Answer::NotFound);
     };
     let host = registry.to_string();
-    if let Some(answer) = stored(server, &host)? {
+    let class = hosts::classify(&registry, &settings.registries.value);
+    if let Some(answer) = stored(server, &host, class == HostClass::Google)? {
         return Ok(answer);
     }
-    match hosts::classify(&registry, &settings.registries.value) {
+    match class {
         HostClass::Google => {}
         HostClass::DeprecatedBucket => {
             return Ok(Answer::Error(DEPRECATED_BUCKET_MESSAGE.to_owned()));
         }
         HostClass::Other => {
-            crate::debug!("{host} is not a Google registry; not found");
+            log::debug!("{host} is not a Google registry; not found");
             return Ok(Answer::NotFound);
         }
     }
-    match tokens::google_token(settings)? {
+    match token::google_token(settings)? {
         Outcome::Token(token) => Ok(credentials(server, OAUTH_USERNAME, token.secret.expose())),
         Outcome::NoSource => {
-            crate::warn!(
+            let names: Vec<&str> = settings
+                .token_sources
+                .value
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            log::warn!(
                 "no Google credentials on this machine (sources tried: {}); run `gcloud auth login` \
                  or set GOOGLE_APPLICATION_CREDENTIALS. Answering \"not found\" so {host} is tried anonymously",
-                settings
-                    .token_sources
-                    .value
-                    .iter()
-                    .map(|k| k.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names.join(", ")
             );
             Ok(Answer::NotFound)
         }
     }
 }
 
-/// Explicitly stored credentials for `host` win over minted tokens.
-fn stored(server: &str, host: &str) -> Result<Option<Answer>> {
+/// Explicitly stored credentials for `host` win over minted tokens, except an access token
+/// stored for a Google host that can no longer be valid: that one is removed, and the token
+/// sources mint as usual.
+fn stored(server: &str, host: &str, google: bool) -> Result<Option<Answer>> {
     let Some(store) = Store::open() else {
         return Ok(None);
     };
-    match store.has(host) {
-        Ok(true) => {}
-        Ok(false) => return Ok(None),
+    let login = match store.login(host) {
+        Ok(Some(login)) => login,
+        Ok(None) => return Ok(None),
         Err(e) => {
-            crate::warn!("ignoring stored credentials: {e:#}");
+            log::warn!("ignoring stored credentials: {e:#}");
             return Ok(None);
         }
+    };
+    if google && let Stored::Expired = login::judge(&login, now_secs()) {
+        log::warn!(
+            "the access token stored for {host} by `docker login` has expired; removing it and minting a fresh one"
+        );
+        if let Err(e) = store.erase(host) {
+            log::warn!("could not remove it: {e:#}");
+        }
+        return Ok(None);
     }
-    match store.get(host)? {
-        Some((username, secret)) => Ok(Some(credentials(server, &username, secret.expose()))),
+    match store.secret(host, &login)? {
+        Some(secret) => Ok(Some(credentials(server, &login.username, secret.expose()))),
         None => {
-            crate::warn!(
+            log::warn!(
                 "{host} is listed as stored but the keyring has no entry; run `docker login {host}` again or `docker logout {host}`"
             );
             Ok(None)
@@ -184,15 +222,15 @@ fn credentials(server: &str, username: &str, secret: &str) -> Answer {
 }
 
 /// A validated `store` request.
-pub struct StoreRequest {
-    pub host: String,
-    pub username: String,
-    pub secret: Secret<String>,
+pub(crate) struct StoreRequest {
+    pub(crate) host: String,
+    pub(crate) username: String,
+    pub(crate) secret: Secret<String>,
 }
 
 /// Parses and validates `store` input; the error is the protocol's answer text. Pure: it
 /// touches nothing, so it is what the fuzzer exercises.
-pub fn parse_store(input: &str) -> std::result::Result<StoreRequest, String> {
+pub(crate) fn parse_store(input: &str) -> std::result::Result<StoreRequest, String> {
     if input.trim().is_empty() {
         return Err(
             "no credentials on stdin (expected a JSON object with ServerURL, Username and Secret)"
@@ -220,20 +258,36 @@ pub fn parse_store(input: &str) -> std::result::Result<StoreRequest, String> {
     })
 }
 
-fn store(input: &str) -> Result<Answer> {
+fn store(input: &str, settings: &Settings) -> Result<Answer> {
     let req = match parse_store(input) {
         Ok(req) => req,
         Err(message) => return Ok(Answer::Error(message)),
     };
     let host = &req.host;
-    if req.username == OAUTH_USERNAME {
-        crate::warn!(
-            "storing an access token for {host}: it expires within an hour and is used instead of fresh tokens until `docker logout {host}`"
-        );
+    let google = hosts::normalise(host)
+        .is_some_and(|r| hosts::classify(&r, &settings.registries.value) == HostClass::Google);
+    let kind = login::kind(&req.username);
+    if google && kind == Kind::AccessToken && token::issued_by_us(settings, &req.secret) {
+        // `docker login HOST` asked us (get) and hands our own token back: keeping it would
+        // pin an hour-long token over the fresh ones this helper mints.
+        ui::note(format_args!(
+            "docker-credential-gcp mints fresh tokens for {host} by itself; the token it just issued was not stored (nothing to log in to)"
+        ));
+        return Ok(Answer::Output(String::new()));
     }
     let store = Store::open()
         .ok_or_else(|| anyhow!("no data directory for stored credentials (is HOME set?)"))?;
-    store.put(host, &req.username, &req.secret)?;
+    if google && kind == Kind::AccessToken {
+        log::warn!(
+            "storing an access token for {host}: it is used for at most {} minutes, then this helper mints fresh tokens again",
+            login::ACCESS_TOKEN_MAX_AGE_SECS / 60
+        );
+    }
+    store.put(
+        host,
+        &Login::new(&req.username, now_secs(), None),
+        &req.secret,
+    )?;
     Ok(Answer::Output(String::new()))
 }
 
@@ -249,8 +303,12 @@ fn erase(input: &str) -> Result<Answer> {
 }
 
 fn list() -> Result<Answer> {
-    let listed = match Store::open() {
-        Some(store) => store.list()?,
+    let listed: std::collections::BTreeMap<String, String> = match Store::open() {
+        Some(store) => store
+            .logins()?
+            .into_iter()
+            .map(|(host, login)| (host, login.username))
+            .collect(),
         None => Default::default(),
     };
     Ok(Answer::Output(serde_json::to_string(&listed)? + "\n"))
@@ -264,12 +322,7 @@ fn registry_key(server: &str) -> Result<String> {
         .ok_or_else(|| {
             anyhow!(
                 "{:?} is not a registry host or URL",
-                crate::http::excerpt(server.trim().as_bytes())
+                excerpt(server.trim().as_bytes())
             )
         })
-}
-
-/// Protocol answers are one line: clients print only the first.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

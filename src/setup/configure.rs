@@ -1,134 +1,139 @@
 //! `configure-docker`: map Google registries to this helper in docker's config.json.
 //!
 //! It only ever adds or removes `credHelpers` entries whose value is this helper's name; every
-//! other key, value and the key order survive (see `config_edit`). It refuses hosts the helper
-//! would not serve (non-Google hosts, the retired bucket hosts) before touching anything.
+//! other key, value and the key order survive (see `edit` and `json_file`). It refuses hosts
+//! the helper would not serve (non-Google hosts, the retired bucket hosts) before touching
+//! anything.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use serde_json::{Map, Value};
 
-use crate::checks::{self, DockerClient, VersionVerdict};
-use crate::config_edit::{self, JsonFile};
+use super::docker::{self, DockerClient, VersionVerdict};
+use super::edit::Edit;
+use super::json_file;
+use super::registries;
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
-use crate::registries;
 use crate::settings::Settings;
+use crate::util::platform::{self, Os};
+use crate::util::ui;
 
-pub struct Options {
-    pub registries: Option<String>,
-    pub include_artifact_registry: bool,
-    pub dry_run: bool,
-    pub remove: bool,
-    pub yes: bool,
-    pub config: Option<PathBuf>,
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// Comma-separated hosts to configure instead of the default Container Registry hosts.
+    #[arg(long, value_name = "HOST,...")]
+    registries: Option<String>,
+    /// Also add every Artifact Registry host (REGION-docker.pkg.dev, docker.REGION.rep.pkg.dev).
+    #[arg(long)]
+    include_artifact_registry: bool,
+    /// Print the change as a diff and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove this helper's entries (only those) instead of adding them.
+    #[arg(long)]
+    remove: bool,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// The docker config file (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 /// Legacy `docker build` calls every credHelpers entry once per build; past this many it shows.
 const MANY_ENTRIES: usize = 20;
 
-pub fn run(opts: &Options) -> Result<ExitCode> {
+pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     let settings = Settings::load()?;
-    let suffix = checks::helper_suffix();
+    let suffix = docker::helper_suffix();
     let wanted = wanted_hosts(opts, &settings)?;
-    if !opts.remove && !check_docker_client()? {
+    if !opts.remove && !check_docker_client() {
         return Ok(ExitCode::FAILURE);
     }
-    let path = checks::docker_config_path(opts.config.as_deref())?;
-    let dir = config_edit_dir(&path)?;
-    let _lock = config_edit::lock_dir(&dir, Duration::from_secs(30))?;
-    let mut file = JsonFile::load(&path)?;
-    if file.root.get("credHelpers").is_some_and(|v| !v.is_object()) {
+    let path = docker::docker_config_path(opts.config.as_deref())?;
+    let edit = Edit::open(&path, 0o700)?;
+    let parsed = json_file::parse(
+        edit.original.as_deref().unwrap_or_default(),
+        &edit.path.display().to_string(),
+    )?;
+    for key in &parsed.merged_keys {
+        ui::note(format_args!(
+            "note: {} has {key:?} more than once; docker reads the copies as one, and so does this edit, which writes them as one",
+            edit.path.display()
+        ));
+    }
+    let mut root = parsed.root;
+    if root.get("credHelpers").is_some_and(|v| !v.is_object()) {
         bail!(
             "\"credHelpers\" in {} is not a JSON object; fix it by hand. Nothing was written.",
-            file.path.display()
+            edit.path.display()
         );
     }
     let changes = if opts.remove {
         remove_entries(
-            &mut file.root,
+            &mut root,
             &suffix,
             opts.registries.is_some().then_some(&wanted),
         )
     } else {
-        add_entries(&mut file.root, &suffix, &wanted)
+        add_entries(&mut root, &suffix, &wanted)
     };
-    let total = file
-        .root
+    let total = root
         .get("credHelpers")
         .and_then(Value::as_object)
         .map_or(0, Map::len);
-    if changes.is_empty() {
-        eprintln!(
+    if changes.is_empty() && parsed.merged_keys.is_empty() {
+        ui::note(format_args!(
             "{}: already {}; nothing changed",
-            file.path.display(),
+            edit.path.display(),
             if opts.remove {
                 "free of our entries"
             } else {
                 "configured"
             }
-        );
+        ));
         report_path_and_size(&suffix, total);
         return Ok(ExitCode::SUCCESS);
     }
-    let old = String::from_utf8_lossy(file.original.as_deref().unwrap_or_default()).into_owned();
-    let new = String::from_utf8(file.render()?)?;
+    let new = json_file::render(&root)?;
     if opts.dry_run {
-        print!("{}", config_edit::diff(&old, &new));
-        eprintln!(
+        edit.finish(&new, true, &mut ui::stdout())?;
+        ui::note(format_args!(
             "dry run: {} not written ({} change(s))",
-            file.path.display(),
+            edit.path.display(),
             changes.len()
-        );
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     for change in &changes {
         if let Change::Replaced { host, previous } = change {
-            eprintln!(
+            ui::note(format_args!(
                 "warning: {host} was handled by docker-credential-{previous}; it now uses docker-credential-{suffix}"
-            );
+            ));
         }
     }
-    if !opts.yes && std::io::stdin().is_terminal() && !confirm(&file.path, changes.len())? {
-        eprintln!("nothing written");
+    if !opts.yes && std::io::stdin().is_terminal() && !confirm(&edit.path, changes.len())? {
+        ui::note(format_args!("nothing written"));
         return Ok(ExitCode::FAILURE);
     }
-    file.save()?;
-    let names: Vec<&str> = changes
-        .iter()
-        .map(|c| match c {
-            Change::Added(h) | Change::Removed(h) | Change::Replaced { host: h, .. } => h.as_str(),
-        })
-        .collect();
+    edit.finish(&new, false, &mut std::io::sink())?;
+    let names: Vec<&str> = changes.iter().map(Change::host).collect();
     let verb = if opts.remove {
         "no longer use"
     } else {
         "now use"
     };
-    eprintln!(
+    ui::note(format_args!(
         "{}: {} host(s) {verb} docker-credential-{suffix}: {}",
-        file.path.display(),
+        edit.path.display(),
         names.len(),
         names.join(", ")
-    );
+    ));
     report_path_and_size(&suffix, total);
     Ok(ExitCode::SUCCESS)
-}
-
-fn config_edit_dir(path: &std::path::Path) -> Result<PathBuf> {
-    config_edit::resolve(path)?
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                p.to_path_buf()
-            }
-        })
-        .ok_or_else(|| anyhow!("{} has no directory", path.display()))
 }
 
 /// The hosts to configure: `--registries` or the default Container Registry hosts, plus every
@@ -179,22 +184,25 @@ pub(crate) enum Change {
     Removed(String),
 }
 
-fn helpers_map(root: &mut Map<String, Value>) -> Result<&mut Map<String, Value>, String> {
-    let entry = root
-        .entry("credHelpers")
-        .or_insert_with(|| Value::Object(Map::new()));
-    match entry {
-        Value::Object(map) => Ok(map),
-        other => Err(format!("credHelpers is {other} rather than an object")),
+impl Change {
+    fn host(&self) -> &str {
+        match self {
+            Change::Added(h) | Change::Removed(h) | Change::Replaced { host: h, .. } => h,
+        }
     }
 }
 
+/// Points each of `hosts` at this helper in `credHelpers` (created if missing). A
+/// `credHelpers` that is not an object is left alone (the caller refuses it).
 pub(crate) fn add_entries(
     root: &mut Map<String, Value>,
     suffix: &str,
     hosts: &[String],
 ) -> Vec<Change> {
-    let Ok(map) = helpers_map(root) else {
+    let entry = root
+        .entry("credHelpers")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(map) = entry else {
         return Vec::new();
     };
     let mut changes = Vec::new();
@@ -236,52 +244,55 @@ fn remove_entries(
 }
 
 /// Prints the Docker client check; `false` means refuse to configure.
-fn check_docker_client() -> Result<bool> {
-    match checks::docker_client() {
-        DockerClient::Missing => eprintln!(
+fn check_docker_client() -> bool {
+    match docker::docker_client() {
+        DockerClient::Missing => ui::note(format_args!(
             "note: the docker CLI is not installed; configuring anyway (skopeo, podman and buildah read the same file)"
-        ),
+        )),
         DockerClient::Unknown(why) => {
-            eprintln!("note: could not read the Docker client version ({why})")
+            ui::note(format_args!(
+                "note: could not read the Docker client version ({why})"
+            ));
         }
-        DockerClient::Version { major, minor, text } => match checks::judge(major, minor) {
+        DockerClient::Version { major, minor, text } => match docker::judge(major, minor) {
             VersionVerdict::TooOld => {
-                eprintln!(
+                ui::note(format_args!(
                     "error: Docker {text} cannot talk to Google's registries (they need Docker 1.6 or newer, and credential helpers need 18.03 or newer); upgrade Docker. Nothing was written."
-                );
-                return Ok(false);
+                ));
+                return false;
             }
-            VersionVerdict::SlowBuilds => eprintln!(
+            VersionVerdict::SlowBuilds => ui::note(format_args!(
                 "warning: Docker {text} is older than 18.03: with credential helpers configured, `docker build` is very slow on such clients; upgrade Docker"
-            ),
+            )),
             VersionVerdict::Fine => {}
         },
     }
-    Ok(true)
+    true
 }
 
 fn report_path_and_size(suffix: &str, total: usize) {
-    let (program, found) = checks::helper_on_path(suffix);
+    let (program, found) = docker::helper_on_path(suffix);
     if found.is_none() {
         let here = std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(|d| d.display().to_string()));
-        eprintln!(
+        ui::note(format_args!(
             "warning: {program} is not on PATH, so docker cannot run it; add its directory to PATH{}",
-            here.map(|d| format!(" (export PATH=\"{d}:$PATH\")"))
+            here.map(|d| format!(" ({})", platform::path_hint(Os::CURRENT, &d)))
                 .unwrap_or_default()
-        );
+        ));
     }
     if total > MANY_ENTRIES {
-        eprintln!(
+        ui::note(format_args!(
             "note: {total} credHelpers entries: the legacy builder (DOCKER_BUILDKIT=0 docker build) runs a helper for every entry on each build; keep only the registries you use"
-        );
+        ));
     }
 }
 
 fn confirm(path: &std::path::Path, n: usize) -> Result<bool> {
-    eprint!("Write {n} change(s) to {}? [Y/n] ", path.display());
-    std::io::stderr().flush()?;
+    let mut err = std::io::stderr().lock();
+    write!(err, "Write {n} change(s) to {}? [Y/n] ", path.display())?;
+    err.flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(

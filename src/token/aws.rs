@@ -11,16 +11,16 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ring::{digest, hmac};
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::MintContext;
-use super::adc::field_error;
-use crate::cache::now_secs;
-use crate::http;
-use crate::secret::Secret;
+use super::access::now_secs;
+use super::http::{self, Http, Request};
+use crate::util::env;
+use crate::util::secret::Secret;
+use crate::util::text::{excerpt, json_error};
 
 const DEFAULT_VERIFICATION_URL: &str =
     "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15";
@@ -28,15 +28,17 @@ const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 
 /// The `credential_source` of an AWS `external_account` file.
-pub(super) struct AwsSource {
+#[derive(Debug)]
+pub(crate) struct AwsSource {
     region_url: Option<String>,
     credentials_url: Option<String>,
     verification_url: String,
     imdsv2_session_token_url: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct RawAwsSource {
+/// The `credential_source` of an AWS `external_account` file, as written.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RawAwsSource {
     environment_id: String,
     region_url: Option<String>,
     url: Option<String>,
@@ -45,10 +47,10 @@ struct RawAwsSource {
 }
 
 /// AWS credentials: from the environment or the instance's role.
-pub(super) struct AwsCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: Secret<String>,
-    pub session_token: Option<Secret<String>>,
+pub(crate) struct AwsCredentials {
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: Secret<String>,
+    pub(crate) session_token: Option<Secret<String>>,
 }
 
 /// The role credentials document IMDS serves.
@@ -61,14 +63,12 @@ struct RoleCredentials {
 }
 
 impl AwsSource {
-    pub(super) fn parse(value: &Value) -> Result<AwsSource> {
-        let raw: RawAwsSource = serde_json::from_value(value.clone())
-            .map_err(|e| anyhow!("not a valid AWS credential source ({})", field_error(&e)))?;
+    pub(crate) fn parse(raw: RawAwsSource) -> Result<AwsSource> {
         // Only version 1 of the AWS source exists; a later one may mean a different protocol.
         if raw.environment_id != "aws1" {
             bail!(
                 "environment_id {:?} is not supported (only \"aws1\")",
-                http::excerpt(raw.environment_id.as_bytes())
+                excerpt(raw.environment_id.as_bytes())
             );
         }
         for (name, url) in [
@@ -91,15 +91,20 @@ impl AwsSource {
     }
 
     /// The URL-encoded, signed GetCallerIdentity request for `audience`.
-    pub(super) fn subject_token(
+    pub(crate) fn subject_token(
         &self,
         audience: &str,
-        ctx: &mut MintContext,
+        http: &Http,
+        deadline: Instant,
     ) -> Result<Secret<String>> {
-        let env_region = env_nonempty("AWS_REGION").or_else(|| env_nonempty("AWS_DEFAULT_REGION"));
+        let env_region = env::var("AWS_REGION").or_else(|| env::var("AWS_DEFAULT_REGION"));
         let env_credentials = credentials_from_env();
         let needs_metadata = env_region.is_none() || env_credentials.is_none();
-        let mut imds = Imds::new(ctx)?;
+        let mut imds = Imds {
+            http,
+            deadline,
+            session: None,
+        };
         if needs_metadata && let Some(url) = &self.imdsv2_session_token_url {
             imds.start_session(url)?;
         }
@@ -113,60 +118,47 @@ impl AwsSource {
         };
         let url = self.verification_url.replace("{region}", &region);
         let request = sign_caller_identity(&url, &region, audience, &credentials, now_secs())?;
-        Ok(Secret::new(percent_encode(request.expose())))
+        Ok(request.map(|r| percent_encode(&r)))
     }
-}
-
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn credentials_from_env() -> Option<AwsCredentials> {
     Some(AwsCredentials {
-        access_key_id: env_nonempty("AWS_ACCESS_KEY_ID")?,
-        secret_access_key: Secret::new(env_nonempty("AWS_SECRET_ACCESS_KEY")?),
-        session_token: env_nonempty("AWS_SESSION_TOKEN").map(Secret::new),
+        access_key_id: env::var("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: Secret::new(env::var("AWS_SECRET_ACCESS_KEY")?),
+        session_token: env::var("AWS_SESSION_TOKEN").map(Secret::new),
     })
 }
 
 /// The EC2 instance metadata service, with an optional IMDSv2 session.
 struct Imds<'a> {
-    http: &'a http::Http,
+    http: &'a Http,
     deadline: Instant,
     session: Option<Secret<String>>,
 }
 
-impl<'a> Imds<'a> {
-    fn new(ctx: &'a mut MintContext) -> Result<Imds<'a>> {
-        let deadline = ctx.deadline;
-        Ok(Imds {
-            http: ctx.http()?,
-            deadline,
-            session: None,
-        })
-    }
-
+impl Imds<'_> {
     fn start_session(&mut self, url: &str) -> Result<()> {
         let step = format!("AWS IMDSv2 session token at {url}");
+        let req = Request::put(url).header(TOKEN_TTL_HEADER, "300");
         let resp = self
             .http
-            .put(url, &[(TOKEN_TTL_HEADER, "300")], self.deadline)
-            .map_err(|e| anyhow!("{step}: {e:#}"))?;
+            .send(&req, self.deadline)
+            .map_err(|e| anyhow!("{step}: {e}"))?;
         let token = ok_text(&resp).map_err(|e| anyhow!("{step}: {e}"))?;
         self.session = Some(Secret::new(token));
         Ok(())
     }
 
     fn get(&self, url: &str, step: &str) -> Result<String> {
-        let headers: Vec<(&str, &str)> = self
-            .session
-            .iter()
-            .map(|t| (TOKEN_HEADER, t.expose().as_str()))
-            .collect();
+        let mut req = Request::get(url);
+        if let Some(session) = &self.session {
+            req = req.secret_header(TOKEN_HEADER, session.as_deref());
+        }
         let resp = self
             .http
-            .get(url, &headers, self.deadline)
-            .map_err(|e| anyhow!("{step}: {e:#}"))?;
+            .send(&req, self.deadline)
+            .map_err(|e| anyhow!("{step}: {e}"))?;
         ok_text(&resp).map_err(|e| anyhow!("{step}: {e}"))
     }
 
@@ -202,7 +194,7 @@ impl<'a> Imds<'a> {
         let body = self.get(&role_url, &step)?;
         // The body holds the secret key: errors describe it, never quote it.
         let creds: RoleCredentials = serde_json::from_str(&body)
-            .map_err(|e| anyhow!("{step}: not a credentials document ({})", field_error(&e)))?;
+            .map_err(|e| anyhow!("{step}: not a credentials document ({})", json_error(&e)))?;
         Ok(AwsCredentials {
             access_key_id: creds.access_key_id,
             secret_access_key: creds.secret_access_key,
@@ -212,8 +204,8 @@ impl<'a> Imds<'a> {
 }
 
 fn ok_text(resp: &http::Response) -> Result<String> {
-    if !(200..300).contains(&resp.status) {
-        bail!("HTTP {}: {}", resp.status, http::excerpt(&resp.body));
+    if !resp.is_success() {
+        bail!("HTTP {}: {}", resp.status, excerpt(&resp.body));
     }
     String::from_utf8(resp.body.clone()).map_err(|_| anyhow!("the answer is not UTF-8 text"))
 }
@@ -234,7 +226,7 @@ fn sign_caller_identity(
         .authority()
         .map(|a| a.as_str().to_owned())
         .ok_or_else(|| anyhow!("regional_cred_verification_url {url:?} has no host"))?;
-    let amz_date = amz_date(now);
+    let amz_date = amz_date(now)?;
     let mut headers = vec![
         ("host".to_owned(), host),
         ("x-amz-date".to_owned(), amz_date.clone()),
@@ -255,7 +247,7 @@ fn sign_caller_identity(
     let authorization = sign(&request, creds, region, "sts", &amz_date);
     headers.push(("Authorization".to_owned(), authorization.expose().clone()));
     headers.sort();
-    let headers: Vec<Value> = headers
+    let headers: Vec<serde_json::Value> = headers
         .into_iter()
         .map(|(key, value)| serde_json::json!({ "key": key, "value": value }))
         .collect();
@@ -264,15 +256,15 @@ fn sign_caller_identity(
 }
 
 /// A request to sign. `headers` are the headers to sign, names in lower case.
-pub(super) struct SignRequest<'a> {
-    pub method: &'a str,
-    pub uri: &'a ::http::Uri,
-    pub headers: &'a [(String, String)],
-    pub payload: &'a [u8],
+struct SignRequest<'a> {
+    method: &'a str,
+    uri: &'a ::http::Uri,
+    headers: &'a [(String, String)],
+    payload: &'a [u8],
 }
 
 /// The SigV4 `Authorization` header value for `request` at `amz_date` (`YYYYMMDDTHHMMSSZ`).
-pub(super) fn sign(
+fn sign(
     request: &SignRequest,
     creds: &AwsCredentials,
     region: &str,
@@ -352,44 +344,26 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// RFC 3986 percent-encoding: everything but unreserved characters, as SigV4 requires.
+/// Everything but RFC 3986's unreserved characters (`A-Za-z0-9-_.~`) is encoded, as SigV4
+/// requires.
+const SIGV4_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SIGV4_ENCODE).to_string()
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch.
-fn amz_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+fn amz_date(secs: u64) -> Result<String> {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let t = i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .context("the clock is outside the range of dates")?;
+    t.format(&format).context("cannot format the request date")
 }
 
 #[cfg(test)]
@@ -459,7 +433,7 @@ mod tests {
             again.expose(),
             "deterministic for fixed input"
         );
-        let doc: Value = serde_json::from_str(json.expose()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(json.expose()).unwrap();
         assert_eq!(doc["url"], url);
         assert_eq!(doc["method"], "POST");
         let keys: Vec<&str> = doc["headers"]
@@ -491,20 +465,31 @@ mod tests {
 
     #[test]
     fn dates_and_encoding() {
-        assert_eq!(amz_date(0), "19700101T000000Z");
-        assert_eq!(amz_date(1_440_938_160), "20150830T123600Z");
-        assert_eq!(amz_date(1_709_164_800 + 86_399), "20240229T235959Z");
+        assert_eq!(amz_date(0).unwrap(), "19700101T000000Z");
+        assert_eq!(amz_date(1_440_938_160).unwrap(), "20150830T123600Z");
+        assert_eq!(
+            amz_date(1_709_164_800 + 86_399).unwrap(),
+            "20240229T235959Z"
+        );
         assert_eq!(percent_encode("a b/c~d=e"), "a%20b%2Fc~d%3De");
         assert_eq!(canonical_query("b=2&a=x%20y"), "a=x%20y&b=2");
     }
 
     #[test]
     fn only_aws1_is_accepted() {
-        let v = serde_json::json!({"environment_id": "aws2"});
-        assert!(AwsSource::parse(&v).is_err());
-        let v = serde_json::json!({"environment_id": "aws1", "region_url": "http://example.com/x"});
-        assert!(AwsSource::parse(&v).is_err());
-        let v = serde_json::json!({"environment_id": "aws1", "url": "http://169.254.169.254/x"});
-        assert!(AwsSource::parse(&v).is_ok());
+        let parse = |v: serde_json::Value| {
+            AwsSource::parse(serde_json::from_value::<RawAwsSource>(v).unwrap())
+        };
+        assert!(parse(serde_json::json!({"environment_id": "aws2"})).is_err());
+        assert!(
+            parse(
+                serde_json::json!({"environment_id": "aws1", "region_url": "http://example.com/x"})
+            )
+            .is_err()
+        );
+        assert!(
+            parse(serde_json::json!({"environment_id": "aws1", "url": "http://169.254.169.254/x"}))
+                .is_ok()
+        );
     }
 }

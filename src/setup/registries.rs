@@ -9,7 +9,7 @@
 /// Container Registry hosts configured by default: gcr.io, its regional hosts, the
 /// Marketplace host and the Kubernetes release staging host (gcloud authenticates the same set).
 /// `k8s.gcr.io` and the `mirror.gcr.io` hosts are public and read-only, so they need no helper.
-pub const GCR_HOSTS: [&str; 6] = [
+pub(crate) const GCR_HOSTS: [&str; 6] = [
     "gcr.io",
     "us.gcr.io",
     "eu.gcr.io",
@@ -19,11 +19,11 @@ pub const GCR_HOSTS: [&str; 6] = [
 ];
 
 /// Artifact Registry multi-regions: `LOCATION-docker.pkg.dev`.
-pub const AR_MULTI_REGIONS: [&str; 3] = ["us", "europe", "asia"];
+pub(crate) const AR_MULTI_REGIONS: [&str; 3] = ["us", "europe", "asia"];
 
 /// Artifact Registry regions, and whether each has a regional endpoint
 /// `docker.REGION.rep.pkg.dev`.
-pub const AR_REGIONS: [(&str, bool); 45] = [
+pub(crate) const AR_REGIONS: [(&str, bool); 45] = [
     ("africa-south1", true),
     ("asia-east1", true),
     ("asia-east2", true),
@@ -72,7 +72,7 @@ pub const AR_REGIONS: [(&str, bool); 45] = [
 ];
 
 /// Every Artifact Registry Docker host: multi-regions, regions and regional endpoints.
-pub fn artifact_registry_hosts() -> Vec<String> {
+pub(crate) fn artifact_registry_hosts() -> Vec<String> {
     let mut hosts: Vec<String> = AR_MULTI_REGIONS
         .iter()
         .map(|r| format!("{r}-docker.pkg.dev"))

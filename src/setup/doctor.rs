@@ -1,0 +1,333 @@
+//! `doctor`: one line per check of the whole set-up, with the fix for each failure.
+//!
+//! Checks never print a token. A check that is informational (something optional is absent)
+//! is marked `-` and does not fail the run; `✗` does, and the exit status is 1.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::docker::{self, DockerClient, VersionVerdict};
+use super::{json_file, mirror, registries};
+use crate::helper::store;
+use crate::hosts::{self, HostClass};
+use crate::settings::Settings;
+use crate::token::{self, Outcome, now_secs, sources};
+use crate::util::files::{self, Symlinks, Trust};
+use crate::util::ui;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// dockerd's daemon.json to check for the mirror (default: where configure-mirror writes).
+    #[arg(long, value_name = "PATH")]
+    daemon_json: Option<PathBuf>,
+}
+
+struct Report<'a> {
+    out: &'a mut dyn Write,
+    failures: usize,
+}
+
+impl Report<'_> {
+    fn pass(&mut self, msg: impl AsRef<str>) -> Result<()> {
+        writeln!(self.out, "✓ {}", msg.as_ref())?;
+        Ok(())
+    }
+
+    fn fail(&mut self, msg: impl AsRef<str>, fix: impl AsRef<str>) -> Result<()> {
+        self.failures += 1;
+        writeln!(self.out, "✗ {}\n    fix: {}", msg.as_ref(), fix.as_ref())?;
+        Ok(())
+    }
+
+    fn info(&mut self, msg: impl AsRef<str>) -> Result<()> {
+        writeln!(self.out, "- {}", msg.as_ref())?;
+        Ok(())
+    }
+}
+
+pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
+    let mut stdout = ui::stdout();
+    let mut r = Report {
+        out: &mut stdout,
+        failures: 0,
+    };
+    let settings = match Settings::load() {
+        Ok(s) => {
+            r.pass("settings are valid (see `docker-credential-gcp config`)")?;
+            s
+        }
+        Err(e) => {
+            r.fail(
+                format!("settings: {e:#}"),
+                "correct the variable or config file named above",
+            )?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for warning in &settings.warnings {
+        r.info(format!("settings: {warning}"))?;
+    }
+    let suffix = docker::helper_suffix();
+    check_binary(&mut r, &suffix)?;
+    check_docker_config(&mut r, &suffix, &settings)?;
+    check_docker_client(&mut r)?;
+    check_token(&mut r, &settings)?;
+    check_cache_dir(&mut r, &settings)?;
+    check_keyring(&mut r)?;
+    check_mirror(&mut r, opts.daemon_json.as_deref())?;
+    if r.failures == 0 {
+        writeln!(r.out, "all checks passed")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        writeln!(r.out, "{} check(s) failed", r.failures)?;
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn check_binary(r: &mut Report<'_>, suffix: &str) -> Result<()> {
+    match docker::helper_on_path(suffix) {
+        (program, Some(path)) => r.pass(format!("{program} is on PATH ({})", path.display())),
+        (program, None) => r.fail(
+            format!("{program} is not on PATH, so docker cannot run it"),
+            "install it with ./install.sh, or add its directory to PATH",
+        ),
+    }
+}
+
+fn check_docker_config(r: &mut Report<'_>, suffix: &str, settings: &Settings) -> Result<()> {
+    let path = match docker::docker_config_path(None) {
+        Ok(p) => p,
+        Err(e) => return r.fail(format!("{e:#}"), "set HOME or DOCKER_CONFIG"),
+    };
+    let bytes = match files::read_bounded(&path, 16 * 1024 * 1024, Symlinks::Follow, Trust::Anyone)
+    {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return r.fail(
+                format!("no docker config at {}", path.display()),
+                "run `docker-credential-gcp configure-docker`",
+            );
+        }
+        Err(e) => return r.fail(format!("{e:#}"), "make it a regular file docker can read"),
+    };
+    let root = match json_file::parse(&bytes, &path.display().to_string()) {
+        Ok(p) => p.root,
+        Err(e) => {
+            return r.fail(
+                format!("{e:#}"),
+                "fix the JSON syntax at the position shown",
+            );
+        }
+    };
+    let helpers = root.get("credHelpers").and_then(Value::as_object);
+    let (mut ours, mut others, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
+    for (host, helper) in helpers.into_iter().flatten() {
+        let helper = helper.as_str().unwrap_or("");
+        let class = hosts::normalise(host).map(|h| hosts::classify(&h, &settings.registries.value));
+        match class {
+            Some(HostClass::DeprecatedBucket) => buckets.push(host.clone()),
+            Some(HostClass::Google) if helper == suffix => ours.push(host.clone()),
+            Some(HostClass::Google) => others.push(format!("{host} → docker-credential-{helper}")),
+            _ => {}
+        }
+    }
+    if ours.is_empty() {
+        r.fail(
+            format!(
+                "no Google registry in {} uses docker-credential-{suffix}",
+                path.display()
+            ),
+            "run `docker-credential-gcp configure-docker`",
+        )?;
+    } else {
+        r.pass(format!(
+            "{} Google registr{} use docker-credential-{suffix} ({})",
+            ours.len(),
+            if ours.len() == 1 { "y" } else { "ies" },
+            abbreviate(&ours)
+        ))?;
+    }
+    if !others.is_empty() {
+        r.info(format!(
+            "Google registries using another helper: {}",
+            others.join(", ")
+        ))?;
+    }
+    if !buckets.is_empty() {
+        r.fail(
+            format!(
+                "deprecated bucket hosts in credHelpers: {}",
+                buckets.join(", ")
+            ),
+            format!(
+                "{}; then remove these entries",
+                hosts::DEPRECATED_BUCKET_MESSAGE
+            ),
+        )?;
+    }
+    if let Some(store) = root.get("credsStore").and_then(Value::as_str) {
+        let routed: Vec<&str> = registries::GCR_HOSTS
+            .iter()
+            .copied()
+            .filter(|h| !helpers.is_some_and(|m| m.contains_key(*h)))
+            .collect();
+        if routed.is_empty() {
+            r.info(format!("credsStore is {store:?}; it does not handle the Google registries listed in credHelpers"))?;
+        } else {
+            r.info(format!(
+                "credsStore {store:?} handles {} (not in credHelpers)",
+                routed.join(", ")
+            ))?;
+        }
+    }
+    let total = helpers.map_or(0, |m| m.len());
+    if total > 20 {
+        r.info(format!("{total} credHelpers entries: the legacy builder runs a helper per entry on every build; keep only what you use"))
+    } else {
+        r.pass(format!(
+            "{total} credHelpers entr{}",
+            if total == 1 { "y" } else { "ies" }
+        ))
+    }
+}
+
+fn abbreviate(hosts: &[String]) -> String {
+    if hosts.len() <= 4 {
+        hosts.join(", ")
+    } else {
+        format!("{}, … and {} more", hosts[..3].join(", "), hosts.len() - 3)
+    }
+}
+
+fn check_docker_client(r: &mut Report<'_>) -> Result<()> {
+    match docker::docker_client() {
+        DockerClient::Missing => r.info(
+            "the docker CLI is not installed (skopeo, podman and buildah use the same set-up)",
+        ),
+        DockerClient::Unknown(why) => r.info(format!("Docker client version unknown: {why}")),
+        DockerClient::Version { major, minor, text } => match docker::judge(major, minor) {
+            VersionVerdict::TooOld => r.fail(
+                format!("Docker {text} cannot talk to Google's registries"),
+                "upgrade Docker to 18.03 or newer",
+            ),
+            VersionVerdict::SlowBuilds => r.fail(
+                format!("Docker {text} makes `docker build` slow with credential helpers"),
+                "upgrade Docker to 18.03 or newer",
+            ),
+            VersionVerdict::Fine => r.pass(format!("Docker client {text}")),
+        },
+    }
+}
+
+fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
+    let present: Vec<String> = sources::present(&settings.token_sources.value)
+        .map(|c| format!("{} ({})", c.kind.name(), c.describe))
+        .collect();
+    if present.is_empty() {
+        return r.fail(
+            "no token source is present",
+            "run `gcloud auth login` or `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS",
+        );
+    }
+    r.pass(format!("token source in use: {}", present[0]))?;
+    match token::google_token(settings) {
+        Ok(Outcome::Token(t)) => {
+            let left = t.remaining_secs(now_secs());
+            r.pass(format!(
+                "a Google access token is available; it expires in {} min {} s",
+                left / 60,
+                left % 60
+            ))
+        }
+        Ok(Outcome::NoSource) => r.fail("no token source could be used", "run `gcloud auth login`"),
+        Err(e) => r.fail(
+            format!("{e:#}"),
+            "follow the fix named for each source above",
+        ),
+    }
+}
+
+fn check_cache_dir(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
+    let Some(dir) = settings.effective_cache_dir() else {
+        return r.info("token cache is off");
+    };
+    if !dir.exists() {
+        return r.pass(format!(
+            "cache directory {} will be created (0700)",
+            dir.display()
+        ));
+    }
+    match files::check_private_dir(dir) {
+        Ok(()) => r.pass(format!("cache directory {} is private", dir.display())),
+        Err(e) => r.fail(
+            format!("{e:#}"),
+            format!(
+                "make it yours and private: chown \"$(id -u)\" {0} && chmod 700 {0}",
+                dir.display()
+            ),
+        ),
+    }
+}
+
+fn check_keyring(r: &mut Report<'_>) -> Result<()> {
+    match store::keyring_available() {
+        Ok(()) => r.pass("the OS keyring is available for `docker login`"),
+        Err(e) => r.info(format!(
+            "{e:#} (only `docker login` needs it; minted tokens work without)"
+        )),
+    }
+}
+
+fn check_mirror(r: &mut Report<'_>, daemon_json: Option<&Path>) -> Result<()> {
+    let path = match daemon_json {
+        Some(p) => p.to_path_buf(),
+        None => match mirror::default_daemon_json(crate::util::platform::Engine::for_os(
+            crate::util::platform::Os::CURRENT,
+            false,
+        )) {
+            Ok(p) => p,
+            Err(e) => return r.info(format!("{e:#}")),
+        },
+    };
+    let listed = match files::read_bounded(&path, 16 * 1024 * 1024, Symlinks::Follow, Trust::Anyone)
+    {
+        Ok(Some(bytes)) => json_file::parse(&bytes, &path.display().to_string()).map(|p| {
+            p.root
+                .get("registry-mirrors")
+                .and_then(Value::as_array)
+                .is_some_and(|l| {
+                    l.iter().any(|v| {
+                        v.as_str()
+                            .is_some_and(|s| s.trim_end_matches('/') == mirror::MIRROR_URL)
+                    })
+                })
+        }),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e),
+    };
+    let active = docker::daemon_mirrors();
+    let in_use = active.as_ref().map(|m| {
+        m.iter()
+            .any(|m| m.trim_end_matches('/') == mirror::MIRROR_URL)
+    });
+    match (listed, in_use) {
+        (Ok(true), _) => r.pass(format!("{} lists {}", path.display(), mirror::MIRROR_URL))?,
+        // The daemon reads another file (or a flag): say what it uses, not that nothing is set.
+        (Ok(false), Some(true)) => r.info(format!(
+            "{} does not list {}, but the running daemon uses it (its daemon.json is elsewhere, or a flag sets it)",
+            path.display(),
+            mirror::MIRROR_URL
+        ))?,
+        (Ok(false), _) => r.info(format!("{} is not set up as a registry mirror in {} (optional: `docker-credential-gcp configure-mirror`)", mirror::MIRROR_URL, path.display()))?,
+        (Err(e), _) => r.info(format!("{e:#}"))?,
+    }
+    match in_use {
+        Some(true) => r.pass("the Docker daemon uses the mirror (docker system info)"),
+        Some(false) => r.info("the running Docker daemon does not use the mirror"),
+        None => r.info("no Docker daemon answered; the active mirror was not checked"),
+    }
+}

@@ -1,0 +1,576 @@
+//! `configure-mirror`: use mirror.gcr.io, Google's cache of popular Docker Hub images, from
+//! dockerd (daemon.json), containerd (certs.d/docker.io/hosts.toml) and podman/buildah
+//! (registries.conf).
+//!
+//! daemon.json is edited as JSON (see `json_file`); the TOML files with `toml_edit`, which
+//! keeps comments and layout and understands every header form (`[[registry]] # Docker Hub`).
+//! One rule places the mirror in all three files: after the mirrors already there, which keep
+//! their priority; Docker Hub itself stays the last resort. A file is never left in a form its
+//! program refuses: a registries.conf in the old v1 format (which has no mirrors) is refused
+//! with how to migrate, and daemon.json is not touched while dockerd gets `--registry-mirror`
+//! on its command line from a file (dockerd refuses to start with both).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
+
+use super::edit::{self, Edit, Outcome};
+use super::json_file;
+use crate::util::files::{self, Symlinks, Trust};
+use crate::util::platform::{self, BaseDirs, Engine, Os};
+use crate::util::{env, ui};
+
+pub(crate) const MIRROR_URL: &str = "https://mirror.gcr.io";
+const MIRROR_HOST: &str = "mirror.gcr.io";
+const DOCKER_HUB_SERVER: &str = "https://registry-1.docker.io";
+pub(crate) const DEFAULT_HOSTS_DIR: &str = "/etc/containerd/certs.d";
+pub(crate) const DEFAULT_REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
+/// Where Debian's and Ubuntu's init scripts read dockerd's flags from (`DOCKER_OPTS`).
+const ETC_DEFAULT_DOCKER: &str = "/etc/default/docker";
+const SYSTEMD_DROP_INS: &str = "/etc/systemd/system/docker.service.d";
+
+/// Marker lines the first versions of this helper wrapped their TOML edits in.
+const OLD_MARKERS: [&str; 2] = [
+    "# BEGIN docker-credential-gcp: mirror.gcr.io",
+    "# END docker-credential-gcp: mirror.gcr.io",
+];
+
+pub(crate) const ABOUT: &str = "\
+mirror.gcr.io caches popular public Docker Hub images. Pulls of docker.io images try the
+mirror first and fall back to Docker Hub when an image is not cached. Pulls served by the
+mirror do not count against Docker Hub's rate limits. It holds only public Docker Hub images:
+private images and other registries are not mirrored, and pushes still go to Docker Hub.";
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// dockerd's daemon.json (default: /etc/docker/daemon.json on Linux, ~/.docker/daemon.json
+    /// for Docker Desktop, %ProgramData%\docker\config\daemon.json for a Windows service).
+    #[arg(long, value_name = "PATH")]
+    daemon_json: Option<PathBuf>,
+    /// Configure containerd (hosts.toml) instead of dockerd.
+    #[arg(long)]
+    containerd: bool,
+    /// containerd's registry hosts directory (default /etc/containerd/certs.d).
+    #[arg(long, value_name = "DIR", requires = "containerd")]
+    hosts_dir: Option<PathBuf>,
+    /// Configure podman and buildah (registries.conf) instead of dockerd.
+    #[arg(long)]
+    podman: bool,
+    /// registries.conf to edit (default /etc/containers/registries.conf).
+    #[arg(long, value_name = "PATH", requires = "podman")]
+    registries_conf: Option<PathBuf>,
+    /// Print the changes as diffs and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove the mirror again.
+    #[arg(long)]
+    remove: bool,
+}
+
+pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
+    // Docker is the default target; --containerd / --podman choose those instead, and an
+    // explicit --daemon-json adds docker back.
+    let docker = opts.daemon_json.is_some() || !(opts.containerd || opts.podman);
+    let mut next = Vec::new();
+    if docker {
+        let engine = local_engine();
+        let path = match &opts.daemon_json {
+            Some(p) => p.clone(),
+            None => default_daemon_json(engine)?,
+        };
+        if !opts.remove {
+            refuse_if_flag_given(&flag_sources())?;
+        }
+        if edit_file(&path, opts, edit_daemon_json)? {
+            next.push(format!(
+                "{}, then check that `docker system info` shows Registry Mirrors: {MIRROR_URL}/",
+                engine.restart_advice()
+            ));
+        }
+    }
+    if opts.containerd {
+        let dir = opts
+            .hosts_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_HOSTS_DIR));
+        if edit_file(
+            &dir.join("docker.io").join("hosts.toml"),
+            opts,
+            edit_hosts_toml,
+        )? {
+            next.push("containerd reads hosts.toml on each pull when its CRI config sets config_path to the certs.d directory (`ctr` needs --hosts-dir); no restart needed".to_owned());
+        }
+    }
+    if opts.podman {
+        let path = opts
+            .registries_conf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRIES_CONF));
+        if edit_file(&path, opts, edit_registries_conf)? {
+            next.push(
+                "podman and buildah read registries.conf on every run; nothing to restart"
+                    .to_owned(),
+            );
+        }
+    }
+    if !opts.remove {
+        ui::note(format_args!("{ABOUT}"));
+    }
+    if !opts.dry_run {
+        for step in next {
+            ui::note(format_args!("next: {step}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The engine on this machine whose daemon.json is the default.
+fn local_engine() -> Engine {
+    let desktop = env::var_os("ProgramFiles")
+        .is_some_and(|p| platform::docker_desktop_marker(Path::new(&p)).is_file());
+    Engine::for_os(Os::CURRENT, desktop)
+}
+
+pub(crate) fn default_daemon_json(engine: Engine) -> Result<PathBuf> {
+    let program_data = env::var_os("ProgramData").map(PathBuf::from);
+    engine
+        .daemon_json(&BaseDirs::current(), program_data.as_deref())
+        .context("cannot tell where daemon.json is; pass --daemon-json PATH")
+}
+
+/// A file's new content from its old (as text), or an error that leaves it untouched.
+type Change = fn(&str, bool) -> Result<String>;
+
+/// Applies `change` to `path` (adding, or removing with --remove); returns whether the file
+/// changed (or would, in a dry run).
+fn edit_file(path: &Path, opts: &Options, change: Change) -> Result<bool> {
+    let edit = Edit::open(path, 0o755).map_err(edit::permission_hint)?;
+    let old = edit.text()?;
+    let new = change(&old, opts.remove)
+        .with_context(|| format!("{}: nothing was changed", edit.path.display()))?;
+    match edit
+        .finish(new.as_bytes(), opts.dry_run, &mut ui::stdout())
+        .map_err(edit::permission_hint)?
+    {
+        Outcome::Unchanged => {
+            ui::note(format_args!(
+                "{}: already {}; nothing changed",
+                edit.path.display(),
+                if opts.remove {
+                    "without the mirror"
+                } else {
+                    "set up"
+                }
+            ));
+            Ok(false)
+        }
+        Outcome::Shown => {
+            ui::note(format_args!("dry run: {} not written", edit.path.display()));
+            Ok(true)
+        }
+        Outcome::Written => {
+            ui::note(format_args!(
+                "{}: {} {MIRROR_URL}",
+                edit.path.display(),
+                if opts.remove { "removed" } else { "added" }
+            ));
+            Ok(true)
+        }
+    }
+}
+
+fn is_ours(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.trim_end_matches('/') == MIRROR_URL)
+}
+
+/// daemon.json: the mirror at the end of `registry-mirrors`.
+fn edit_daemon_json(old: &str, remove: bool) -> Result<String> {
+    if old.trim().is_empty() && remove {
+        return Ok(old.to_owned());
+    }
+    let parsed = json_file::parse(old.as_bytes(), "daemon.json")?;
+    let mut root = parsed.root;
+    let list = match root.get_mut("registry-mirrors") {
+        None => None,
+        Some(Value::Array(list)) => Some(list),
+        Some(_) => bail!("\"registry-mirrors\" is not a list; fix it by hand"),
+    };
+    match (list, remove) {
+        (Some(list), true) => {
+            list.retain(|v| !is_ours(v));
+            if list.is_empty() {
+                root.shift_remove("registry-mirrors");
+            }
+        }
+        (None, true) => return Ok(old.to_owned()),
+        (Some(list), false) if list.iter().any(is_ours) => return Ok(old.to_owned()),
+        (Some(list), false) => list.push(Value::String(MIRROR_URL.to_owned())),
+        (None, false) => {
+            root.insert(
+                "registry-mirrors".to_owned(),
+                Value::Array(vec![Value::String(MIRROR_URL.to_owned())]),
+            );
+        }
+    }
+    Ok(String::from_utf8(json_file::render(&root)?)?)
+}
+
+fn parse_toml(text: &str) -> Result<DocumentMut> {
+    let cleaned: String = text
+        .split_inclusive('\n')
+        .filter(|line| !OLD_MARKERS.contains(&line.trim_end()))
+        .collect();
+    cleaned.parse::<DocumentMut>().map_err(|e| {
+        anyhow!(
+            "is not valid TOML ({}); fix it first",
+            e.to_string().lines().next().unwrap_or_default().trim()
+        )
+    })
+}
+
+/// containerd: our `[host."https://mirror.gcr.io"]` after any other host, and the Docker Hub
+/// `server` as the fallback if the file names none.
+fn edit_hosts_toml(old: &str, remove: bool) -> Result<String> {
+    let mut doc = parse_toml(old)?;
+    let has_mirror = doc
+        .get("host")
+        .and_then(Item::as_table_like)
+        .is_some_and(|h| h.contains_key(MIRROR_URL));
+    if remove {
+        if !has_mirror {
+            return Ok(old.to_owned());
+        }
+        if let Some(hosts) = doc.get_mut("host").and_then(Item::as_table_like_mut) {
+            hosts.remove(MIRROR_URL);
+            if hosts.is_empty() {
+                doc.remove("host");
+            }
+        }
+        // The server line this helper added goes too when nothing else is left.
+        if doc.len() == 1 && doc.get("server").and_then(Item::as_str) == Some(DOCKER_HUB_SERVER) {
+            doc.remove("server");
+        }
+        return Ok(doc.to_string());
+    }
+    if has_mirror {
+        return Ok(old.to_owned());
+    }
+    if !doc.contains_key("server") {
+        doc.insert("server", value(DOCKER_HUB_SERVER));
+    }
+    let hosts = doc.entry("host").or_insert_with(|| {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        Item::Table(t)
+    });
+    let Some(hosts) = hosts.as_table_like_mut() else {
+        bail!("\"host\" is not a table");
+    };
+    let mut mirror = Table::new();
+    let mut caps = toml_edit::Array::new();
+    caps.push("pull");
+    caps.push("resolve");
+    mirror.insert("capabilities", value(caps));
+    hosts.insert(MIRROR_URL, Item::Table(mirror));
+    Ok(doc.to_string())
+}
+
+/// podman/buildah: a `[[registry.mirror]]` for the docker.io registry entry, after its other
+/// mirrors, adding that entry if the file has none.
+fn edit_registries_conf(old: &str, remove: bool) -> Result<String> {
+    let mut doc = parse_toml(old)?;
+    if doc.contains_key("registries") {
+        bail!(
+            "is in the v1 format ([registries.search] and similar tables), which has no mirrors, \
+             and podman refuses files that mix v1 and v2. Migrate it to v2 first: \
+             `unqualified-search-registries = [...]` for [registries.search], and a \
+             `[[registry]]` table with `insecure = true` or `blocked = true` for each entry of \
+             [registries.insecure] and [registries.block] (see containers-registries.conf(5)); \
+             then run this again"
+        );
+    }
+    let registries = match doc.get_mut("registry") {
+        None => None,
+        Some(Item::ArrayOfTables(a)) => Some(a),
+        Some(_) => bail!("\"registry\" is not a list of [[registry]] tables"),
+    };
+    let entry = registries.and_then(|regs| regs.iter_mut().find(|r| is_docker_io(r)));
+    if remove {
+        let Some(entry) = entry else {
+            return Ok(old.to_owned());
+        };
+        let Some(Item::ArrayOfTables(mirrors)) = entry.get_mut("mirror") else {
+            return Ok(old.to_owned());
+        };
+        let before = mirrors.len();
+        mirrors.retain(|m| m.get("location").and_then(Item::as_str) != Some(MIRROR_HOST));
+        if mirrors.len() == before {
+            return Ok(old.to_owned());
+        }
+        if mirrors.is_empty() {
+            entry.remove("mirror");
+        }
+        // An entry this helper added goes too once it holds nothing but the docker.io name.
+        if let Some(Item::ArrayOfTables(regs)) = doc.get_mut("registry") {
+            regs.retain(|r| !(is_docker_io(r) && added_by_us(r) && holds_only_names(r)));
+            if regs.is_empty() {
+                doc.remove("registry");
+            }
+        }
+        return Ok(doc.to_string());
+    }
+    let mut mirror = Table::new();
+    mirror.insert("location", value(MIRROR_HOST));
+    match entry {
+        Some(entry) => {
+            let mirrors = entry
+                .entry("mirror")
+                .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
+            let Item::ArrayOfTables(mirrors) = mirrors else {
+                bail!(
+                    "the docker.io entry's \"mirror\" is not a list of [[registry.mirror]] tables"
+                );
+            };
+            if mirrors
+                .iter()
+                .any(|m| m.get("location").and_then(Item::as_str) == Some(MIRROR_HOST))
+            {
+                return Ok(old.to_owned());
+            }
+            mirrors.push(mirror);
+        }
+        None => {
+            let mut entry = Table::new();
+            entry.decor_mut().set_suffix(format!(" {ADDED_BY_US}"));
+            entry.insert("prefix", value("docker.io"));
+            entry.insert("location", value("docker.io"));
+            let mut mirrors = ArrayOfTables::new();
+            mirrors.push(mirror);
+            entry.insert("mirror", Item::ArrayOfTables(mirrors));
+            let regs = doc
+                .entry("registry")
+                .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
+            match regs {
+                Item::ArrayOfTables(regs) => regs.push(entry),
+                _ => bail!("\"registry\" is not a list of [[registry]] tables"),
+            }
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// The comment on a `[[registry]]` header this helper wrote, so `--remove` takes only that.
+const ADDED_BY_US: &str = "# added by docker-credential-gcp for mirror.gcr.io";
+
+fn added_by_us(r: &Table) -> bool {
+    r.decor()
+        .suffix()
+        .and_then(|s| s.as_str())
+        .is_some_and(|s| s.contains(ADDED_BY_US))
+}
+
+fn holds_only_names(r: &Table) -> bool {
+    r.iter()
+        .all(|(k, v)| matches!(k, "prefix" | "location") && v.as_str() == Some("docker.io"))
+}
+
+/// The `[[registry]]` entry for Docker Hub: `prefix`, else `location`, is docker.io.
+fn is_docker_io(r: &Table) -> bool {
+    let field = |k: &str| r.get(k).and_then(Item::as_str);
+    field("prefix").or(field("location")) == Some("docker.io")
+}
+
+/// Where dockerd may already get `--registry-mirror` from a file, and the line that says so.
+fn flag_sources() -> Vec<(PathBuf, String)> {
+    let mut files = vec![PathBuf::from(ETC_DEFAULT_DOCKER)];
+    if let Ok(dir) = std::fs::read_dir(SYSTEMD_DROP_INS) {
+        files.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
+    }
+    files.extend(
+        [
+            "/etc/systemd/system/docker.service",
+            "/lib/systemd/system/docker.service",
+        ]
+        .map(PathBuf::from),
+    );
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let bytes =
+                files::read_bounded(&path, 1024 * 1024, Symlinks::Follow, Trust::Anyone).ok()??;
+            let line = flag_line(&String::from_utf8_lossy(&bytes))?;
+            Some((path, line))
+        })
+        .collect()
+}
+
+/// The first uncommented line that passes `--registry-mirror` to dockerd.
+fn flag_line(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.contains("--registry-mirror"))
+        .map(str::to_owned)
+}
+
+fn refuse_if_flag_given(sources: &[(PathBuf, String)]) -> Result<()> {
+    let Some((path, line)) = sources.first() else {
+        return Ok(());
+    };
+    bail!(
+        "dockerd already gets --registry-mirror from {} ({line}); dockerd refuses to start when \
+         registry-mirrors is set both as a flag and in daemon.json, so daemon.json was not \
+         changed. Either add --registry-mirror={MIRROR_URL} to that line, or remove the flag \
+         there, move its mirrors to daemon.json and run this again",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirrors_of(json: &str) -> Value {
+        serde_json::from_str::<Value>(json).unwrap()["registry-mirrors"].clone()
+    }
+
+    #[test]
+    fn daemon_json_gets_the_mirror_after_existing_ones_and_loses_only_ours() {
+        let added = edit_daemon_json(
+            r#"{"registry-mirrors": ["https://corp.example"], "x": 1}"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            mirrors_of(&added),
+            serde_json::json!(["https://corp.example", MIRROR_URL])
+        );
+        assert_eq!(
+            edit_daemon_json(&added, false).unwrap(),
+            added,
+            "idempotent"
+        );
+        let removed = edit_daemon_json(&added, true).unwrap();
+        assert_eq!(
+            mirrors_of(&removed),
+            serde_json::json!(["https://corp.example"])
+        );
+        let fresh = edit_daemon_json("", false).unwrap();
+        assert_eq!(mirrors_of(&fresh), serde_json::json!([MIRROR_URL]));
+        assert_eq!(edit_daemon_json("", true).unwrap(), "");
+        assert!(edit_daemon_json(r#"{"registry-mirrors": "x"}"#, false).is_err());
+    }
+
+    #[test]
+    fn hosts_toml_round_trips_with_the_mirror_after_other_hosts() {
+        let added = edit_hosts_toml("", false).unwrap();
+        assert!(
+            added.contains("server = \"https://registry-1.docker.io\""),
+            "{added}"
+        );
+        assert!(
+            added.contains("[host.\"https://mirror.gcr.io\"]"),
+            "{added}"
+        );
+        assert_eq!(edit_hosts_toml(&added, true).unwrap(), "");
+
+        let theirs = "# my comment\nserver = \"https://registry-1.docker.io\"\n\n[host.\"https://other.example\"]\n  capabilities = [\"pull\"]\n";
+        let added = edit_hosts_toml(theirs, false).unwrap();
+        assert!(added.contains("# my comment") && added.contains("other.example"));
+        assert!(
+            added.find("other.example").unwrap() < added.find("mirror.gcr.io").unwrap(),
+            "existing mirrors keep their priority: {added}"
+        );
+        assert_eq!(added.matches("server =").count(), 1);
+        assert_eq!(edit_hosts_toml(&added, false).unwrap(), added);
+        assert_eq!(edit_hosts_toml(&added, true).unwrap(), theirs);
+    }
+
+    #[test]
+    fn registries_conf_joins_the_docker_io_entry_in_any_header_form() {
+        let theirs = "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"quay.io\"\nlocation = \"quay.io\"\n\n[[registry]] # Docker Hub\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n\n[[registry.mirror]]\nlocation = \"other-mirror.example\"\n\n[[registry]]\nlocation = \"x.example\"\n";
+        let added = edit_registries_conf(theirs, false).unwrap();
+        let doc: DocumentMut = added.parse().unwrap();
+        let regs = doc["registry"].as_array_of_tables().unwrap();
+        assert_eq!(regs.len(), 3, "no second docker.io entry: {added}");
+        let mirrors: Vec<&str> = regs
+            .get(1)
+            .unwrap()
+            .get("mirror")
+            .and_then(Item::as_array_of_tables)
+            .unwrap()
+            .iter()
+            .map(|m| m["location"].as_str().unwrap())
+            .collect();
+        assert_eq!(mirrors, ["other-mirror.example", "mirror.gcr.io"]);
+        assert!(
+            added.contains("[[registry]] # Docker Hub"),
+            "comments kept: {added}"
+        );
+        assert_eq!(edit_registries_conf(&added, false).unwrap(), added);
+        assert_eq!(edit_registries_conf(&added, true).unwrap(), theirs);
+    }
+
+    #[test]
+    fn registries_conf_gets_a_docker_io_entry_when_it_has_none() {
+        let theirs = "unqualified-search-registries = [\"docker.io\"]\n";
+        let added = edit_registries_conf(theirs, false).unwrap();
+        assert!(added.starts_with(theirs), "{added}");
+        assert!(
+            added.contains("[[registry.mirror]]\nlocation = \"mirror.gcr.io\""),
+            "{added}"
+        );
+        assert_eq!(edit_registries_conf(&added, true).unwrap(), theirs);
+        let fresh = edit_registries_conf("", false).unwrap();
+        assert!(fresh.contains("prefix = \"docker.io\""), "{fresh}");
+    }
+
+    #[test]
+    fn a_v1_registries_conf_is_refused_with_how_to_migrate() {
+        let v1 = "[registries.search]\nregistries = ['docker.io', 'quay.io']\n";
+        let e = format!("{:#}", edit_registries_conf(v1, false).unwrap_err());
+        assert!(
+            e.contains("v1") && e.contains("unqualified-search-registries"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn files_edited_by_older_versions_are_recognised() {
+        let old = "unqualified-search-registries = [\"docker.io\"]\n\n# BEGIN docker-credential-gcp: mirror.gcr.io\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n\n[[registry.mirror]]\nlocation = \"mirror.gcr.io\"\n\n# END docker-credential-gcp: mirror.gcr.io\n";
+        let removed = edit_registries_conf(old, true).unwrap();
+        assert!(
+            !removed.contains("mirror.gcr.io") && !removed.contains("BEGIN"),
+            "{removed}"
+        );
+        assert_eq!(
+            edit_registries_conf(old, false).unwrap(),
+            old,
+            "already set up"
+        );
+    }
+
+    #[test]
+    fn a_registry_mirror_flag_in_dockerds_files_is_found_and_refused() {
+        assert_eq!(
+            flag_line("# DOCKER_OPTS=\"--registry-mirror=x\"\nDOCKER_OPTS=\"--registry-mirror=https://m.example\"\n").as_deref(),
+            Some("DOCKER_OPTS=\"--registry-mirror=https://m.example\"")
+        );
+        assert_eq!(flag_line("#DOCKER_OPTS=\"--dns 8.8.8.8\"\n"), None);
+        let e = refuse_if_flag_given(&[(
+            PathBuf::from("/etc/default/docker"),
+            "DOCKER_OPTS=\"--registry-mirror=x\"".into(),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("/etc/default/docker") && e.contains("refuses to start"),
+            "{e}"
+        );
+        assert!(refuse_if_flag_given(&[]).is_ok());
+    }
+}

@@ -1,0 +1,12 @@
+//! Setting up the programs around the helper: `configure-docker` (docker's config.json),
+//! `configure-mirror` (dockerd, containerd, podman), and `doctor`, which checks it all. Also
+//! the editing of other programs' config files that they share, and the list of Google
+//! registry hosts.
+
+pub(crate) mod configure;
+pub(crate) mod docker;
+pub(crate) mod doctor;
+mod edit;
+pub(crate) mod json_file;
+pub(crate) mod mirror;
+pub(crate) mod registries;

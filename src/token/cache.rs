@@ -1,0 +1,217 @@
+//! The token cache: one small JSON file per credential identity and scope.
+//!
+//! The cache is what makes a `get` cheap, so reading it is one `stat` of the directory and one
+//! `open`, `fstat` and `read` of a few hundred bytes. Entries are named and checked by the
+//! SHA-256 of their identity key, so a renamed file can never serve another identity's token,
+//! and the key (which holds paths and environment values) is never written down. A cache that
+//! is missing, corrupt, of another version, implausible or not trustworthy (owned by someone
+//! else, writable by others, a symlink, a FIFO) is treated as empty.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::access::{Token, now_secs};
+use crate::util::files::{self, Lock};
+use crate::util::secret::Secret;
+
+const VERSION: u32 = 2;
+const MAX_ENTRY_LEN: u64 = 64 * 1024;
+
+/// A cached token, and the identities that were tried before it and failed when it was
+/// minted (see `token::google_token`).
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) token: Token,
+    pub(crate) shadowed: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    v: u32,
+    key: String,
+    token: String,
+    expires_at: u64,
+    #[serde(default)]
+    shadowed: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Cache {
+    dir: PathBuf,
+}
+
+/// The SHA-256 of an identity key, in hex: how entries name and check their identity.
+pub(crate) fn digest(key: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Cache {
+    pub(crate) fn new(dir: &Path) -> Cache {
+        Cache {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The cached entry for `key`, fresh or not, or `None`. Never fails: an unusable cache
+    /// is an empty cache (the reason is logged).
+    pub(crate) fn read(&self, key: &str) -> Option<Entry> {
+        match self.dir_is_private() {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                log::warn!("ignoring the token cache: {e:#}");
+                return None;
+            }
+        }
+        let digest = digest(key);
+        let path = self.entry_path(&digest);
+        let bytes = match files::read_trusted(&path, MAX_ENTRY_LEN) {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(e) => {
+                log::warn!("ignoring the token cache: {e:#}");
+                return None;
+            }
+        };
+        let stored = match serde_json::from_slice::<Stored>(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("cache entry {} is corrupt: {e}", path.display());
+                return None;
+            }
+        };
+        let token = Token {
+            secret: Secret::new(stored.token),
+            expires_at: stored.expires_at,
+        };
+        if stored.v != VERSION || stored.key != digest || token.secret.is_empty() {
+            log::debug!(
+                "cache entry {} is for another key or version",
+                path.display()
+            );
+            return None;
+        }
+        if !token.is_plausible(now_secs()) {
+            log::warn!(
+                "ignoring the cache entry {}: its expiry is further ahead than any token lives",
+                path.display()
+            );
+            return None;
+        }
+        Some(Entry {
+            token,
+            shadowed: stored.shadowed,
+        })
+    }
+
+    /// Stores `token` for `key`; `shadowed` are the keys of the sources tried before it.
+    pub(crate) fn write(&self, key: &str, token: &Token, shadowed: &[String]) -> Result<()> {
+        files::ensure_private_dir(&self.dir)?;
+        let digest = digest(key);
+        let stored = Stored {
+            v: VERSION,
+            key: digest.clone(),
+            token: token.secret.expose().clone(),
+            expires_at: token.expires_at,
+            shadowed: shadowed.iter().map(|k| self::digest(k)).collect(),
+        };
+        let bytes = serde_json::to_vec(&stored)?;
+        files::write_private_atomic(&self.entry_path(&digest), &bytes)
+    }
+
+    /// Serialises minting across processes, so a stampede of cold `get`s mints once.
+    pub(crate) fn lock(&self, deadline: Instant) -> Result<Lock> {
+        files::ensure_private_dir(&self.dir)?;
+        Lock::file(&self.lock_path(), deadline)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("mint.lock")
+    }
+
+    /// `Ok(false)` if the directory does not exist yet; an error if someone else controls it.
+    fn dir_is_private(&self) -> Result<bool> {
+        if !self.dir.exists() {
+            return Ok(false);
+        }
+        files::check_private_dir(&self.dir).map(|()| true)
+    }
+
+    fn entry_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("token-{}.json", &digest[..16]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(s: &str, expires_at: u64) -> Token {
+        Token {
+            secret: Secret::new(s.to_owned()),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_written_token_reads_back_under_its_key_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(&tmp.path().join("c"));
+        let soon = now_secs() + 1000;
+        cache
+            .write("adc|a", &token("t1", soon), &["gcloud|x".to_owned()])
+            .unwrap();
+        let e = cache.read("adc|a").unwrap();
+        assert_eq!(e.token.secret.expose(), "t1");
+        assert_eq!(e.token.expires_at, soon);
+        assert_eq!(e.shadowed, [digest("gcloud|x")]);
+        assert!(cache.read("adc|b").is_none());
+        let text = std::fs::read_to_string(cache.entry_path(&digest("adc|a"))).unwrap();
+        assert!(
+            !text.contains("adc|a") && !text.contains("gcloud|x"),
+            "keys are not written: {text}"
+        );
+    }
+
+    #[test]
+    fn corrupt_truncated_foreign_or_implausible_entries_read_as_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path());
+        cache
+            .write("k", &token("t", now_secs() + 100), &[])
+            .unwrap();
+        let path = cache.entry_path(&digest("k"));
+        let good = std::fs::read(&path).unwrap();
+        let d = digest("k");
+        let far = now_secs() + 13 * 3600;
+        for bad in [
+            good[..good.len() / 2].to_vec(),
+            b"".to_vec(),
+            b"\xff\xfe\x00".to_vec(),
+            format!(r#"{{"v":1,"key":"{d}","token":"t","expires_at":5}}"#).into_bytes(),
+            br#"{"v":2,"key":"other","token":"t","expires_at":5}"#.to_vec(),
+            format!(r#"{{"v":2,"key":"{d}","token":"","expires_at":5}}"#).into_bytes(),
+            format!(r#"{{"v":2,"key":"{d}","token":"t","expires_at":{far}}}"#).into_bytes(),
+            b"[1,2,3]".to_vec(),
+        ] {
+            files::write_private_atomic(&path, &bad).unwrap();
+            assert!(
+                cache.read("k").is_none(),
+                "{:?}",
+                String::from_utf8_lossy(&bad)
+            );
+        }
+    }
+
+    #[test]
+    fn digests_are_stable_sha256() {
+        assert_eq!(
+            digest(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

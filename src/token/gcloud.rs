@@ -1,0 +1,200 @@
+//! The gcloud CLI as a token source: `gcloud config config-helper --format=json`.
+//!
+//! gcloud keeps its own credentials and refreshes them, so this source inherits whatever the
+//! user did with `gcloud auth login`. It costs about half a second per call, which is why its
+//! tokens are cached like any other, under a key made of every input that changes gcloud's
+//! answer (see [`identity`]). The process is killed if it outlives the deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+
+use super::access::{FRESH_MARGIN_SECS, Token, now_secs};
+use super::oauth::parse_rfc3339;
+use crate::util::env;
+use crate::util::files::{self, Symlinks, Trust};
+use crate::util::platform::{self, BaseDirs, Os};
+use crate::util::process;
+use crate::util::secret::Secret;
+use crate::util::text::excerpt;
+
+/// gcloud may print tokens without an expiry (e.g. with `auth/access_token_file`); such a token
+/// is treated as expiring this many seconds from now, which keeps it cached for one minute.
+const UNKNOWN_EXPIRY_SECS: u64 = FRESH_MARGIN_SECS + 60;
+const MAX_CONFIG: u64 = 64 * 1024;
+
+/// gcloud's configuration directory: `CLOUDSDK_CONFIG`, else gcloud's own default.
+pub(crate) fn config_dir() -> Option<PathBuf> {
+    if let Some(p) = env::var_os("CLOUDSDK_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    BaseDirs::current().gcloud_dir(Os::CURRENT)
+}
+
+/// Everything that decides which identity gcloud answers for, as a cache key part: the
+/// configuration directory and its sentinel (gcloud touches it when the account or
+/// configuration changes), the active configuration's file and the access-token file it may
+/// name, and the `CLOUDSDK_*` variables that override auth, account, impersonation and the
+/// active configuration (with the files they name). Costs a few `stat`s and two small reads.
+pub(crate) fn identity(dir: &Path) -> String {
+    let mut parts = vec![
+        dir.display().to_string(),
+        files::version(&dir.join("config_sentinel")),
+    ];
+    let active = env::var("CLOUDSDK_ACTIVE_CONFIG_NAME")
+        .or_else(|| read_small(&dir.join("active_config")).map(|s| s.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_owned());
+    let config = dir.join("configurations").join(format!("config_{active}"));
+    parts.push(format!("active={active}"));
+    parts.push(files::version(&config));
+    if let Some(file) =
+        read_small(&config).and_then(|text| ini_value(&text, "auth", "access_token_file"))
+    {
+        parts.push(format!(
+            "token_file={file}:{}",
+            files::version(Path::new(&file))
+        ));
+    }
+    for (name, value) in identity_variables() {
+        let named_file = name.ends_with("_FILE") || name.ends_with("_OVERRIDE");
+        let version = if named_file {
+            files::version(Path::new(&value))
+        } else {
+            String::new()
+        };
+        parts.push(format!("{name}={value}:{version}"));
+    }
+    parts.join("|")
+}
+
+/// The variables that change which credentials gcloud uses.
+fn identity_variables() -> Vec<(String, String)> {
+    let mut vars = env::with_prefix("CLOUDSDK_AUTH_");
+    for name in ["CLOUDSDK_CORE_ACCOUNT", "CLOUDSDK_ACTIVE_CONFIG_NAME"] {
+        if let Some(v) = env::var(name) {
+            vars.push((name.to_owned(), v));
+        }
+    }
+    vars
+}
+
+fn read_small(path: &Path) -> Option<String> {
+    let bytes = files::read_bounded(path, MAX_CONFIG, Symlinks::Follow, Trust::Anyone).ok()??;
+    String::from_utf8(bytes).ok()
+}
+
+/// `key` in `[section]` of an INI file as gcloud writes its configurations.
+fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut current = String::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_owned();
+        } else if current == section
+            && let Some((k, v)) = line.split_once(['=', ':'])
+            && k.trim() == key
+        {
+            return Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        }
+    }
+    None
+}
+
+fn find_gcloud() -> Option<PathBuf> {
+    process::find_on_path(&platform::program_file(Os::CURRENT, "gcloud"))
+}
+
+#[derive(Deserialize)]
+struct HelperOutput {
+    credential: Credential,
+}
+
+#[derive(Deserialize)]
+struct Credential {
+    access_token: Option<Secret<String>>,
+    token_expiry: Option<String>,
+}
+
+/// A token from gcloud, or `None` when gcloud is not installed.
+pub(crate) fn mint(deadline: Instant) -> Result<Option<Token>> {
+    let Some(gcloud) = find_gcloud() else {
+        log::debug!("gcloud is not installed (not on PATH); skipping it");
+        return Ok(None);
+    };
+    log::debug!("running {} config config-helper", gcloud.display());
+    let mut cmd = Command::new(&gcloud);
+    cmd.args(["config", "config-helper", "--format=json"]);
+    let finished = process::run(cmd, deadline).map_err(|e| anyhow!("gcloud {e}"))?;
+    if !finished.status.success() {
+        bail!(
+            "gcloud config config-helper failed ({}): {}",
+            finished.status,
+            excerpt(&finished.stderr)
+        );
+    }
+    let out: HelperOutput = serde_json::from_slice(&finished.stdout).map_err(|e| {
+        anyhow!(
+            "gcloud printed unexpected output (line {} column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let secret = out
+        .credential
+        .access_token
+        .filter(|t| !t.is_empty())
+        .context("gcloud has no credentials")?;
+    let expires_at = match out.credential.token_expiry.as_deref() {
+        // gcloud prints `%Y-%m-%dT%H:%M:%SZ`, a subset of RFC 3339.
+        Some(s) => parse_rfc3339(s)
+            .with_context(|| format!("gcloud printed an unreadable token_expiry {s:?}"))?,
+        None => now_secs() + UNKNOWN_EXPIRY_SECS,
+    };
+    Ok(Some(Token { secret, expires_at }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ini_values_are_found_in_their_section() {
+        let text = "[core]\naccount = a@b\n\n[auth]\naccess_token_file = /t/token\nother=x\n";
+        assert_eq!(
+            ini_value(text, "auth", "access_token_file").as_deref(),
+            Some("/t/token")
+        );
+        assert_eq!(ini_value(text, "core", "account").as_deref(), Some("a@b"));
+        assert_eq!(ini_value(text, "core", "access_token_file"), None);
+        assert_eq!(ini_value("", "auth", "x"), None);
+    }
+
+    #[test]
+    fn the_identity_changes_with_the_active_configuration_and_its_token_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("configurations")).unwrap();
+        let before = identity(dir);
+        std::fs::write(dir.join("active_config"), "work").unwrap();
+        let switched = identity(dir);
+        assert_ne!(before, switched);
+        let token = dir.join("token");
+        std::fs::write(&token, "a").unwrap();
+        std::fs::write(
+            dir.join("configurations/config_work"),
+            format!("[auth]\naccess_token_file = {}\n", token.display()),
+        )
+        .unwrap();
+        let with_file = identity(dir);
+        assert_ne!(switched, with_file);
+        std::fs::write(&token, "bb").unwrap();
+        assert_ne!(
+            with_file,
+            identity(dir),
+            "a rewritten token file is a new identity"
+        );
+    }
+}

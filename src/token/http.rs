@@ -1,0 +1,617 @@
+//! HTTP for minting tokens: a single-threaded tokio runtime and a hyper client with rustls,
+//! built only when a token must actually be minted, and the one retry policy every request
+//! (ours and yup-oauth2's) goes through.
+//!
+//! Building the client loads the OS root certificates, which costs milliseconds; the cached
+//! `get` never gets here. Every call is bounded by the caller's deadline, and the runtime is
+//! shut down without waiting for a name lookup still running on its blocking pool, so a slow
+//! resolver cannot hold the process past the deadline either.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::util::secret::Secret;
+
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub(crate) type HttpClient = Client<Connector, String>;
+
+/// Largest response body accepted from any endpoint.
+const MAX_BODY: usize = 1024 * 1024;
+/// Attempts per request, counting the first.
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
+
+/// A request to send. Header values that carry credentials are marked sensitive, so hyper
+/// never logs them.
+#[derive(Debug)]
+pub(crate) struct Request {
+    method: Method,
+    url: String,
+    headers: HeaderMap,
+    body: String,
+    /// Never through a proxy (the metadata server, as in Google's client libraries).
+    direct: bool,
+}
+
+/// What a POST carries.
+#[derive(Debug)]
+pub(crate) enum Body<'a> {
+    Form(&'a [(&'a str, &'a str)]),
+    Json(&'a serde_json::Value),
+}
+
+impl Request {
+    pub(crate) fn get(url: &str) -> Request {
+        Request::without_body(Method::GET, url)
+    }
+
+    pub(crate) fn put(url: &str) -> Request {
+        Request::without_body(Method::PUT, url)
+    }
+
+    /// A POST of a form (`application/x-www-form-urlencoded`) or JSON, asking for JSON back.
+    pub(crate) fn post(url: &str, body: Body<'_>) -> Request {
+        let (content_type, body) = match body {
+            Body::Form(pairs) => (
+                "application/x-www-form-urlencoded",
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(pairs)
+                    .finish(),
+            ),
+            Body::Json(value) => ("application/json", value.to_string()),
+        };
+        let mut req = Request::without_body(Method::POST, url);
+        req.body = body;
+        req.header("content-type", content_type)
+            .header("accept", "application/json")
+    }
+
+    fn without_body(method: Method, url: &str) -> Request {
+        Request {
+            method,
+            url: url.to_owned(),
+            headers: HeaderMap::new(),
+            body: String::new(),
+            direct: false,
+        }
+    }
+
+    /// Sends this request directly, never through a proxy.
+    pub(crate) fn direct(mut self) -> Request {
+        self.direct = true;
+        self
+    }
+
+    /// Adds a header. A name or value that is not valid HTTP is dropped here and reported by
+    /// the server's answer; the names are this program's own constants.
+    pub(crate) fn header(mut self, name: &'static str, value: &str) -> Request {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.append(HeaderName::from_static(name), value);
+        }
+        self
+    }
+
+    /// Adds headers from a credentials file (a credential source URL's `headers`).
+    pub(crate) fn headers<'a>(
+        mut self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Request> {
+        for (name, value) in pairs {
+            let name = HeaderName::try_from(name)
+                .with_context(|| format!("{name:?} is not a valid HTTP header name"))?;
+            let value = HeaderValue::from_str(value)
+                .with_context(|| format!("the value of header {name} is not valid HTTP"))?;
+            self.headers.append(name, value);
+        }
+        Ok(self)
+    }
+
+    /// Adds a credential header (`authorization`, a session token), marked sensitive.
+    pub(crate) fn secret_header(mut self, name: &'static str, value: Secret<&str>) -> Request {
+        if let Ok(mut value) = HeaderValue::from_str(value.expose()) {
+            value.set_sensitive(true);
+            self.headers.append(HeaderName::from_static(name), value);
+        }
+        self
+    }
+
+    fn build(&self) -> Result<http::Request<String>, HttpError> {
+        let mut builder = http::Request::builder()
+            .method(self.method.clone())
+            .uri(&self.url);
+        if let Some(headers) = builder.headers_mut() {
+            headers.extend(self.headers.clone());
+        }
+        builder
+            .body(self.body.clone())
+            .map_err(|e| HttpError::new(ErrorKind::Invalid, &self.url, e.to_string()))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// 429 and 5xx: the server may answer differently in a moment.
+    fn is_transient(&self) -> bool {
+        self.status == 429 || self.status >= 500
+    }
+
+    /// A `Retry-After` in seconds (the HTTP-date form is treated as absent), capped at 10 s.
+    fn retry_after(&self) -> Option<Duration> {
+        let secs: u64 = self
+            .headers
+            .get("retry-after")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Duration::from_secs(secs.min(10)))
+    }
+}
+
+/// What kind of failure a request met; the kind decides whether it is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// The deadline passed: final.
+    Timeout,
+    /// No answer: connection refused or reset, TLS failure, a truncated response. Retried.
+    Transport,
+    /// The request could not be built (a malformed URL): final.
+    Invalid,
+}
+
+/// A request that got no HTTP answer.
+#[derive(Debug)]
+pub(crate) struct HttpError {
+    pub(crate) kind: ErrorKind,
+    /// Scheme, host and path only (queries may carry credentials).
+    url: String,
+    detail: String,
+}
+
+impl HttpError {
+    fn new(kind: ErrorKind, url: &str, detail: String) -> HttpError {
+        HttpError {
+            kind,
+            url: redacted_url(url),
+            detail,
+        }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            ErrorKind::Timeout => write!(f, "{}: timed out", self.url),
+            _ => write!(f, "{}: {}", self.url, self.detail),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Whether and when to try again after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    No,
+    /// After the standard backoff for the attempt.
+    Backoff,
+    /// After the server's `Retry-After`.
+    After(Duration),
+}
+
+/// A failure that knows whether it is worth another attempt.
+pub(crate) trait Retryable: std::fmt::Display {
+    fn retry(&self) -> Retry;
+}
+
+impl Retryable for HttpError {
+    fn retry(&self) -> Retry {
+        match self.kind {
+            ErrorKind::Transport => Retry::Backoff,
+            ErrorKind::Timeout | ErrorKind::Invalid => Retry::No,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, [`MAX_ATTEMPTS`] are used, or the next
+/// wait would pass `deadline`. The one retry policy: 200 ms, then 400 ms, or the server's
+/// `Retry-After`.
+pub(crate) fn with_retries<T, E: Retryable>(
+    what: &str,
+    deadline: Instant,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut n = 1;
+    loop {
+        let err = match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let wait = match err.retry() {
+            Retry::No => return Err(err),
+            Retry::Backoff => Duration::from_millis(200 << (n - 1).min(4)),
+            Retry::After(d) => d,
+        };
+        if n >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
+            return Err(err);
+        }
+        log::info!("{what}: {err}; retrying in {} ms", wait.as_millis());
+        std::thread::sleep(wait);
+        n += 1;
+    }
+}
+
+/// One attempt's failure inside [`Http::send`]: no answer, or an answer worth retrying.
+enum Attempt {
+    Failed(HttpError),
+    Transient(Box<Response>),
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Failed(e) => e.fmt(f),
+            Attempt::Transient(r) => write!(f, "HTTP {}", r.status),
+        }
+    }
+}
+
+impl Retryable for Attempt {
+    fn retry(&self) -> Retry {
+        match self {
+            Attempt::Failed(e) => e.retry(),
+            Attempt::Transient(r) => r.retry_after().map_or(Retry::Backoff, Retry::After),
+        }
+    }
+}
+
+pub(crate) struct Http {
+    /// Always `Some` until dropped (see `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
+    client: HttpClient,
+}
+
+impl Http {
+    pub(crate) fn new() -> Result<Http> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        // hyper's connector registers timers with the runtime it is built in.
+        let _entered = runtime.enter();
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match builder.with_native_roots() {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("no usable OS root certificates ({e}); HTTPS requests will fail");
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_roots()?)
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().build();
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        Ok(Http {
+            runtime: Some(runtime),
+            client,
+        })
+    }
+
+    /// The client, for yup-oauth2 (which sends its requests through the same connector).
+    pub(crate) fn client(&self) -> HttpClient {
+        self.client.clone()
+    }
+
+    /// Runs `future` to completion or fails when `deadline` passes.
+    pub(crate) fn block_on<F: Future>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        future: F,
+    ) -> Result<F::Output, HttpError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            // Not even one poll: a future polled once may already have sent a request.
+            return Err(HttpError::new(ErrorKind::Timeout, what, String::new()));
+        }
+        let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+        // The timer must be created inside the runtime, hence the async block.
+        runtime
+            .block_on(async { tokio::time::timeout(remaining, future).await })
+            .map_err(|_| HttpError::new(ErrorKind::Timeout, what, String::new()))
+    }
+
+    /// Sends `req`, retrying transient failures (no answer, HTTP 5xx and 429) within
+    /// `deadline`. Any HTTP answer, including an error status after the last attempt, is
+    /// returned for the caller to interpret; a 400 `invalid_grant` is final at once.
+    pub(crate) fn send(&self, req: &Request, deadline: Instant) -> Result<Response, HttpError> {
+        let what = format!("{} {}", req.method, redacted_url(&req.url));
+        log::debug!("{what}{}", if req.direct { " (direct)" } else { "" });
+        let result = with_retries(&what, deadline, || {
+            let built = req.build().map_err(Attempt::Failed)?;
+            match self.send_once(built, &req.url, deadline) {
+                Ok(resp) if resp.is_transient() => Err(Attempt::Transient(Box::new(resp))),
+                Ok(resp) => Ok(resp),
+                Err(e) => Err(Attempt::Failed(e)),
+            }
+        });
+        match result {
+            Ok(resp) => Ok(resp),
+            Err(Attempt::Transient(resp)) => Ok(*resp),
+            Err(Attempt::Failed(e)) => Err(e),
+        }
+    }
+
+    fn send_once(
+        &self,
+        req: http::Request<String>,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<Response, HttpError> {
+        let client = &self.client;
+        let transport = |detail: String| HttpError::new(ErrorKind::Transport, url, detail);
+        self.block_on(url, deadline, async move {
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| transport(error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            let bytes = http_body_util::Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| transport(format!("reading the response failed: {e}")))?
+                .to_bytes();
+            Ok(Response {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: bytes.to_vec(),
+            })
+        })?
+    }
+}
+
+/// The deadline of one mint and the HTTP stack, built on first use (a gcloud mint needs none).
+pub(crate) struct MintContext {
+    pub(crate) deadline: Instant,
+    http: Option<Http>,
+}
+
+impl MintContext {
+    pub(crate) fn new(deadline: Instant) -> MintContext {
+        MintContext {
+            deadline,
+            http: None,
+        }
+    }
+
+    pub(crate) fn http(&mut self) -> Result<&Http> {
+        if self.http.is_none() {
+            self.http = Some(Http::new()?);
+        }
+        Ok(self.http.as_ref().expect("just set"))
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its blocking threads, where hyper resolves names with
+        // getaddrinfo; a lookup that takes longer than our deadline must not hold the exit.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn empty_roots() -> Result<rustls::ClientConfig> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("no TLS protocol versions")?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    )
+}
+
+/// An error and its sources, joined: hyper's top-level messages ("client error (Connect)")
+/// say little without the cause underneath.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+/// A URL for messages: scheme, host and path only (queries may carry credentials).
+pub(crate) fn redacted_url(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme().is_some() => format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("?"),
+            uri.authority().map_or("", |a| a.as_str()),
+            uri.path()
+        ),
+        _ => url.split(['?', '#']).next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Credentials may go over plain HTTP only to this machine (tests, local proxies); anywhere
+/// else they need HTTPS.
+pub(crate) fn check_url(url: &str) -> Result<()> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a valid URL"))?;
+    let host = uri.host().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => bail!("refusing to send credentials over plain http to {host}; use https"),
+        _ => bail!("{url:?} is not an https URL"),
+    }
+}
+
+/// Like [`check_url`], but plain HTTP is also accepted to the link-local cloud instance
+/// metadata addresses (`169.254.169.254`, and AWS's IPv6 `fd00:ec2::254`). Real workload
+/// identity files point there over http (AWS IMDS, Azure IMDS), and the address is only
+/// reachable from inside the VM, so there is no network path to protect.
+pub(crate) fn check_url_or_instance_metadata(url: &str) -> Result<()> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a valid URL"))?;
+    let host = uri.host().unwrap_or_default();
+    if uri.scheme_str() == Some("http") && is_instance_metadata(host) {
+        return Ok(());
+    }
+    check_url(url)
+}
+
+fn is_instance_metadata(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let metadata_v4 = std::net::IpAddr::from([169, 254, 169, 254]);
+    let metadata_v6 = std::net::IpAddr::from([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]);
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip == metadata_v4 || ip == metadata_v6)
+}
+
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        assert!(check_url("https://oauth2.googleapis.com/token").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/token").is_ok());
+        assert!(check_url("http://[::1]:8080/token").is_ok());
+        assert!(check_url("http://localhost/token").is_ok());
+        assert!(check_url("http://oauth2.googleapis.com/token").is_err());
+        assert!(check_url("http://127.0.0.1.evil.com/token").is_err());
+        assert!(check_url("ftp://x/token").is_err());
+        assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn plain_http_to_instance_metadata_is_allowed_only_where_asked() {
+        for url in [
+            "http://169.254.169.254/latest/meta-data/placement/availability-zone",
+            "http://[fd00:ec2::254]/latest/api/token",
+            "http://127.0.0.1:9/x",
+            "https://sts.amazonaws.com",
+        ] {
+            assert!(check_url_or_instance_metadata(url).is_ok(), "{url}");
+        }
+        assert!(check_url("http://169.254.169.254/x").is_err());
+        for url in [
+            "http://169.254.169.253/x",
+            "http://169.254.169.254.evil.com/x",
+            "http://[fd00:ec2::255]/x",
+            "ftp://169.254.169.254/x",
+        ] {
+            assert!(check_url_or_instance_metadata(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn urls_in_messages_lose_their_query() {
+        assert_eq!(
+            redacted_url("https://sts.example/v1/token?key=secret#x"),
+            "https://sts.example/v1/token"
+        );
+        assert_eq!(redacted_url("not a url?key=secret"), "not a url");
+    }
+
+    struct Failure(Retry);
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{:?}", self.0)
+        }
+    }
+    impl Retryable for Failure {
+        fn retry(&self) -> Retry {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_retry_policy_is_decided_by_the_failure_kind() {
+        let far = Instant::now() + Duration::from_secs(30);
+        let calls = Cell::new(0);
+        let final_at_once = with_retries("t", far, || -> Result<(), _> {
+            calls.set(calls.get() + 1);
+            Err(Failure(Retry::No))
+        });
+        assert!(final_at_once.is_err());
+        assert_eq!(calls.get(), 1);
+
+        calls.set(0);
+        let r = with_retries("t", far, || {
+            calls.set(calls.get() + 1);
+            if calls.get() < 3 {
+                Err(Failure(Retry::After(Duration::ZERO)))
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!(r.ok(), Some(7));
+        assert_eq!(calls.get(), 3);
+
+        calls.set(0);
+        let r = with_retries("t", far, || -> Result<(), _> {
+            calls.set(calls.get() + 1);
+            Err(Failure(Retry::After(Duration::ZERO)))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls.get(), MAX_ATTEMPTS as usize, "bounded");
+
+        calls.set(0);
+        let soon = Instant::now() + Duration::from_millis(50);
+        let r = with_retries("t", soon, || -> Result<(), _> {
+            calls.set(calls.get() + 1);
+            Err(Failure(Retry::Backoff))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls.get(), 1, "no wait past the deadline");
+    }
+
+    #[test]
+    fn transport_failures_are_retried_and_timeouts_are_not() {
+        let e = HttpError::new(ErrorKind::Transport, "https://x/y?q", "reset".into());
+        assert_eq!(e.retry(), Retry::Backoff);
+        assert_eq!(e.to_string(), "https://x/y: reset");
+        let e = HttpError::new(ErrorKind::Timeout, "https://x/y", String::new());
+        assert_eq!(e.retry(), Retry::No);
+        assert_eq!(e.to_string(), "https://x/y: timed out");
+    }
+}

@@ -1,0 +1,70 @@
+//! The GCE / GKE metadata server as a token source.
+//!
+//! Off Google Cloud there is no metadata server, and probing for one would cost a network
+//! timeout on every cold `get`. So the source counts as present only when `GCE_METADATA_HOST`
+//! is set or the machine's product name says Google (a file on Linux, a registry value on
+//! Windows; both free to read), as Google's client libraries decide it. The metadata server is
+//! reached directly, never through a proxy.
+
+use anyhow::{Result, anyhow, bail};
+
+use super::access::{STALE_MARGIN_SECS, Token, now_secs};
+use super::http::{MintContext, Request};
+use super::oauth;
+use crate::util::env;
+use crate::util::files::{self, Symlinks, Trust};
+use crate::util::platform::{self, Os, ProductName};
+
+const DEFAULT_HOST: &str = "169.254.169.254";
+const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
+/// The metadata server's host[:port], if this looks like Google Cloud.
+pub(crate) fn locate() -> Option<String> {
+    if let Some(host) = env::var("GCE_METADATA_HOST").filter(|h| !h.trim().is_empty()) {
+        return Some(host.trim().to_owned());
+    }
+    let name = product_name(platform::product_name_source(Os::CURRENT))?;
+    platform::is_google_product(&name).then(|| DEFAULT_HOST.to_owned())
+}
+
+fn product_name(source: ProductName) -> Option<String> {
+    match source {
+        ProductName::File(path) => {
+            let bytes = files::read_bounded(path.as_ref(), 4096, Symlinks::Follow, Trust::Anyone)
+                .ok()??;
+            String::from_utf8(bytes).ok()
+        }
+        #[cfg(windows)]
+        ProductName::Registry { key, value } => {
+            crate::util::winreg::local_machine_string(key, value)
+        }
+        #[cfg(not(windows))]
+        ProductName::Registry { .. } => None,
+        ProductName::Unavailable => None,
+    }
+}
+
+pub(crate) fn mint(host: &str, ctx: &mut MintContext) -> Result<Token> {
+    let url = format!("http://{host}{TOKEN_PATH}");
+    let step = format!("metadata server {host}");
+    let deadline = ctx.deadline;
+    let req = Request::get(&url)
+        .header("metadata-flavor", "Google")
+        .direct();
+    let resp = ctx
+        .http()?
+        .send(&req, deadline)
+        .map_err(|e| anyhow!("{step}: {e}"))?;
+    let flavor = resp
+        .headers
+        .get("metadata-flavor")
+        .and_then(|v| v.to_str().ok());
+    if resp.status == 200 && flavor != Some("Google") {
+        bail!("{step}: the answer lacks the Metadata-Flavor: Google header; not a metadata server");
+    }
+    let token = oauth::parse_token_response(&resp).map_err(|e| anyhow!("{step}: {e}"))?;
+    if token.remaining_secs(now_secs()) <= STALE_MARGIN_SECS {
+        bail!("{step}: returned a token that expires within {STALE_MARGIN_SECS} seconds");
+    }
+    Ok(token)
+}

@@ -1,0 +1,524 @@
+//! Opening, reading, writing and locking files safely. Every path this program opens goes
+//! through here; nothing here knows what the files mean.
+//!
+//! - Opening never blocks: files are opened with `O_NONBLOCK` and refused unless `fstat` says
+//!   they are regular files, so a FIFO or a device planted at any path cannot hang a `get`.
+//! - Reads are bounded: nothing reads more than its caller's limit.
+//! - Files another user could have written (the token cache, the stored-hosts index) are read
+//!   only if they and their directory are owned by this user and not writable by others, and
+//!   without following a symbolic link.
+//! - Writes go to a temporary file in the target's directory that is renamed over the target,
+//!   so a reader sees the old or the new content, never half.
+//! - One lock primitive ([`Lock`]) serialises processes, on a lock file or on a directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::platform::{self, Os};
+
+/// Whether opening a path may follow a symbolic link at its last component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Symlinks {
+    /// User-chosen paths (credential files, config files): Kubernetes secret mounts and
+    /// dotfile managers use symlinks legitimately.
+    Follow,
+    /// The helper's own private files: a symlink there can only have been planted.
+    Refuse,
+}
+
+/// Who may have written a file for its content to be believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trust {
+    Anyone,
+    /// Owned by this user and not writable by group or others (and the same for its directory).
+    OnlyMe,
+}
+
+/// Opens `path` read-only without blocking, and refuses anything but a regular file.
+pub(crate) fn open_regular(path: &Path, symlinks: Symlinks) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    no_block(&mut options, symlinks);
+    checked(path, options.open(path), symlinks)
+}
+
+/// Opens `path` for appending (creating it with `mode`) without blocking, and refuses anything
+/// but a regular file.
+pub(crate) fn open_append(path: &Path, mode: u32, symlinks: Symlinks) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    set_mode(&mut options, mode);
+    no_block(&mut options, symlinks);
+    checked(path, options.open(path), symlinks)
+}
+
+fn checked(path: &Path, opened: io::Result<File>, symlinks: Symlinks) -> io::Result<File> {
+    let file = opened.map_err(|e| explain_open_error(e, symlinks))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {}, not a regular file",
+                path.display(),
+                describe_type(&meta)
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+#[cfg(unix)]
+fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = match symlinks {
+        Symlinks::Follow => 0,
+        Symlinks::Refuse => libc::O_NOFOLLOW,
+    };
+    options.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | nofollow);
+}
+
+#[cfg(not(unix))]
+fn no_block(_options: &mut OpenOptions, _symlinks: Symlinks) {}
+
+#[cfg(unix)]
+fn set_mode(options: &mut OpenOptions, mode: u32) {
+    std::os::unix::fs::OpenOptionsExt::mode(options, mode);
+}
+
+#[cfg(not(unix))]
+fn set_mode(_options: &mut OpenOptions, _mode: u32) {}
+
+/// `O_NOFOLLOW` reports a symlink as ELOOP, which reads like a loop; say what it is.
+fn explain_open_error(e: io::Error, symlinks: Symlinks) -> io::Error {
+    #[cfg(unix)]
+    if symlinks == Symlinks::Refuse && e.raw_os_error() == Some(libc::ELOOP) {
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is a symbolic link, which is not followed here",
+        );
+    }
+    let _ = symlinks;
+    e
+}
+
+fn describe_type(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads at most `max_len` bytes of the regular file at `path`; `Ok(None)` if it does not
+/// exist. A larger file is an error, not a truncated read.
+pub(crate) fn read_bounded(
+    path: &Path,
+    max_len: u64,
+    symlinks: Symlinks,
+    trust: Trust,
+) -> Result<Option<Vec<u8>>> {
+    let mut file = match open_regular(path, symlinks) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    if trust == Trust::OnlyMe {
+        check_trusted(path, &meta)?;
+    }
+    if meta.len() > max_len {
+        bail!("{} is larger than {max_len} bytes", path.display());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow between fstat and read: the limit holds regardless.
+    (&mut file)
+        .take(max_len + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > max_len {
+        bail!("{} is larger than {max_len} bytes", path.display());
+    }
+    Ok(Some(bytes))
+}
+
+/// A file only this user may have written: the token cache and the stored-hosts index.
+pub(crate) fn read_trusted(path: &Path, max_len: u64) -> Result<Option<Vec<u8>>> {
+    read_bounded(path, max_len, Symlinks::Refuse, Trust::OnlyMe)
+}
+
+/// Refuses a file or directory that another user owns or that group or others may write,
+/// since another user could then have planted or replaced its content.
+#[cfg(unix)]
+pub(crate) fn check_trusted(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = effective_uid();
+    if meta.uid() != me {
+        bail!(
+            "{} is owned by another user (uid {}); not trusting it",
+            path.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "{} is writable by group or others (mode {:o}); not trusting it",
+            path.display(),
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Windows has no owner/mode bits; the per-user profile directories are private by ACL.
+#[cfg(not(unix))]
+pub(crate) fn check_trusted(_path: &Path, _meta: &fs::Metadata) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Checks that `dir` is a directory this user owns that others cannot write.
+pub(crate) fn check_private_dir(dir: &Path) -> Result<()> {
+    let meta =
+        fs::metadata(dir).with_context(|| format!("cannot use directory {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    check_trusted(dir, &meta)
+}
+
+/// Creates `dir` (and parents) with mode 0700 if needed, then checks it is private.
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    check_private_dir(dir)
+}
+
+/// Permission bits and, when editing another user's file as root, the owner to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileMode {
+    pub(crate) mode: u32,
+    /// `(uid, gid)` for the new file; `None` leaves it to the creating process.
+    pub(crate) owner: Option<(u32, u32)>,
+}
+
+impl FileMode {
+    pub(crate) const PRIVATE: FileMode = FileMode {
+        mode: 0o600,
+        owner: None,
+    };
+
+    /// The mode and owner of an existing file, to be kept when it is replaced.
+    pub(crate) fn of(meta: &fs::Metadata) -> FileMode {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileMode {
+                mode: meta.mode() & 0o7777,
+                owner: Some((meta.uid(), meta.gid())),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            FileMode::PRIVATE
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` atomically; the new file has mode 0600.
+pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, bytes, FileMode::PRIVATE)
+}
+
+/// Replaces `path` with `bytes` atomically, giving the new file `mode` (and its owner, when
+/// one is given and differs from ours, as root editing a user's file).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    apply_mode(tmp.as_file(), mode).with_context(|| {
+        format!(
+            "cannot set the mode of a temporary file in {}",
+            dir.display()
+        )
+    })?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    persist(tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+#[cfg(unix)]
+fn apply_mode(file: &File, mode: FileMode) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some((uid, gid)) = mode.owner {
+        let meta = file.metadata()?;
+        if (meta.uid(), meta.gid()) != (uid, gid) {
+            std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
+        }
+    }
+    // After chown: changing the owner clears set-id bits.
+    file.set_permissions(fs::Permissions::from_mode(mode.mode))
+}
+
+#[cfg(not(unix))]
+fn apply_mode(_file: &File, _mode: FileMode) -> io::Result<()> {
+    Ok(())
+}
+
+/// Renames the temporary file over `path` (our handle closed first). On Windows the rename
+/// fails while another process (docker reading its config, an antivirus scan) holds the target
+/// open without delete sharing; that passes within moments, so it is retried for up to two
+/// seconds (see [`platform::replace_is_retryable`]). A failed attempt's temporary file is
+/// removed.
+fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    let tmp = tmp.into_temp_path();
+    let give_up = Instant::now() + Duration::from_secs(2);
+    let mut attempt = 0;
+    loop {
+        match fs::rename(&tmp, path) {
+            Ok(()) => {
+                // The temporary path is gone (renamed); nothing is left to clean up.
+                let _ = tmp.keep();
+                return Ok(());
+            }
+            Err(e)
+                if platform::replace_is_retryable(Os::CURRENT, e.raw_os_error())
+                    && Instant::now() < give_up =>
+            {
+                std::thread::sleep(platform::replace_backoff(attempt));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A cheap fingerprint of a file's version: modification time, size and inode. A changed
+/// credential file or gcloud configuration gives a new cache key. Costs one `stat`.
+pub(crate) fn version(path: &Path) -> String {
+    let Ok(meta) = fs::metadata(path) else {
+        return "absent".to_owned();
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let ino = 0u64;
+    format!("{mtime}.{}.{ino}", meta.len())
+}
+
+/// An exclusive inter-process lock, released when dropped or when the process exits (even if
+/// it is killed), so a crashed holder cannot deadlock later runs.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Locks the lock file at `path` (created 0600; a symlink there is refused, never
+    /// followed or created through), waiting until `deadline`.
+    ///
+    /// Waiters block in the kernel (on a helper thread, so the wait can time out) rather than
+    /// polling: when the process that mints a token releases the lock, every waiter wakes at
+    /// once and finds the fresh token in the cache. That keeps a stampede of cold `get`s short.
+    pub(crate) fn file(path: &Path, deadline: Instant) -> Result<Lock> {
+        let file = open_lock_file(path)?;
+        wait_for(file, deadline, path)
+    }
+
+    /// Locks the directory `dir` itself (on Unix; elsewhere a lock file in it), so editors of
+    /// the files in it are serialised without leaving a lock file beside the user's config.
+    pub(crate) fn dir(dir: &Path, deadline: Instant) -> Result<Lock> {
+        #[cfg(unix)]
+        let file = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+        #[cfg(not(unix))]
+        let file = open_lock_file(&dir.join(".docker-credential-gcp.lock"))?;
+        wait_for(file, deadline, dir)
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    let mut options = OpenOptions::new();
+    // Read and write: opening a FIFO write-only without blocking fails with ENXIO, while
+    // read-write opens it, so fstat can name what it is.
+    options.create(true).truncate(false).read(true).write(true);
+    set_mode(&mut options, 0o600);
+    no_block(&mut options, Symlinks::Refuse);
+    checked(path, options.open(path), Symlinks::Refuse)
+        .with_context(|| format!("cannot open lock file {}", path.display()))
+}
+
+fn wait_for(file: File, deadline: Instant, what: &Path) -> Result<Lock> {
+    match file.try_lock() {
+        Ok(()) => return Ok(Lock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => {}
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", what.display()));
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = file.lock().map(|()| file);
+        // The receiver may have given up; then the lock is released when this thread's file
+        // handle is dropped (or when the process exits).
+        let _ = tx.send(result);
+    });
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(wait) {
+        Ok(Ok(file)) => Ok(Lock { _file: file }),
+        Ok(Err(e)) => Err(e).with_context(|| format!("cannot lock {}", what.display())),
+        Err(_) => bail!(
+            "timed out waiting for the lock on {}, held by another process",
+            what.display()
+        ),
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_creates_a_private_file_in_a_private_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let f = dir.join("f.json");
+        write_private_atomic(&f, b"one").unwrap();
+        write_private_atomic(&f, b"two").unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("f.json")],
+            "no temp file left behind"
+        );
+    }
+
+    #[test]
+    fn group_writable_files_and_directories_are_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o620)).unwrap();
+        let err = read_trusted(&f, 10).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_trusted(&f, 10).unwrap().unwrap(), b"x");
+        assert!(
+            read_trusted(&tmp.path().join("missing"), 10)
+                .unwrap()
+                .is_none()
+        );
+        assert!(read_trusted(&f, 0).is_err(), "size limit enforced");
+
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private_dir(&shared).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+    }
+
+    #[test]
+    fn fifos_symlinks_and_directories_are_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = Instant::now();
+        let err = read_trusted(&fifo, 10).unwrap_err();
+        assert!(format!("{err:#}").contains("a FIFO"), "{err:#}");
+        let err = Lock::file(&fifo, Instant::now()).unwrap_err();
+        assert!(format!("{err:#}").contains("a FIFO"), "{err:#}");
+        assert!(open_append(&fifo, 0o600, Symlinks::Follow).is_err());
+        assert!(started.elapsed() < Duration::from_secs(2));
+
+        let target = tmp.path().join("target");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = Lock::file(&link, Instant::now()).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert!(!target.exists(), "the symlink's target is never created");
+        fs::write(&target, b"x").unwrap();
+        assert!(read_trusted(&link, 10).is_err());
+        assert_eq!(
+            read_bounded(&link, 10, Symlinks::Follow, Trust::Anyone)
+                .unwrap()
+                .unwrap(),
+            b"x"
+        );
+        assert!(read_bounded(tmp.path(), 10, Symlinks::Follow, Trust::Anyone).is_err());
+    }
+
+    #[test]
+    fn a_held_lock_times_out_at_the_deadline_and_frees_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("l");
+        let held = Lock::file(&p, Instant::now()).unwrap();
+        let started = Instant::now();
+        let err = Lock::file(&p, Instant::now() + Duration::from_millis(50))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(held);
+        Lock::file(&p, Instant::now()).unwrap();
+        let dir = Lock::dir(tmp.path(), Instant::now()).unwrap();
+        assert!(Lock::dir(tmp.path(), Instant::now()).is_err());
+        drop(dir);
+    }
+}

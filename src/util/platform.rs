@@ -1,0 +1,473 @@
+//! Every decision that differs between Linux, macOS and Windows, as plain functions of the
+//! platform and its inputs, so each is table-tested on Linux. The `#[cfg]` glue that feeds
+//! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`].
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Name of this program's directory under the user's config, cache and data directories.
+pub(crate) const APP_DIR: &str = "docker-credential-gcp";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Os {
+    /// Linux and the other Unix systems (they share the freedesktop layout).
+    Linux,
+    Macos,
+    Windows,
+}
+
+impl Os {
+    pub(crate) const CURRENT: Os = if cfg!(windows) {
+        Os::Windows
+    } else if cfg!(target_os = "macos") {
+        Os::Macos
+    } else {
+        Os::Linux
+    };
+}
+
+/// The user's base directories as the OS defines them (the `dirs` crate reads them: XDG
+/// variables on Linux, `~/Library/…` on macOS, the known folders on Windows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BaseDirs {
+    pub(crate) home: Option<PathBuf>,
+    /// Linux `~/.config`, macOS `~/Library/Application Support`, Windows `%APPDATA%`.
+    pub(crate) config: Option<PathBuf>,
+    /// Linux `~/.cache`, macOS `~/Library/Caches`, Windows `%LOCALAPPDATA%`.
+    pub(crate) cache: Option<PathBuf>,
+    /// Linux `~/.local/share`, macOS `~/Library/Application Support`, Windows `%LOCALAPPDATA%`.
+    pub(crate) data_local: Option<PathBuf>,
+}
+
+impl BaseDirs {
+    pub(crate) fn current() -> BaseDirs {
+        BaseDirs {
+            home: dirs::home_dir(),
+            config: dirs::config_dir(),
+            cache: dirs::cache_dir(),
+            data_local: dirs::data_local_dir(),
+        }
+    }
+
+    /// This program's settings file.
+    pub(crate) fn config_file(&self) -> Option<PathBuf> {
+        Some(self.config.as_ref()?.join(APP_DIR).join("config.json"))
+    }
+
+    /// The default token cache directory.
+    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
+        Some(self.cache.as_ref()?.join(APP_DIR))
+    }
+
+    /// Where the index of `docker login` credentials lives.
+    pub(crate) fn data_dir(&self) -> Option<PathBuf> {
+        Some(self.data_local.as_ref()?.join(APP_DIR))
+    }
+
+    /// gcloud's configuration directory when `CLOUDSDK_CONFIG` is unset: `%APPDATA%\gcloud` on
+    /// Windows, `~/.config/gcloud` everywhere else (also on macOS, where gcloud does not use
+    /// `~/Library`).
+    pub(crate) fn gcloud_dir(&self, os: Os) -> Option<PathBuf> {
+        match os {
+            Os::Windows => Some(self.config.as_ref()?.join("gcloud")),
+            Os::Linux | Os::Macos => Some(self.home.as_ref()?.join(".config").join("gcloud")),
+        }
+    }
+
+    /// docker's config.json: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json` (the
+    /// same on every platform).
+    pub(crate) fn docker_config(&self, docker_config_var: Option<OsString>) -> Option<PathBuf> {
+        match docker_config_var {
+            Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+            None => Some(self.home.as_ref()?.join(".docker").join("config.json")),
+        }
+    }
+}
+
+/// The Docker engine whose daemon.json `configure-mirror` edits by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// dockerd as a system service (Linux).
+    SystemDockerd,
+    /// Docker Desktop (macOS, and Windows when it is installed).
+    DockerDesktop,
+    /// dockerd as a Windows service (Windows Server, no Docker Desktop).
+    WindowsService,
+}
+
+impl Engine {
+    pub(crate) fn for_os(os: Os, desktop_installed: bool) -> Engine {
+        match os {
+            Os::Linux => Engine::SystemDockerd,
+            Os::Macos => Engine::DockerDesktop,
+            Os::Windows if desktop_installed => Engine::DockerDesktop,
+            Os::Windows => Engine::WindowsService,
+        }
+    }
+
+    /// The daemon.json this engine reads.
+    pub(crate) fn daemon_json(
+        self,
+        dirs: &BaseDirs,
+        program_data: Option<&Path>,
+    ) -> Option<PathBuf> {
+        match self {
+            Engine::SystemDockerd => Some(PathBuf::from("/etc/docker/daemon.json")),
+            Engine::DockerDesktop => Some(dirs.home.as_ref()?.join(".docker").join("daemon.json")),
+            Engine::WindowsService => Some(
+                program_data?
+                    .join("docker")
+                    .join("config")
+                    .join("daemon.json"),
+            ),
+        }
+    }
+
+    /// How to make the engine read a changed daemon.json.
+    pub(crate) fn restart_advice(self) -> &'static str {
+        match self {
+            Engine::SystemDockerd => {
+                "restart dockerd (`sudo systemctl restart docker`, or `sudo service docker restart`)"
+            }
+            Engine::DockerDesktop => {
+                "restart Docker Desktop (its menu: Restart), or apply the same change in Settings > Docker Engine"
+            }
+            Engine::WindowsService => {
+                "restart the docker service (`Restart-Service docker` in an elevated PowerShell)"
+            }
+        }
+    }
+}
+
+/// Where Docker Desktop for Windows installs itself, to tell it from a bare dockerd service.
+pub(crate) fn docker_desktop_marker(program_files: &Path) -> PathBuf {
+    program_files
+        .join("Docker")
+        .join("Docker")
+        .join("Docker Desktop.exe")
+}
+
+/// The file name of a program on PATH: `docker` → `docker.exe` on Windows; gcloud is a batch
+/// file there (`gcloud.cmd`).
+pub(crate) fn program_file(os: Os, program: &str) -> String {
+    match (os, program) {
+        (Os::Windows, "gcloud") => "gcloud.cmd".to_owned(),
+        (Os::Windows, p) => format!("{p}.exe"),
+        (_, p) => p.to_owned(),
+    }
+}
+
+/// The credHelpers value that selects a helper binary called `file_name`: the name without
+/// `docker-credential-` and, on Windows, without `.exe` in any case (`gcp.EXE` → `gcp`).
+pub(crate) fn helper_suffix(os: Os, file_name: &str) -> Option<String> {
+    let name = match os {
+        Os::Windows => strip_suffix_ignore_case(file_name, ".exe"),
+        Os::Linux | Os::Macos => file_name,
+    };
+    name.strip_prefix("docker-credential-")
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> &'a str {
+    let cut = s.len().saturating_sub(suffix.len());
+    match (s.get(..cut), s.get(cut..)) {
+        (Some(head), Some(tail)) if tail.eq_ignore_ascii_case(suffix) => head,
+        _ => s,
+    }
+}
+
+/// Whether a machine's product name (Linux DMI `product_name`, Windows
+/// `HKLM\SYSTEM\HardwareConfig\Current\SystemProductName`) says it is a Google Compute Engine VM,
+/// as Google's client libraries decide it.
+pub(crate) fn is_google_product(name: &str) -> bool {
+    name.trim().starts_with("Google")
+}
+
+/// Where the machine's product name is read, per platform: a file on Linux, a registry value on
+/// Windows, nothing on macOS (no Google Cloud VMs run macOS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProductName {
+    File(&'static str),
+    Registry {
+        key: &'static str,
+        value: &'static str,
+    },
+    Unavailable,
+}
+
+pub(crate) fn product_name_source(os: Os) -> ProductName {
+    match os {
+        Os::Linux => ProductName::File("/sys/class/dmi/id/product_name"),
+        Os::Windows => ProductName::Registry {
+            key: r"SYSTEM\HardwareConfig\Current",
+            value: "SystemProductName",
+        },
+        Os::Macos => ProductName::Unavailable,
+    }
+}
+
+/// Whether replacing a file failed only because another process holds it open: on Windows,
+/// `ERROR_ACCESS_DENIED` (5) and `ERROR_SHARING_VIOLATION` (32) pass once that process closes
+/// it (Go's own tools retry the same two). On Unix `rename` is never blocked by readers.
+pub(crate) fn replace_is_retryable(os: Os, raw_os_error: Option<i32>) -> bool {
+    os == Os::Windows && matches!(raw_os_error, Some(5 | 32))
+}
+
+/// The wait before replace attempt `n` (0-based): 1, 2, 4 … ms, at most 100 ms.
+pub(crate) fn replace_backoff(n: u32) -> std::time::Duration {
+    std::time::Duration::from_millis((1u64 << n.min(7)).min(100))
+}
+
+/// How a user adds a directory to PATH, for the "not on PATH" hint.
+pub(crate) fn path_hint(os: Os, dir: &str) -> String {
+    match os {
+        Os::Windows => format!(
+            "$env:Path = \"{dir};$env:Path\" (and in System Properties > Environment Variables)"
+        ),
+        Os::Linux | Os::Macos => format!("export PATH=\"{dir}:$PATH\""),
+    }
+}
+
+/// The platform's user paths as help text shows them.
+pub(crate) fn help_paths(os: Os) -> [(&'static str, &'static str); 3] {
+    match os {
+        Os::Linux => [
+            ("settings", "~/.config/docker-credential-gcp/config.json"),
+            ("token cache", "~/.cache/docker-credential-gcp/"),
+            (
+                "login index",
+                "~/.local/share/docker-credential-gcp/stored-hosts.json",
+            ),
+        ],
+        Os::Macos => [
+            (
+                "settings",
+                "~/Library/Application Support/docker-credential-gcp/config.json",
+            ),
+            ("token cache", "~/Library/Caches/docker-credential-gcp/"),
+            (
+                "login index",
+                "~/Library/Application Support/docker-credential-gcp/stored-hosts.json",
+            ),
+        ],
+        Os::Windows => [
+            ("settings", r"%APPDATA%\docker-credential-gcp\config.json"),
+            ("token cache", r"%LOCALAPPDATA%\docker-credential-gcp\"),
+            (
+                "login index",
+                r"%LOCALAPPDATA%\docker-credential-gcp\stored-hosts.json",
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linux() -> BaseDirs {
+        BaseDirs {
+            home: Some("/home/a".into()),
+            config: Some("/home/a/.config".into()),
+            cache: Some("/home/a/.cache".into()),
+            data_local: Some("/home/a/.local/share".into()),
+        }
+    }
+
+    fn macos() -> BaseDirs {
+        BaseDirs {
+            home: Some("/Users/a".into()),
+            config: Some("/Users/a/Library/Application Support".into()),
+            cache: Some("/Users/a/Library/Caches".into()),
+            data_local: Some("/Users/a/Library/Application Support".into()),
+        }
+    }
+
+    fn windows() -> BaseDirs {
+        BaseDirs {
+            home: Some(r"C:\Users\a".into()),
+            config: Some(r"C:\Users\a\AppData\Roaming".into()),
+            cache: Some(r"C:\Users\a\AppData\Local".into()),
+            data_local: Some(r"C:\Users\a\AppData\Local".into()),
+        }
+    }
+
+    fn p(s: &str) -> Option<PathBuf> {
+        Some(PathBuf::from(s))
+    }
+
+    #[test]
+    fn own_files_live_in_each_platforms_user_directories() {
+        let l = linux();
+        assert_eq!(
+            l.config_file(),
+            p("/home/a/.config/docker-credential-gcp/config.json")
+        );
+        assert_eq!(l.cache_dir(), p("/home/a/.cache/docker-credential-gcp"));
+        assert_eq!(
+            l.data_dir(),
+            p("/home/a/.local/share/docker-credential-gcp")
+        );
+        let m = macos();
+        assert_eq!(
+            m.config_file(),
+            p("/Users/a/Library/Application Support/docker-credential-gcp/config.json")
+        );
+        assert_eq!(
+            m.cache_dir(),
+            p("/Users/a/Library/Caches/docker-credential-gcp")
+        );
+        let w = windows();
+        assert_eq!(
+            w.config_file(),
+            Some(
+                PathBuf::from(r"C:\Users\a\AppData\Roaming")
+                    .join(APP_DIR)
+                    .join("config.json")
+            )
+        );
+        assert_eq!(
+            w.data_dir(),
+            Some(PathBuf::from(r"C:\Users\a\AppData\Local").join(APP_DIR))
+        );
+        assert_eq!(BaseDirs::default().config_file(), None);
+    }
+
+    #[test]
+    fn gcloud_keeps_its_linux_layout_on_macos_and_uses_appdata_on_windows() {
+        assert_eq!(linux().gcloud_dir(Os::Linux), p("/home/a/.config/gcloud"));
+        assert_eq!(macos().gcloud_dir(Os::Macos), p("/Users/a/.config/gcloud"));
+        assert_eq!(
+            windows().gcloud_dir(Os::Windows),
+            Some(PathBuf::from(r"C:\Users\a\AppData\Roaming").join("gcloud"))
+        );
+    }
+
+    #[test]
+    fn docker_config_follows_docker_config_or_home() {
+        assert_eq!(
+            linux().docker_config(Some("/d".into())),
+            p("/d/config.json")
+        );
+        assert_eq!(
+            linux().docker_config(None),
+            p("/home/a/.docker/config.json")
+        );
+        assert_eq!(BaseDirs::default().docker_config(None), None);
+    }
+
+    #[test]
+    fn each_engine_has_its_daemon_json_and_restart_advice() {
+        let pd = Path::new(r"C:\ProgramData");
+        let cases = [
+            (
+                Os::Linux,
+                false,
+                linux(),
+                p("/etc/docker/daemon.json"),
+                "systemctl",
+            ),
+            (
+                Os::Macos,
+                false,
+                macos(),
+                p("/Users/a/.docker/daemon.json"),
+                "Docker Desktop",
+            ),
+            (
+                Os::Windows,
+                true,
+                windows(),
+                Some(
+                    PathBuf::from(r"C:\Users\a")
+                        .join(".docker")
+                        .join("daemon.json"),
+                ),
+                "Docker Desktop",
+            ),
+            (
+                Os::Windows,
+                false,
+                windows(),
+                Some(pd.join("docker").join("config").join("daemon.json")),
+                "Restart-Service docker",
+            ),
+        ];
+        for (os, desktop, dirs, path, advice) in cases {
+            let engine = Engine::for_os(os, desktop);
+            assert_eq!(
+                engine.daemon_json(&dirs, Some(pd)),
+                path,
+                "{os:?} {desktop}"
+            );
+            assert!(engine.restart_advice().contains(advice), "{os:?}");
+        }
+        assert!(!Engine::DockerDesktop.restart_advice().contains("sudo"));
+    }
+
+    #[test]
+    fn program_files_and_helper_names() {
+        assert_eq!(program_file(Os::Linux, "docker"), "docker");
+        assert_eq!(program_file(Os::Macos, "gcloud"), "gcloud");
+        assert_eq!(program_file(Os::Windows, "docker"), "docker.exe");
+        assert_eq!(program_file(Os::Windows, "gcloud"), "gcloud.cmd");
+        for (os, name, want) in [
+            (Os::Linux, "docker-credential-gcp", Some("gcp")),
+            (Os::Linux, "docker-credential-gcr.exe", Some("gcr.exe")),
+            (Os::Windows, "docker-credential-gcp.exe", Some("gcp")),
+            (Os::Windows, "docker-credential-gcp.EXE", Some("gcp")),
+            (Os::Windows, "docker-credential-gcp.Exe", Some("gcp")),
+            (Os::Macos, "docker-credential-", None),
+            (Os::Windows, "helper.exe", None),
+        ] {
+            assert_eq!(helper_suffix(os, name).as_deref(), want, "{os:?} {name}");
+        }
+    }
+
+    #[test]
+    fn google_vms_are_recognised_by_product_name() {
+        assert!(is_google_product("Google Compute Engine\n"));
+        assert!(is_google_product("Google"));
+        assert!(!is_google_product("VirtualBox"));
+        assert!(!is_google_product(""));
+        assert_eq!(
+            product_name_source(Os::Linux),
+            ProductName::File("/sys/class/dmi/id/product_name")
+        );
+        assert!(matches!(
+            product_name_source(Os::Windows),
+            ProductName::Registry {
+                value: "SystemProductName",
+                ..
+            }
+        ));
+        assert_eq!(product_name_source(Os::Macos), ProductName::Unavailable);
+    }
+
+    #[test]
+    fn only_windows_sharing_errors_are_retried_when_replacing_a_file() {
+        assert!(replace_is_retryable(Os::Windows, Some(5)));
+        assert!(replace_is_retryable(Os::Windows, Some(32)));
+        assert!(!replace_is_retryable(Os::Windows, Some(2)));
+        assert!(!replace_is_retryable(Os::Windows, None));
+        assert!(!replace_is_retryable(Os::Linux, Some(5)));
+        assert!(!replace_is_retryable(Os::Macos, Some(32)));
+        assert_eq!(replace_backoff(0).as_millis(), 1);
+        assert_eq!(replace_backoff(3).as_millis(), 8);
+        assert_eq!(replace_backoff(20).as_millis(), 100);
+    }
+
+    #[test]
+    fn hints_and_help_paths_fit_the_platform() {
+        assert!(path_hint(Os::Linux, "/opt/x").starts_with("export PATH="));
+        assert!(path_hint(Os::Windows, r"C:\x").contains("$env:Path"));
+        assert!(
+            help_paths(Os::Macos)[0]
+                .1
+                .contains("Library/Application Support")
+        );
+        assert!(help_paths(Os::Windows)[1].1.contains("LOCALAPPDATA"));
+        assert!(help_paths(Os::Linux)[2].1.contains(".local/share"));
+    }
+}

@@ -1,0 +1,314 @@
+//! Running another program with a deadline: gcloud and credential executables for tokens,
+//! docker for its version and its daemon's mirrors.
+//!
+//! The deadline holds whatever the child does. Its output is read on threads, so a chatty
+//! child never blocks on a full pipe; a child still running at the deadline is killed with its
+//! whole process group; a child that exits but leaves a background process holding its stdout
+//! (a wrapper script doing `sleep 30 &`) does not keep us waiting for end-of-file; a child
+//! printing more than the limit is stopped and reported as such.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use crate::util::env;
+
+/// Largest output accepted on stdout or stderr.
+pub(crate) const OUTPUT_LIMIT: usize = 1024 * 1024;
+
+/// How long to keep reading a child's pipes after it exited, before its leftovers are killed.
+const LINGER: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+}
+
+/// Why a child did not produce a result.
+#[derive(Debug)]
+pub(crate) enum ProcessError {
+    Spawn(std::io::Error),
+    Wait(std::io::Error),
+    TimedOut,
+    TooMuchOutput(&'static str),
+}
+
+impl std::fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessError::Spawn(e) => write!(f, "cannot be started: {e}"),
+            ProcessError::Wait(e) => write!(f, "could not be waited for: {e}"),
+            ProcessError::TimedOut => f.write_str("did not finish in time and was stopped"),
+            ProcessError::TooMuchOutput(stream) => write!(
+                f,
+                "printed more than {} MiB on {stream} and was stopped",
+                OUTPUT_LIMIT / (1024 * 1024)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProcessError {}
+
+enum Event {
+    Data(Stream, Vec<u8>),
+    Eof,
+    Overflow(Stream),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Runs `cmd` with stdin closed; see the module documentation for what the deadline covers.
+pub(crate) fn run(mut cmd: Command, deadline: Instant) -> Result<Finished, ProcessError> {
+    isolate(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(ProcessError::Spawn)?;
+    let guard = platform::Group::adopt(&child);
+    let (tx, rx) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        drain(out, Stream::Stdout, tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        drain(err, Stream::Stderr, tx);
+    }
+    let result = collect(&mut child, &guard, &rx, deadline);
+    if result.is_err() {
+        guard.kill(&mut child);
+    }
+    result
+}
+
+fn collect(
+    child: &mut Child,
+    guard: &platform::Group,
+    rx: &Receiver<Event>,
+    deadline: Instant,
+) -> Result<Finished, ProcessError> {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut open_pipes = 2;
+    let mut status = None;
+    let mut linger_until = None;
+    loop {
+        if status.is_none() {
+            status = child.try_wait().map_err(ProcessError::Wait)?;
+            if status.is_some() {
+                linger_until = Some((Instant::now() + LINGER).min(deadline));
+            }
+        }
+        if let Some(status) = status
+            && (open_pipes == 0 || linger_until.is_some_and(|t| Instant::now() >= t))
+        {
+            if open_pipes > 0 {
+                // The child is gone but something it started still holds a pipe: stop it.
+                guard.kill_leftovers();
+                drain_for(rx, Duration::from_millis(50), &mut stdout, &mut stderr);
+            }
+            return Ok(Finished {
+                status,
+                stdout,
+                stderr,
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(ProcessError::TimedOut);
+        }
+        match rx.recv_timeout(Duration::from_millis(5)) {
+            Ok(Event::Data(Stream::Stdout, b)) => stdout.extend_from_slice(&b),
+            Ok(Event::Data(Stream::Stderr, b)) => stderr.extend_from_slice(&b),
+            Ok(Event::Eof) => open_pipes -= 1,
+            Ok(Event::Overflow(Stream::Stdout)) => {
+                return Err(ProcessError::TooMuchOutput("stdout"));
+            }
+            Ok(Event::Overflow(Stream::Stderr)) => {
+                return Err(ProcessError::TooMuchOutput("stderr"));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open_pipes = 0,
+        }
+    }
+}
+
+fn drain_for(rx: &Receiver<Event>, wait: Duration, stdout: &mut Vec<u8>, stderr: &mut Vec<u8>) {
+    let until = Instant::now() + wait;
+    while let Ok(event) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        match event {
+            Event::Data(Stream::Stdout, b) => stdout.extend_from_slice(&b),
+            Event::Data(Stream::Stderr, b) => stderr.extend_from_slice(&b),
+            _ => {}
+        }
+    }
+}
+
+/// Reads a pipe on its own thread, in chunks, up to the output limit.
+fn drain(mut pipe: impl Read + Send + 'static, stream: Stream, tx: Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut total = 0;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(Event::Eof);
+                    return;
+                }
+                Ok(n) => {
+                    total += n;
+                    if total > OUTPUT_LIMIT {
+                        let _ = tx.send(Event::Overflow(stream));
+                        return;
+                    }
+                    if tx.send(Event::Data(stream, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The child leads a new process group (Unix) or gets no console window (Windows).
+fn isolate(cmd: &mut Command) {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
+    #[cfg(windows)]
+    {
+        /// `CREATE_NO_WINDOW`: a console program started from docker must not flash a window.
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        std::os::windows::process::CommandExt::creation_flags(cmd, CREATE_NO_WINDOW);
+    }
+}
+
+#[cfg(unix)]
+mod platform {
+    use std::process::Child;
+
+    /// The child's process group (it leads it, see `isolate`).
+    pub(super) struct Group(Option<i32>);
+
+    impl Group {
+        pub(super) fn adopt(child: &Child) -> Group {
+            Group(i32::try_from(child.id()).ok())
+        }
+
+        pub(super) fn kill_leftovers(&self) {
+            if let Some(pid) = self.0 {
+                // SAFETY: kill has no memory-safety preconditions; a negative pid names the
+                // process group the child leads (process_group(0) in `isolate`).
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+        }
+
+        pub(super) fn kill(&self, child: &mut Child) {
+            self.kill_leftovers();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod platform {
+    use std::process::Child;
+
+    /// Windows: the job object that holds the child and everything it starts is `crate::util::job`.
+    pub(super) struct Group(Option<crate::util::job::Job>);
+
+    impl Group {
+        pub(super) fn adopt(child: &Child) -> Group {
+            Group(crate::util::job::Job::assign(child))
+        }
+
+        pub(super) fn kill_leftovers(&self) {
+            if let Some(job) = &self.0 {
+                job.terminate();
+            }
+        }
+
+        pub(super) fn kill(&self, child: &mut Child) {
+            self.kill_leftovers();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The first file called `name` in a directory on `PATH`.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn output_and_status_are_collected() {
+        let done = run(
+            sh("echo out; echo err >&2; exit 3"),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(done.stdout, b"out\n");
+        assert_eq!(done.stderr, b"err\n");
+        assert_eq!(done.status.code(), Some(3));
+    }
+
+    #[test]
+    fn a_background_process_holding_stdout_does_not_hold_us() {
+        let started = Instant::now();
+        let done = run(
+            sh("echo tok; sleep 30 & exit 0"),
+            Instant::now() + Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(done.stdout, b"tok\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_deadline_stops_a_hanging_child() {
+        let started = Instant::now();
+        let err = run(sh("sleep 30"), Instant::now() + Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(err, ProcessError::TimedOut), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn too_much_output_is_reported_as_such() {
+        let err = run(
+            sh("head -c 3000000 /dev/zero; sleep 30"),
+            Instant::now() + Duration::from_secs(20),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ProcessError::TooMuchOutput("stdout")),
+            "{err}"
+        );
+    }
+}
