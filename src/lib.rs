@@ -49,11 +49,12 @@ pub fn run() -> ExitCode {
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz_api {
-    /// Normalises and classifies a server address; `Some(true)` for a Google registry.
-    pub fn host_policy(input: &str) -> Option<(String, bool)> {
+    /// Normalises and classifies a server address: `host[:port]`, the host alone, and
+    /// whether it is a Google registry.
+    pub fn host_policy(input: &str) -> Option<(String, String, bool)> {
         let r = crate::hosts::normalise(input)?;
         let google = crate::hosts::classify(&r, &[]) == crate::hosts::HostClass::Google;
-        Some((r.to_string(), google))
+        Some((r.to_string(), r.host, google))
     }
 
     /// `store` input parsing: the validated host on success, the protocol answer on error.

@@ -7,8 +7,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else { return };
-    let Some((host, google)) = host_policy(input) else { return };
-    assert_eq!(host_policy(&host), Some((host.clone(), google)), "idempotent for {input:?}");
+    let Some((normalised, host, google)) = host_policy(input) else { return };
+    assert_eq!(
+        host_policy(&normalised),
+        Some((normalised.clone(), host.clone(), google)),
+        "idempotent for {input:?}"
+    );
     if google {
         let h = host.as_str();
         let ok = h == "gcr.io"

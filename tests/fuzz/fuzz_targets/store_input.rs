@@ -9,7 +9,7 @@ use serde_json::Value;
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else { return };
     match store_input(input) {
-        Ok(host) => assert_eq!(host_policy(&host).map(|(h, _)| h), Some(host)),
+        Ok(host) => assert_eq!(host_policy(&host).map(|(h, _, _)| h), Some(host)),
         Err(message) => assert!(!message.is_empty()),
     }
     // Same document, same-length secret of other characters: the same answer. (Limited to
