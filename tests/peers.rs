@@ -26,6 +26,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("flock", &["flock"]),
     ("dockerd", &["dockerd", "unshare", "openssl"]),
     ("containerd", &["containerd", "ctr", "unshare", "openssl"]),
+    ("unshare", &["unshare", "python3", "ip"]),
     ("squid", &["squid"]),
     ("tinyproxy", &["tinyproxy"]),
 ];

@@ -17,6 +17,7 @@ mod faults;
 mod federation;
 mod gcloud;
 mod hardening;
+mod hostile;
 mod kubelet;
 mod protocol;
 mod store;

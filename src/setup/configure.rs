@@ -50,15 +50,17 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     let settings = Settings::load()?;
     let suffix = docker::helper_suffix();
     let wanted = wanted_hosts(opts, &settings)?;
-    if !opts.remove && !check_docker_client() {
-        return Ok(ExitCode::FAILURE);
-    }
     let path = docker::docker_config_path(opts.config.as_deref())?;
+    // The file is read (and refused if it is not a regular file or not JSON) before docker
+    // runs: the docker CLI reads it too, and would hang on a FIFO.
     let edit = Edit::open(&path, 0o700)?;
     let parsed = json_file::parse(
         edit.original.as_deref().unwrap_or_default(),
         &edit.path.display().to_string(),
     )?;
+    if !opts.remove && !check_docker_client() {
+        return Ok(ExitCode::FAILURE);
+    }
     for key in &parsed.merged_keys {
         ui::note(format_args!(
             "note: {} has {key:?} more than once; docker reads the copies as one, and so does this edit, which writes them as one",
