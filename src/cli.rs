@@ -307,6 +307,7 @@ fn config() -> Result<ExitCode> {
 /// `list --details`: each stored login with its kind and, for access tokens, how long it is
 /// still served.
 fn list_details() -> Result<ExitCode> {
+    let settings = Settings::load()?;
     let mut out = ui::stdout();
     let logins = Store::open()
         .map(|s| s.logins())
@@ -318,7 +319,7 @@ fn list_details() -> Result<ExitCode> {
     let now = now_secs();
     for (host, login) in &logins {
         let kind = login::kind(&login.username);
-        let state = match login::judge(login, now) {
+        let state = match login::judge(login, protocol::is_google(host, &settings), now) {
             Stored::Kept => "kept until `docker logout`".to_owned(),
             Stored::ValidFor(left) => format!("served for {} more min", left.div_ceil(60)),
             Stored::Expired => "expired; no longer served".to_owned(),

@@ -19,6 +19,7 @@ mod gcloud;
 mod hardening;
 mod hostile;
 mod kubelet;
+mod login;
 mod protocol;
 mod store;
 mod tokens;

@@ -51,9 +51,10 @@ pub(crate) enum Stored {
     Expired,
 }
 
-/// Judges a stored login at `now` (seconds since the epoch).
-pub(crate) fn judge(login: &Login, now: u64) -> Stored {
-    if kind(&login.username) != Kind::AccessToken {
+/// Judges a stored login for a Google host at `now` (seconds since the epoch). Logins for
+/// other hosts are always [`Stored::Kept`]: what their user names mean is not ours to know.
+pub(crate) fn judge(login: &Login, google: bool, now: u64) -> Stored {
+    if !google || kind(&login.username) != Kind::AccessToken {
         return Stored::Kept;
     }
     // Stored by an older version: when is unknown, so it may be any age.
@@ -92,17 +93,29 @@ mod tests {
     fn access_tokens_are_served_for_an_hour_or_until_their_known_expiry() {
         let stored = 1_000_000;
         let token = Login::new("oauth2accesstoken", stored, None);
-        assert_eq!(judge(&token, stored + 10), Stored::ValidFor(3590));
-        assert_eq!(judge(&token, stored + 3600), Stored::Expired);
+        assert_eq!(judge(&token, true, stored + 10), Stored::ValidFor(3590));
+        assert_eq!(judge(&token, true, stored + 3600), Stored::Expired);
         let known = Login::new("oauth2accesstoken", stored, Some(stored + 600));
-        assert_eq!(judge(&known, stored + 100), Stored::ValidFor(500));
-        assert_eq!(judge(&known, stored + 600), Stored::Expired);
+        assert_eq!(judge(&known, true, stored + 100), Stored::ValidFor(500));
+        assert_eq!(judge(&known, true, stored + 600), Stored::Expired);
         let legacy = Login::new("oauth2accesstoken", 0, None);
-        assert_eq!(judge(&legacy, stored), Stored::Expired);
+        assert_eq!(judge(&legacy, true, stored), Stored::Expired);
         assert_eq!(
-            judge(&Login::new("_json_key", stored, None), stored + 999_999),
+            judge(
+                &Login::new("_json_key", stored, None),
+                true,
+                stored + 999_999
+            ),
             Stored::Kept
         );
-        assert_eq!(judge(&Login::new("alice", 0, None), stored), Stored::Kept);
+        assert_eq!(
+            judge(&Login::new("alice", 0, None), true, stored),
+            Stored::Kept
+        );
+        assert_eq!(
+            judge(&legacy, false, stored),
+            Stored::Kept,
+            "not a Google host"
+        );
     }
 }

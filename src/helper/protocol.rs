@@ -189,7 +189,7 @@ fn stored(server: &str, host: &str, google: bool) -> Result<Option<Answer>> {
             return Ok(None);
         }
     };
-    if google && let Stored::Expired = login::judge(&login, now_secs()) {
+    if let Stored::Expired = login::judge(&login, google, now_secs()) {
         log::warn!(
             "the access token stored for {host} by `docker login` has expired; removing it and minting a fresh one"
         );
@@ -264,8 +264,7 @@ fn store(input: &str, settings: &Settings) -> Result<Answer> {
         Err(message) => return Ok(Answer::Error(message)),
     };
     let host = &req.host;
-    let google = hosts::normalise(host)
-        .is_some_and(|r| hosts::classify(&r, &settings.registries.value) == HostClass::Google);
+    let google = is_google(host, settings);
     let kind = login::kind(&req.username);
     if google && kind == Kind::AccessToken && token::issued_by_us(settings, &req.secret) {
         // `docker login HOST` asked us (get) and hands our own token back: keeping it would
@@ -312,6 +311,12 @@ fn list() -> Result<Answer> {
         None => Default::default(),
     };
     Ok(Answer::Output(serde_json::to_string(&listed)? + "\n"))
+}
+
+/// Whether `host` (a stored login's key) is a Google registry under these settings.
+pub(crate) fn is_google(host: &str, settings: &Settings) -> bool {
+    hosts::normalise(host)
+        .is_some_and(|r| hosts::classify(&r, &settings.registries.value) == HostClass::Google)
 }
 
 /// Stored credentials are keyed by normalised `host[:port]`, so `https://gcr.io/` and `gcr.io`

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::docker::{self, DockerClient, VersionVerdict};
 use super::{json_file, mirror, registries};
-use crate::helper::store;
+use crate::helper::login::{self, Stored};
+use crate::helper::protocol;
+use crate::helper::store::{self, Store};
 use crate::hosts::{self, HostClass};
 use crate::settings::Settings;
 use crate::token::{self, Outcome, now_secs, sources};
@@ -78,6 +80,7 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     check_token(&mut r, &settings)?;
     check_cache_dir(&mut r, &settings)?;
     check_keyring(&mut r)?;
+    check_stored_logins(&mut r, &settings)?;
     check_mirror(&mut r, opts.daemon_json.as_deref())?;
     if r.failures == 0 {
         writeln!(r.out, "all checks passed")?;
@@ -280,6 +283,42 @@ fn check_keyring(r: &mut Report<'_>) -> Result<()> {
             "{e:#} (only `docker login` needs it; minted tokens work without)"
         )),
     }
+}
+
+/// `docker login` credentials for Google hosts, with their kind; an expired access token is a
+/// failure with its fix (it is also removed by the next `get`).
+fn check_stored_logins(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
+    let logins = match Store::open().map(|s| s.logins()).transpose() {
+        Ok(l) => l.unwrap_or_default(),
+        Err(e) => {
+            return r.fail(
+                format!("{e:#}"),
+                "remove the file named and `docker login` again",
+            );
+        }
+    };
+    let now = now_secs();
+    for (host, l) in logins
+        .iter()
+        .filter(|(h, _)| protocol::is_google(h, settings))
+    {
+        let kind = login::kind(&l.username).describe();
+        match login::judge(l, true, now) {
+            Stored::Kept => r.info(format!(
+                "{host}: `docker login` credentials ({kind}, user {}) are used instead of minted tokens until `docker logout {host}`",
+                l.username
+            ))?,
+            Stored::ValidFor(left) => r.info(format!(
+                "{host}: a stored {kind} is used for {} more min, then this helper mints again",
+                left.div_ceil(60)
+            ))?,
+            Stored::Expired => r.fail(
+                format!("{host}: the {kind} stored by `docker login` has expired"),
+                format!("`docker logout {host}` (the next pull also removes it); this helper mints fresh tokens for {host} by itself, no `docker login` needed"),
+            )?,
+        }
+    }
+    Ok(())
 }
 
 fn check_mirror(r: &mut Report<'_>, daemon_json: Option<&Path>) -> Result<()> {

@@ -674,6 +674,17 @@ impl Rig {
         out
     }
 
+    /// Runs the helper itself (not through a client) and returns its stdout; it must succeed.
+    pub(crate) fn ok_helper(&self, args: &[&str]) -> String {
+        let out = self.env.run(args, b"");
+        assert_eq!(
+            out.code, 0,
+            "helper {args:?}: {} {}",
+            out.stdout, out.stderr
+        );
+        out.stdout
+    }
+
     pub(crate) fn image_ref(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.host)
     }
