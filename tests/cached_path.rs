@@ -69,7 +69,7 @@ fn a_cached_get_spawns_nothing_connects_nowhere_and_opens_three_files() {
     );
     assert!(ours[0].contains("docker-credential-gcp/config.json"));
     assert!(ours[1].contains("stored-hosts.json"));
-    assert!(ours[2].contains(".cache/docker-credential-gcp/token-"));
+    assert!(ours[2].contains(&format!("{CACHE_DIR}/token-")));
     let certs: Vec<&String> = trace
         .iter()
         .filter(|l| l.contains("/etc/ssl") || l.contains("certs"))
@@ -94,9 +94,7 @@ fn a_non_google_host_touches_no_cache_and_no_token_source() {
     assert_eq!(out.stdout, NOT_FOUND);
     assert!(calls(&trace, "socket").is_empty());
     assert!(
-        !trace
-            .iter()
-            .any(|l| l.contains(".cache/docker-credential-gcp")),
+        !trace.iter().any(|l| l.contains(CACHE_DIR)),
         "the cache is not read"
     );
     assert_eq!(md.count(), 0);

@@ -86,7 +86,7 @@ fn a_fifo_at_the_lock_file_does_not_block_minting() {
 #[test]
 fn a_fifo_at_the_settings_file_is_a_prompt_clear_error() {
     let env = Env::new();
-    mkfifo(&env.path(".config/docker-credential-gcp/config.json"));
+    mkfifo(&env.path(&format!("{CONFIG_DIR}/config.json")));
     let (out, took) = timed(|| env.get("gcr.io"));
     assert!(took < PROMPTLY, "{took:?}");
     assert_eq!(out.code, 1);
@@ -102,7 +102,7 @@ fn a_fifo_at_the_settings_file_is_a_prompt_clear_error() {
 fn a_fifo_at_the_stored_hosts_index_is_ignored_with_a_warning() {
     let server = token_endpoint(3600);
     let env = sa_env(&server);
-    mkfifo(&env.path(".local/share/docker-credential-gcp/stored-hosts.json"));
+    mkfifo(&env.path(&format!("{DATA_DIR}/stored-hosts.json")));
     let (out, took) = timed(|| env.get("gcr.io"));
     assert!(took < PROMPTLY, "{took:?}");
     assert_eq!(creds(&out).2, "ya29.test-1");
@@ -707,7 +707,7 @@ fn one_invalid_registry_entry_is_reported_and_the_valid_ones_used() {
 
     let mut file_env = Env::new();
     file_env.use_service_account(&server.url("/token"));
-    let settings = file_env.path(".config/docker-credential-gcp/config.json");
+    let settings = file_env.path(&format!("{CONFIG_DIR}/config.json"));
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     std::fs::write(&settings, r#"{"registries": ["ok.example", "bad host"]}"#).unwrap();
     assert_eq!(creds(&file_env.get("ok.example")).1, "oauth2accesstoken");

@@ -19,8 +19,7 @@ fn keyring_rig(token_lifetime: u64) -> (Rig, SecretService) {
 }
 
 fn index(rig: &Rig) -> std::path::PathBuf {
-    rig.env
-        .path(".local/share/docker-credential-gcp/stored-hosts.json")
+    rig.env.path(&format!("{DATA_DIR}/stored-hosts.json"))
 }
 
 fn verbs(calls: &[HelperCall]) -> Vec<String> {

@@ -215,6 +215,7 @@ fn a_closed_stdout_does_not_crash_the_helper() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
+#[cfg(target_os = "linux")]
 /// The reference implementation and ours, in the same Secret Service session, must print the
 /// same bytes and exit codes for the cases the protocol defines.
 #[test]

@@ -84,7 +84,7 @@ fn the_index_file_holds_no_secret_and_is_private() {
     let (env, _ss) = keyring_env();
     let stored = env.run(&["store"], &store_json("ghcr.io", "bob", "ghp_topsecret"));
     assert_eq!(stored.code, 0, "{} {}", stored.stdout, stored.stderr);
-    let dir = env.path(".local/share/docker-credential-gcp");
+    let dir = env.path(DATA_DIR);
     let index = dir.join("stored-hosts.json");
     let text = std::fs::read_to_string(&index).unwrap();
     assert!(
@@ -123,10 +123,7 @@ fn store_without_a_secret_service_fails_fast_and_keeps_nothing() {
         out.stdout
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    assert!(
-        !env.path(".local/share/docker-credential-gcp/stored-hosts.json")
-            .exists()
-    );
+    assert!(!env.path(&format!("{DATA_DIR}/stored-hosts.json")).exists());
     assert_eq!(env.run(&["list"], b"unused").stdout, "{}\n");
 }
 

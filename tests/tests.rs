@@ -3,23 +3,42 @@
 //! servers and real peers the test starts itself. Tests whose peer programs were missing when
 //! this was built are reported as ignored (see tests/peers.rs); in CI they run and fail.
 
+// Modules that use Unix APIs (FIFOs, signals, shell scripts) are built on Unix only, and those
+// that need Linux peers or could reach the OS keyring (the Keychain on macOS, Credential
+// Manager on Windows; tests must never touch the developer's own) on Linux only, where the
+// tests start a private Secret Service.
+
 // Tests, benchmarks and build scripts talk to the console and read the real environment;
 // the house rules for the program (util::ui, util::env) do not apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
+#[cfg(unix)]
 mod support;
 
 mod architecture;
+#[cfg(target_os = "linux")]
 mod cached_path;
+#[cfg(unix)]
 mod configure;
+#[cfg(target_os = "linux")]
 mod e2e;
+#[cfg(unix)]
 mod faults;
+#[cfg(unix)]
 mod federation;
+#[cfg(unix)]
 mod gcloud;
+#[cfg(target_os = "linux")]
 mod hardening;
+#[cfg(target_os = "linux")]
 mod hostile;
+#[cfg(unix)]
 mod kubelet;
+#[cfg(target_os = "linux")]
 mod login;
+#[cfg(unix)]
 mod protocol;
+#[cfg(target_os = "linux")]
 mod store;
+#[cfg(unix)]
 mod tokens;

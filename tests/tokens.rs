@@ -396,7 +396,7 @@ fn extra_registries_can_come_from_the_config_file() {
     let server = token_endpoint(3600);
     let mut env = Env::new();
     env.use_service_account(&server.url("/token"));
-    let cfg = env.path(".config/docker-credential-gcp");
+    let cfg = env.path(CONFIG_DIR);
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(
         cfg.join("config.json"),

@@ -43,6 +43,21 @@ pub(crate) fn require_root(what: &str) {
 /// developer's shell has (tests that need a program to be missing set their own).
 pub(crate) const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The helper's own directories under the test HOME, as the `dirs` crate lays them out on
+/// each platform (tests must not assume the Linux layout).
+#[cfg(not(target_os = "macos"))]
+pub(crate) const CACHE_DIR: &str = ".cache/docker-credential-gcp";
+#[cfg(not(target_os = "macos"))]
+pub(crate) const CONFIG_DIR: &str = ".config/docker-credential-gcp";
+#[cfg(not(target_os = "macos"))]
+pub(crate) const DATA_DIR: &str = ".local/share/docker-credential-gcp";
+#[cfg(target_os = "macos")]
+pub(crate) const CACHE_DIR: &str = "Library/Caches/docker-credential-gcp";
+#[cfg(target_os = "macos")]
+pub(crate) const CONFIG_DIR: &str = "Library/Application Support/docker-credential-gcp";
+#[cfg(target_os = "macos")]
+pub(crate) const DATA_DIR: &str = "Library/Application Support/docker-credential-gcp";
+
 pub(crate) struct Output {
     pub code: i32,
     pub stdout: String,
@@ -84,7 +99,7 @@ impl Env {
     }
 
     pub(crate) fn cache_dir(&self) -> PathBuf {
-        self.path(".cache/docker-credential-gcp")
+        self.path(CACHE_DIR)
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {
