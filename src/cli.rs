@@ -122,6 +122,13 @@ enum Command {
     /// Print the man page (roff), generated from these help texts.
     #[command(hide = true)]
     Manpage,
+    /// Refresh the cached token in the background (started by `get` near a token's expiry).
+    #[command(hide = true)]
+    RefreshAhead {
+        /// Do nothing if the cached token now expires later than this (seconds since the epoch).
+        #[arg(long)]
+        after: u64,
+    },
 }
 
 pub(crate) fn run() -> ExitCode {
@@ -151,6 +158,7 @@ pub(crate) fn run() -> ExitCode {
         Command::KubeletCredentialProvider(opts) => crate::kubelet::run(&opts),
         Command::Completions { shell } => ui::finish(completions(shell)),
         Command::Manpage => ui::finish(manpage()),
+        Command::RefreshAhead { after } => ui::finish(refresh_ahead(after)),
     }
 }
 
@@ -254,6 +262,13 @@ fn roff(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn refresh_ahead(after: u64) -> Result<ExitCode> {
+    let settings = Settings::load()?;
+    settings::init_logging(&settings);
+    token::refresh_ahead(&settings, after)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_access_token() -> Result<ExitCode> {

@@ -64,13 +64,20 @@ pub(crate) const LOG_FILE: Spec = Spec {
     help: "also append log lines to this file",
 };
 
+pub(crate) const REFRESH_AHEAD: Spec = Spec {
+    key: "refresh_ahead",
+    env: "DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD",
+    help: "minutes before expiry to refresh a cached token in the background (default 15; 0 off)",
+};
+
 /// Every setting, in the order `config` and `--help` show them.
-pub(crate) const SPECS: [&Spec; 7] = [
+pub(crate) const SPECS: [&Spec; 8] = [
     &TOKEN_SOURCES,
     &REGISTRIES,
     &CACHE_DIR,
     &NO_CACHE,
     &TIMEOUT,
+    &REFRESH_AHEAD,
     &LOG,
     &LOG_FILE,
 ];
@@ -131,6 +138,8 @@ pub(crate) struct Settings {
     pub(crate) cache_dir: Setting<Option<PathBuf>>,
     pub(crate) no_cache: Setting<bool>,
     pub(crate) timeout: Setting<Duration>,
+    /// Zero turns refreshing ahead off.
+    pub(crate) refresh_ahead: Setting<Duration>,
     pub(crate) log_level: Setting<LevelFilter>,
     pub(crate) log_file: Setting<Option<PathBuf>>,
     /// The config file consulted, and whether it existed.
@@ -143,6 +152,7 @@ pub(crate) struct Settings {
 pub(crate) const DEFAULT_SOURCES: [SourceKind; 3] =
     [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata];
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(15 * 60);
 const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 
 /// Where raw values come from: a variable lookup and the parsed config file.
@@ -231,6 +241,7 @@ impl Settings {
             )?,
             no_cache: inputs.get(&NO_CACHE, parse_bool, || false)?,
             timeout: inputs.get(&TIMEOUT, parse_timeout, || DEFAULT_TIMEOUT)?,
+            refresh_ahead: inputs.get(&REFRESH_AHEAD, parse_minutes, || DEFAULT_REFRESH_AHEAD)?,
             log_level: inputs.get(&LOG, logging::parse_level, || LevelFilter::Warn)?,
             log_file: inputs.get(&LOG_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
             config_file,
@@ -281,6 +292,11 @@ impl Settings {
                 TIMEOUT.key,
                 format!("{}s", self.timeout.value.as_secs_f64()),
                 &self.timeout.origin,
+            ),
+            (
+                REFRESH_AHEAD.key,
+                format!("{}m", self.refresh_ahead.value.as_secs() / 60),
+                &self.refresh_ahead.origin,
             ),
             (
                 LOG.key,
@@ -374,6 +390,17 @@ pub(crate) fn parse_bool(v: &str) -> Result<bool> {
     }
 }
 
+/// Whole minutes from 0 (off) to 60: a Google token lives an hour.
+fn parse_minutes(v: &str) -> Result<Duration> {
+    let minutes: u64 = v
+        .trim()
+        .parse()
+        .ok()
+        .filter(|m| *m <= 60)
+        .with_context(|| format!("{v:?} is not a whole number of minutes from 0 to 60"))?;
+    Ok(Duration::from_secs(minutes * 60))
+}
+
 fn parse_timeout(v: &str) -> Result<Duration> {
     let secs: f64 = v
         .trim()
@@ -452,6 +479,8 @@ mod tests {
             ((TIMEOUT.env, "-1"), TIMEOUT.env),
             ((NO_CACHE.env, "maybe"), NO_CACHE.env),
             ((LOG.env, "loud"), LOG.env),
+            ((REFRESH_AHEAD.env, "61"), REFRESH_AHEAD.env),
+            ((REFRESH_AHEAD.env, "soon"), REFRESH_AHEAD.env),
         ] {
             let err = format!("{:#}", resolve(&[env], None).unwrap_err());
             assert!(err.contains(needle), "{env:?}: {err}");

@@ -38,6 +38,8 @@ mod kubelet;
 mod login;
 #[cfg(unix)]
 mod protocol;
+#[cfg(unix)]
+mod refresh_ahead;
 #[cfg(target_os = "linux")]
 mod store;
 #[cfg(unix)]

@@ -26,6 +26,8 @@ const MAX_ENTRY_LEN: u64 = 64 * 1024;
 pub(crate) struct Entry {
     pub(crate) token: Token,
     pub(crate) shadowed: Vec<String>,
+    /// Seconds since the epoch; 0 for entries written before this was recorded.
+    pub(crate) minted_at: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +38,8 @@ struct Stored {
     expires_at: u64,
     #[serde(default)]
     shadowed: Vec<String>,
+    #[serde(default)]
+    minted_at: u64,
 }
 
 #[derive(Debug)]
@@ -105,6 +109,7 @@ impl Cache {
         Some(Entry {
             token,
             shadowed: stored.shadowed,
+            minted_at: stored.minted_at,
         })
     }
 
@@ -118,9 +123,17 @@ impl Cache {
             token: token.secret.expose().clone(),
             expires_at: token.expires_at,
             shadowed: shadowed.iter().map(|k| self::digest(k)).collect(),
+            minted_at: now_secs(),
         };
         let bytes = serde_json::to_vec(&stored)?;
         files::write_private_atomic(&self.entry_path(&digest), &bytes)
+    }
+
+    /// The minting lock if no other process holds it right now (a background refresh that
+    /// finds it taken leaves the work to the holder).
+    pub(crate) fn try_lock(&self) -> Result<Option<Lock>> {
+        files::ensure_private_dir(&self.dir)?;
+        Lock::try_file(&self.lock_path())
     }
 
     /// Serialises minting across processes, so a stampede of cold `get`s mints once.

@@ -48,9 +48,12 @@ pub(crate) fn google_token(settings: &Settings) -> Result<Outcome> {
     let kinds = &settings.token_sources.value;
     let cache = settings.effective_cache_dir().map(Cache::new);
     if let Some(cache) = &cache
-        && let Some(token) = cached(cache, kinds, |t| t.is_fresh(now_secs()))
+        && let Some(entry) = cached(cache, kinds, |t| t.is_fresh(now_secs()))
     {
-        return Ok(Outcome::Token(token));
+        if refresh_is_due(&entry, settings.refresh_ahead.value, now_secs()) {
+            refresh_in_background(cache, &entry.token);
+        }
+        return Ok(Outcome::Token(entry.token));
     }
     if sources::present(kinds).next().is_none() {
         return Ok(Outcome::NoSource);
@@ -69,12 +72,73 @@ pub(crate) fn google_token(settings: &Settings) -> Result<Outcome> {
         other => other.and_then(Result::ok),
     };
     if let Some(cache) = &cache
-        && let Some(token) = cached(cache, kinds, |t| t.is_fresh(now_secs()))
+        && let Some(entry) = cached(cache, kinds, |t| t.is_fresh(now_secs()))
     {
         log::debug!("another process refreshed the token meanwhile");
-        return Ok(Outcome::Token(token));
+        return Ok(Outcome::Token(entry.token));
     }
     mint_in_order(kinds, cache.as_ref(), deadline)
+}
+
+/// A token minted less than this long ago is not refreshed ahead, so a source that only hands
+/// out short-lived tokens does not make every `get` start a refresh.
+const MIN_AGE_FOR_REFRESH_SECS: u64 = 60;
+
+/// Whether a cached, still fresh token is close enough to its expiry to be refreshed in the
+/// background: less than `window` left (and the window on), and not minted a moment ago.
+fn refresh_is_due(entry: &cache::Entry, window: std::time::Duration, now: u64) -> bool {
+    !window.is_zero()
+        && entry.token.remaining_secs(now) < window.as_secs()
+        && now.saturating_sub(entry.minted_at) >= MIN_AGE_FOR_REFRESH_SECS
+}
+
+/// Starts one detached `docker-credential-gcp refresh-ahead` unless another process holds the
+/// minting lock (then a refresh, or a mint, is already under way). The caller answers at once:
+/// the child has its own session and no stdin, stdout or stderr, so docker's pipe ends when
+/// the caller exits.
+fn refresh_in_background(cache: &Cache, token: &Token) {
+    match cache.try_lock() {
+        Ok(Some(lock)) => drop(lock),
+        Ok(None) => return,
+        Err(e) => {
+            log::debug!("not refreshing ahead: {e:#}");
+            return;
+        }
+    }
+    let expires = token.expires_at.to_string();
+    match crate::util::process::spawn_detached(&["refresh-ahead", "--after", &expires]) {
+        Ok(()) => log::debug!("refreshing the token in the background"),
+        Err(e) => log::warn!("could not start a background refresh: {e:#}"),
+    }
+}
+
+/// The background refresh (hidden `refresh-ahead` subcommand): under the minting lock, and
+/// unless another process refreshed since the token that expires at `after` was served, mint
+/// as a cold `get` would and cache the result. Failures go to the log file only.
+pub(crate) fn refresh_ahead(settings: &Settings, after: u64) -> Result<()> {
+    let Some(cache) = settings.effective_cache_dir().map(Cache::new) else {
+        return Ok(());
+    };
+    let Some(_lock) = cache.try_lock()? else {
+        log::debug!("another process is minting; no background refresh");
+        return Ok(());
+    };
+    let kinds = &settings.token_sources.value;
+    if let Some(entry) = cached(&cache, kinds, |t| t.is_fresh(now_secs()))
+        && entry.token.expires_at > after
+    {
+        log::debug!("already refreshed by another process");
+        return Ok(());
+    }
+    let deadline = Instant::now() + settings.timeout.value;
+    match mint_in_order(kinds, Some(&cache), deadline)? {
+        Outcome::Token(t) => log::info!(
+            "refreshed ahead: the new token expires in {} s",
+            t.remaining_secs(now_secs())
+        ),
+        Outcome::NoSource => log::info!("refresh ahead: no token source is present any more"),
+    }
+    Ok(())
 }
 
 /// Whether `secret` is a token this helper issued for the current identity (it is in the
@@ -90,10 +154,14 @@ pub(crate) fn issued_by_us(settings: &Settings, secret: &Secret<String>) -> bool
     .is_some()
 }
 
-/// The first cached token, walking the present sources in order, that `usable` accepts and
-/// that belongs to the sources' current state: a later source's token counts only if every
+/// The first cached entry, walking the present sources in order, whose token `usable` accepts
+/// and that belongs to the sources' current state: a later source's token counts only if every
 /// earlier source failed, with the identity it has now, when that token was minted.
-fn cached(cache: &Cache, kinds: &[SourceKind], usable: impl Fn(&Token) -> bool) -> Option<Token> {
+fn cached(
+    cache: &Cache,
+    kinds: &[SourceKind],
+    usable: impl Fn(&Token) -> bool,
+) -> Option<cache::Entry> {
     let mut earlier: Vec<String> = Vec::new();
     for candidate in sources::present(kinds) {
         if let Some(entry) = cache.read(&candidate.key)
@@ -106,7 +174,7 @@ fn cached(cache: &Cache, kinds: &[SourceKind], usable: impl Fn(&Token) -> bool) 
                     candidate.describe
                 );
             }
-            return Some(entry.token);
+            return Some(entry);
         }
         earlier.push(cache::digest(&candidate.key));
     }
@@ -144,6 +212,7 @@ fn mint_in_order(
         cached(c, kinds, |t| {
             t.remaining_secs(now_secs()) > STALE_MARGIN_SECS
         })
+        .map(|e| e.token)
     }) {
         let left = stale.remaining_secs(now_secs());
         log::warn!("serving the cached token, which expires in {left} s, because minting failed");
@@ -167,4 +236,44 @@ fn mint_in_order(
         "no Google access token could be obtained; {}",
         detail.join("; ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(expires_at: u64, minted_at: u64) -> cache::Entry {
+        cache::Entry {
+            token: Token {
+                secret: Secret::new("t".to_owned()),
+                expires_at,
+            },
+            shadowed: Vec::new(),
+            minted_at,
+        }
+    }
+
+    #[test]
+    fn a_refresh_is_due_inside_the_window_for_a_token_not_minted_a_moment_ago() {
+        let now = 1_000_000;
+        let window = Duration::from_secs(15 * 60);
+        assert!(refresh_is_due(&entry(now + 600, now - 3000), window, now));
+        assert!(
+            !refresh_is_due(&entry(now + 1000, now - 3000), window, now),
+            "outside the window"
+        );
+        assert!(
+            !refresh_is_due(&entry(now + 600, now - 10), window, now),
+            "just minted"
+        );
+        assert!(
+            refresh_is_due(&entry(now + 600, 0), window, now),
+            "older entries"
+        );
+        assert!(
+            !refresh_is_due(&entry(now + 600, now - 3000), Duration::ZERO, now),
+            "off"
+        );
+    }
 }

@@ -367,6 +367,18 @@ impl Lock {
         wait_for(file, deadline, path)
     }
 
+    /// Takes the lock at `path` only if it is free right now.
+    pub(crate) fn try_file(path: &Path) -> Result<Option<Lock>> {
+        let file = open_lock_file(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
     /// Locks the directory `dir` itself (on Unix; elsewhere a lock file in it), so editors of
     /// the files in it are serialised without leaving a lock file beside the user's config.
     pub(crate) fn dir(dir: &Path, deadline: Instant) -> Result<Lock> {
@@ -509,6 +521,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("l");
         let held = Lock::file(&p, Instant::now()).unwrap();
+        assert!(Lock::try_file(&p).unwrap().is_none());
         let started = Instant::now();
         let err = Lock::file(&p, Instant::now() + Duration::from_millis(50))
             .err()

@@ -245,6 +245,39 @@ mod platform {
     }
 }
 
+/// Starts this program again with `args`, detached: its own session (Unix) or no console
+/// (Windows), stdin, stdout and stderr on the null device, not waited for. The caller's pipes
+/// (docker reads the helper's stdout to its end) are not held open by it.
+pub(crate) fn spawn_detached(args: &[&str]) -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(windows)]
+    {
+        /// `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP`: no console, not in the caller's group.
+        const DETACHED: u32 = 0x0000_0008 | 0x0000_0200;
+        std::os::windows::process::CommandExt::creation_flags(&mut cmd, DETACHED);
+    }
+    // Dropping the handle does not wait; the child is reaped by init when we exit.
+    cmd.spawn().map(drop)
+}
+
 /// The first file called `name` in a directory on `PATH`.
 pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
