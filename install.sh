@@ -71,6 +71,6 @@ if [ "$configure" = yes ]; then
   echo "running: $target configure-docker $*"
   "$target" configure-docker "$@"
 else
-  echo "skipped configure-docker; run it later: $target configure-docker [--include-artifact-registry]"
+  echo "skipped configure-docker; run it later: $target configure-docker [--discover]"
 fi
 echo "check the set-up with: $target doctor"

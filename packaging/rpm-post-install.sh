@@ -4,7 +4,7 @@ set -e
 if true; then
   cat <<'TXT'
 docker-credential-gcp is installed. Each user who pulls from Google registries runs once:
-  docker-credential-gcp configure-docker [--include-artifact-registry]
+  docker-credential-gcp configure-docker [--discover]
 and can check the set-up with:
   docker-credential-gcp doctor
 TXT

@@ -84,12 +84,17 @@ enum Command {
     Config,
     /// Map Google registries to this helper in docker's config.json (credHelpers).
     ///
-    /// Adds "HOST": "gcp" entries (the name follows this binary's file name) for gcr.io,
-    /// us.gcr.io, eu.gcr.io, asia.gcr.io, marketplace.gcr.io and staging-k8s.gcr.io, or the
-    /// hosts given with --registries, plus the hosts declared in DOCKER_CREDENTIAL_GCP_REGISTRIES
-    /// or the config file. Every other key in the file is kept, in order; the file is replaced
-    /// atomically, keeps its mode and owner, and is never written if it is malformed. Running
-    /// it again changes nothing. skopeo, podman and buildah read the same credHelpers.
+    /// Adds "HOST": "gcp" entries (the name follows this binary's file name) for every Google
+    /// registry host this release knows: gcr.io and its regional hosts, the Artifact Registry
+    /// multi-regions and regions (REGION-docker.pkg.dev) and the regional endpoints
+    /// (docker.REGION.rep.pkg.dev), 96 hosts; or exactly the hosts given with --registries.
+    /// --discover also maps every location the Artifact Registry API lists, including ones
+    /// newer than this release. Hosts declared in DOCKER_CREDENTIAL_GCP_REGISTRIES or the
+    /// config file are always added. A long list is cheap: this helper answers the legacy
+    /// builder's per-entry calls in a millisecond or two each. Every other key in the file is
+    /// kept, in order; the file is replaced atomically, keeps its mode and owner, and is never
+    /// written if it is malformed. Running it again changes nothing. skopeo, podman and buildah
+    /// read the same credHelpers.
     ConfigureDocker(configure::Options),
     /// Use mirror.gcr.io (Google's cache of Docker Hub images) from dockerd, containerd or podman.
     ///
@@ -99,6 +104,9 @@ enum Command {
     /// mirrors already listed.
     ConfigureMirror(mirror::Options),
     /// Check the whole set-up and print one line per check with the fix for each failure.
+    ///
+    /// Among the checks: which Google hosts use this helper, and which Google registry hosts
+    /// this release knows are missing from credHelpers (with the command that adds them).
     Doctor(doctor::Options),
     /// Print a Google access token (only the token) for other tools: helm, oras, curl.
     PrintAccessToken,

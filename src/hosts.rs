@@ -177,7 +177,8 @@ fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
     Some((host, port))
 }
 
-fn is_label(label: &str) -> bool {
+/// One lower-case DNS label: 1-63 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+pub(crate) fn is_label(label: &str) -> bool {
     let bytes = label.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63

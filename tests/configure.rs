@@ -100,6 +100,37 @@ fn keys(v: &Value) -> Vec<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
+/// How many Google registry hosts this release knows (src/setup/registries.rs).
+const KNOWN_HOSTS: usize = 96;
+
+/// Hosts from every part of the known set: Container Registry, the Artifact Registry
+/// multi-regions, regions (first and last listed), and regional endpoints.
+const SAMPLE_HOSTS: [&str; 12] = [
+    "gcr.io",
+    "us.gcr.io",
+    "eu.gcr.io",
+    "asia.gcr.io",
+    "marketplace.gcr.io",
+    "staging-k8s.gcr.io",
+    "us-docker.pkg.dev",
+    "asia-docker.pkg.dev",
+    "africa-south1-docker.pkg.dev",
+    "us-west8-docker.pkg.dev",
+    "docker.us-central1.rep.pkg.dev",
+    "docker.europe-west1.rep.pkg.dev",
+];
+
+/// The hosts that map to this helper.
+fn ours(v: &Value) -> Vec<String> {
+    v["credHelpers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, h)| *h == "gcp")
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 #[test]
 fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
     let s = Setup::new();
@@ -123,19 +154,20 @@ fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
         helpers["123456789012.dkr.ecr.us-east-1.amazonaws.com"],
         "ecr-login"
     );
-    for host in [
-        "gcr.io",
-        "us.gcr.io",
-        "eu.gcr.io",
-        "asia.gcr.io",
-        "marketplace.gcr.io",
-        "staging-k8s.gcr.io",
-    ] {
+    assert_eq!(helpers.len(), KNOWN_HOSTS + 1, "every known host, ECR kept");
+    assert_eq!(ours(&after).len(), KNOWN_HOSTS);
+    for host in SAMPLE_HOSTS {
         assert_eq!(helpers[host], "gcp", "{host}");
     }
     assert!(
         out.stderr
             .contains("gcr.io was handled by docker-credential-gcloud"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("mapped 96 host(s) to docker-credential-gcp (96 new: gcr.io, "),
         "{}",
         out.stderr
     );
@@ -147,6 +179,31 @@ fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
 }
 
 #[test]
+fn configure_docker_maps_every_known_google_host_on_a_fresh_machine() {
+    let s = Setup::new();
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let after = s.read_json();
+    assert_eq!(keys(&after), ["credHelpers"]);
+    assert_eq!(ours(&after).len(), KNOWN_HOSTS);
+    assert_eq!(after["credHelpers"].as_object().unwrap().len(), KNOWN_HOSTS);
+    for host in SAMPLE_HOSTS {
+        assert_eq!(after["credHelpers"][host], "gcp", "{host}");
+    }
+    assert!(
+        out.stderr
+            .contains("mapped 96 host(s) to docker-credential-gcp"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("legacy builder"),
+        "our own long list is cheap and gets no warning: {}",
+        out.stderr
+    );
+}
+
+#[test]
 fn running_it_again_changes_no_byte_and_says_so() {
     let s = Setup::new();
     s.write_config(REAL_WORLD);
@@ -154,7 +211,13 @@ fn running_it_again_changes_no_byte_and_says_so() {
     let first = std::fs::read(s.config()).unwrap();
     let again = s.configure(&[]);
     assert_eq!(again.code, 0);
-    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains(
+            "already configured (96 host(s) map to docker-credential-gcp); nothing changed"
+        ),
+        "{}",
+        again.stderr
+    );
     assert_eq!(std::fs::read(s.config()).unwrap(), first);
 }
 
@@ -298,23 +361,53 @@ fn remove_takes_out_only_our_entries() {
 }
 
 #[test]
-fn artifact_registry_adds_every_host_and_warns_about_build_cost() {
-    let s = Setup::new();
-    let out = s.configure(&["--include-artifact-registry"]);
+fn include_artifact_registry_is_still_accepted_and_is_the_default() {
+    let plain = Setup::new();
+    assert_eq!(plain.configure(&[]).code, 0);
+    let flagged = Setup::new();
+    let out = flagged.configure(&["--include-artifact-registry"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let after = s.read_json();
-    let helpers = after["credHelpers"].as_object().unwrap();
-    assert_eq!(helpers.len(), 96);
-    for host in [
-        "us-docker.pkg.dev",
-        "europe-west1-docker.pkg.dev",
-        "docker.us-central1.rep.pkg.dev",
-        "asia-docker.pkg.dev",
-    ] {
-        assert_eq!(helpers[host], "gcp", "{host}");
-    }
+    assert_eq!(
+        std::fs::read(flagged.config()).unwrap(),
+        std::fs::read(plain.config()).unwrap(),
+        "the flag adds nothing to the default"
+    );
+
+    // With --registries it still adds the Artifact Registry hosts to the chosen set.
+    let exact = Setup::new();
+    let out = exact.configure(&["--registries", "gcr.io", "--include-artifact-registry"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let hosts = ours(&exact.read_json());
+    assert_eq!(hosts.len(), 1 + 90);
+    assert!(hosts.contains(&"docker.us-central1.rep.pkg.dev".to_owned()));
+    assert!(!hosts.contains(&"us.gcr.io".to_owned()));
+}
+
+#[test]
+fn registries_chooses_an_exact_set() {
+    let s = Setup::new();
+    let out = s.configure(&["--registries", "gcr.io,europe-west1-docker.pkg.dev"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        ours(&s.read_json()),
+        ["gcr.io", "europe-west1-docker.pkg.dev"]
+    );
+    assert!(out.stderr.contains("mapped 2 host(s)"), "{}", out.stderr);
+}
+
+#[test]
+fn many_entries_of_other_helpers_get_the_legacy_build_note() {
+    let s = Setup::new();
+    let others: serde_json::Map<String, Value> = (0..25)
+        .map(|i| (format!("r{i}.example.com"), Value::from("other")))
+        .collect();
+    s.write_config(&serde_json::json!({ "credHelpers": others }).to_string());
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("96 credHelpers entries"),
+        out.stderr
+            .contains("25 credHelpers entries use other helpers")
+            && out.stderr.contains("legacy builder"),
         "{}",
         out.stderr
     );
@@ -413,7 +506,8 @@ fn doctor_passes_on_a_healthy_set_up() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     for needle in [
         "✓ docker-credential-gcp is on PATH",
-        "✓ 6 Google registries use docker-credential-gcp",
+        "✓ 96 Google registries use docker-credential-gcp",
+        "✓ credHelpers maps all 96 Google registry hosts this release knows",
         "✓ a Google access token is available; it expires in ",
         "all checks passed",
     ] {
@@ -443,6 +537,68 @@ fn doctor_fails_on_a_broken_set_up_and_names_each_fix() {
     ] {
         assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
     }
+}
+
+#[test]
+fn doctor_names_a_known_host_missing_from_cred_helpers_and_the_command_adds_it() {
+    let s = Setup::new();
+    assert_eq!(s.configure(&[]).code, 0);
+    let mut config = s.read_json();
+    config["credHelpers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("europe-west1-docker.pkg.dev");
+    s.write_config(&config.to_string());
+    let out = s.env.run(&["doctor"], b"");
+    let needle = "- 1 Google registry host this release knows is not in credHelpers: europe-west1-docker.pkg.dev; add it with `docker-credential-gcp configure-docker`";
+    assert!(out.stdout.contains(needle), "{}", out.stdout);
+
+    assert_eq!(s.configure(&[]).code, 0, "the command named");
+    assert_eq!(
+        s.read_json()["credHelpers"]["europe-west1-docker.pkg.dev"],
+        "gcp"
+    );
+    let out = s.env.run(&["doctor"], b"");
+    assert!(
+        out.stdout
+            .contains("✓ credHelpers maps all 96 Google registry hosts this release knows"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn doctor_names_only_the_missing_hosts_when_another_helper_handles_a_google_host() {
+    let s = Setup::new();
+    // An old six-host set-up, with gcr.io left to gcloud on purpose.
+    s.write_config(
+        r#"{"credHelpers": {"gcr.io": "gcloud", "us.gcr.io": "gcp", "eu.gcr.io": "gcp", "asia.gcr.io": "gcp", "marketplace.gcr.io": "gcp", "staging-k8s.gcr.io": "gcp"}}"#,
+    );
+    let out = s.env.run(&["doctor"], b"");
+    assert!(
+        out.stdout.contains(
+            "- 90 Google registry hosts this release knows are not in credHelpers: us-docker.pkg.dev, "
+        ),
+        "{}",
+        out.stdout
+    );
+    let command = out
+        .stdout
+        .lines()
+        .find_map(|l| l.split("add them with `").nth(1))
+        .and_then(|rest| rest.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("no command in {}", out.stdout));
+    let args: Vec<&str> = command.split(' ').collect();
+    assert_eq!(
+        &args[..3],
+        ["docker-credential-gcp", "configure-docker", "--registries"]
+    );
+    assert!(!args[3].split(',').any(|h| h == "gcr.io"));
+    let run = s.env.run(&args[1..], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let after = s.read_json();
+    assert_eq!(after["credHelpers"]["gcr.io"], "gcloud", "left alone");
+    assert_eq!(ours(&after).len(), KNOWN_HOSTS - 1);
 }
 
 #[test]

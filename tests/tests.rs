@@ -20,6 +20,8 @@ mod architecture;
 mod cached_path;
 #[cfg(unix)]
 mod configure;
+#[cfg(unix)]
+mod discover;
 #[cfg(target_os = "linux")]
 mod e2e;
 #[cfg(unix)]

@@ -1,9 +1,10 @@
 //! `configure-docker`: map Google registries to this helper in docker's config.json.
 //!
-//! It only ever adds or removes `credHelpers` entries whose value is this helper's name; every
-//! other key, value and the key order survive (see `edit` and `json_file`). It refuses hosts
-//! the helper would not serve (non-Google hosts, the retired bucket hosts) before touching
-//! anything.
+//! By default it maps every Google registry host this release knows (`registries`), and with
+//! `--discover` also the Artifact Registry locations the API lists (`discover`). It only ever
+//! adds or removes `credHelpers` entries whose value is this helper's name; every other key,
+//! value and the key order survive (see `edit` and `json_file`). It refuses hosts the helper
+//! would not serve (non-Google hosts, the retired bucket hosts) before touching anything.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow, bail};
 use serde_json::{Map, Value};
 
+use super::discover::{self, Discovery};
 use super::docker::{self, DockerClient, VersionVerdict};
 use super::edit::Edit;
 use super::json_file;
@@ -19,16 +21,30 @@ use super::registries;
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
 use crate::settings::Settings;
 use crate::util::platform::{self, Os};
-use crate::util::ui;
+use crate::util::{text, ui};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
-    /// Comma-separated hosts to configure instead of the default Container Registry hosts.
+    /// Configure exactly these comma-separated hosts instead of every Google registry host.
     #[arg(long, value_name = "HOST,...")]
     registries: Option<String>,
-    /// Also add every Artifact Registry host (REGION-docker.pkg.dev, docker.REGION.rep.pkg.dev).
+    /// Accepted for compatibility: every Artifact Registry host (REGION-docker.pkg.dev,
+    /// docker.REGION.rep.pkg.dev) is now mapped by default. With --registries, adds them to
+    /// that set.
     #[arg(long)]
     include_artifact_registry: bool,
+    /// Also ask the Artifact Registry API which locations exist (with your Google credentials,
+    /// as `get` uses them) and map LOCATION-docker.pkg.dev for each, including locations newer
+    /// than this release. The endpoint is https://artifactregistry.googleapis.com unless
+    /// DOCKER_CREDENTIAL_GCP_ARTIFACT_REGISTRY_ENDPOINT names another.
+    #[arg(long, conflicts_with = "remove")]
+    discover: bool,
+    /// The project whose locations --discover lists (default: gcloud's core/project, else the
+    /// ADC file's quota_project_id or project_id, else the metadata server's project). Any
+    /// project with the Artifact Registry API enabled will do: the locations are normally the
+    /// same for every project.
+    #[arg(long, value_name = "PROJECT", requires = "discover")]
+    project: Option<String>,
     /// Print the change as a diff and write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -43,7 +59,9 @@ pub(crate) struct Options {
     config: Option<PathBuf>,
 }
 
-/// Legacy `docker build` calls every credHelpers entry once per build; past this many it shows.
+/// Legacy `docker build` runs the helper of every credHelpers entry once per build. This
+/// helper answers in one or two milliseconds, so its own entries cost nothing worth a note;
+/// past this many entries of *other* helpers (gcloud's takes ~0.6 s each) the delay shows.
 const MANY_ENTRIES: usize = 20;
 
 pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
@@ -74,6 +92,7 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
             edit.path.display()
         );
     }
+    let mapped = if opts.remove { 0 } else { wanted.len() };
     let changes = if opts.remove {
         remove_entries(
             &mut root,
@@ -83,30 +102,34 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     } else {
         add_entries(&mut root, &suffix, &wanted)
     };
-    let total = root
-        .get("credHelpers")
-        .and_then(Value::as_object)
-        .map_or(0, Map::len);
     if changes.is_empty() && parsed.merged_keys.is_empty() {
-        ui::note(format_args!(
-            "{}: already {}; nothing changed",
-            edit.path.display(),
-            if opts.remove {
-                "free of our entries"
-            } else {
-                "configured"
-            }
-        ));
-        report_path_and_size(&suffix, total);
+        if opts.remove {
+            ui::note(format_args!(
+                "{}: already free of our entries; nothing changed",
+                edit.path.display()
+            ));
+        } else {
+            ui::note(format_args!(
+                "{}: already configured ({} host(s) map to docker-credential-{suffix}); nothing changed",
+                edit.path.display(),
+                mapped
+            ));
+        }
+        report_path_and_size(&suffix, &root);
         return Ok(ExitCode::SUCCESS);
     }
     let new = json_file::render(&root)?;
     if opts.dry_run {
         edit.finish(&new, true, &mut ui::stdout())?;
         ui::note(format_args!(
-            "dry run: {} not written ({} change(s))",
+            "dry run: {} not written ({} change(s){})",
             edit.path.display(),
-            changes.len()
+            changes.len(),
+            if opts.remove {
+                String::new()
+            } else {
+                format!("; it would map {mapped} host(s) to docker-credential-{suffix}")
+            }
         ));
         return Ok(ExitCode::SUCCESS);
     }
@@ -122,39 +145,50 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     edit.finish(&new, false, &mut std::io::sink())?;
-    let names: Vec<&str> = changes.iter().map(Change::host).collect();
-    let verb = if opts.remove {
-        "no longer use"
+    let names: Vec<String> = changes.iter().map(|c| c.host().to_owned()).collect();
+    if opts.remove {
+        ui::note(format_args!(
+            "{}: {} host(s) no longer use docker-credential-{suffix}: {}",
+            edit.path.display(),
+            names.len(),
+            text::abbreviate(&names, 8)
+        ));
     } else {
-        "now use"
-    };
-    ui::note(format_args!(
-        "{}: {} host(s) {verb} docker-credential-{suffix}: {}",
-        edit.path.display(),
-        names.len(),
-        names.join(", ")
-    ));
-    report_path_and_size(&suffix, total);
+        ui::note(format_args!(
+            "{}: mapped {mapped} host(s) to docker-credential-{suffix} ({} new: {})",
+            edit.path.display(),
+            names.len(),
+            text::abbreviate(&names, 8)
+        ));
+    }
+    report_path_and_size(&suffix, &root);
     Ok(ExitCode::SUCCESS)
 }
 
-/// The hosts to configure: `--registries` or the default Container Registry hosts, plus every
-/// Artifact Registry host with `--include-artifact-registry`, plus the hosts the user declared
-/// in settings. Refuses hosts the helper would not serve.
+/// The hosts to configure: `--registries` (plus every Artifact Registry host with
+/// `--include-artifact-registry`) or every Google registry host this release knows, plus the
+/// locations `--discover` found, plus the hosts the user declared in settings. Refuses hosts
+/// the helper would not serve.
 fn wanted_hosts(opts: &Options, settings: &Settings) -> Result<Vec<String>> {
     let mut hosts: Vec<String> = match &opts.registries {
-        Some(list) => hosts::parse_host_list(list)
-            .map_err(|e| anyhow!("--registries: {e}"))?
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        None => registries::GCR_HOSTS
-            .iter()
-            .map(|h| h.to_string())
-            .collect(),
+        Some(list) => {
+            let mut chosen: Vec<String> = hosts::parse_host_list(list)
+                .map_err(|e| anyhow!("--registries: {e}"))?
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            if opts.include_artifact_registry {
+                chosen.extend(registries::artifact_registry_hosts());
+            }
+            chosen
+        }
+        None => registries::all_hosts(),
     };
-    if opts.include_artifact_registry {
-        hosts.extend(registries::artifact_registry_hosts());
+    if opts.discover {
+        let found = discover::discover(opts.project.as_deref(), settings)
+            .map_err(|e| anyhow!("{e:#}. Nothing was written."))?;
+        report_discovery(&found);
+        hosts.extend(found.hosts());
     }
     hosts.extend(settings.registries.value.iter().map(ToString::to_string));
     let mut seen = std::collections::HashSet::new();
@@ -177,6 +211,38 @@ fn wanted_hosts(opts: &Options, settings: &Settings) -> Result<Vec<String>> {
         bail!("no registries given");
     }
     Ok(hosts)
+}
+
+/// What `--discover` found, on stderr: the project and its origin, the locations this release
+/// does not know, and any the API listed that are not host names.
+fn report_discovery(found: &Discovery) {
+    let unknown: Vec<String> = found
+        .locations
+        .iter()
+        .filter(|l| !registries::is_known_location(l))
+        .cloned()
+        .collect();
+    ui::note(format_args!(
+        "discovered {} Artifact Registry location(s) in project {} (from {}){}",
+        found.locations.len(),
+        found.project.id,
+        found.project.origin,
+        if unknown.is_empty() {
+            "; this release knows them all".to_owned()
+        } else {
+            format!(
+                "; {} not known to this release: {}",
+                unknown.len(),
+                unknown.join(", ")
+            )
+        }
+    ));
+    if !found.skipped.is_empty() {
+        ui::note(format_args!(
+            "warning: skipped location(s) that are not DNS labels, so no registry host: {}",
+            found.skipped.join(", ")
+        ));
+    }
 }
 
 #[derive(Debug)]
@@ -272,7 +338,7 @@ fn check_docker_client() -> bool {
     true
 }
 
-fn report_path_and_size(suffix: &str, total: usize) {
+fn report_path_and_size(suffix: &str, root: &Map<String, Value>) {
     let (program, found) = docker::helper_on_path(suffix);
     if found.is_none() {
         let here = std::env::current_exe()
@@ -284,9 +350,15 @@ fn report_path_and_size(suffix: &str, total: usize) {
                 .unwrap_or_default()
         ));
     }
-    if total > MANY_ENTRIES {
+    let others = root
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .map_or(0, |m| {
+            m.values().filter(|v| v.as_str() != Some(suffix)).count()
+        });
+    if others > MANY_ENTRIES {
         ui::note(format_args!(
-            "note: {total} credHelpers entries: the legacy builder (DOCKER_BUILDKIT=0 docker build) runs a helper for every entry on each build; keep only the registries you use"
+            "note: {others} credHelpers entries use other helpers: the legacy builder (DOCKER_BUILDKIT=0 docker build) runs the helper of every entry on each build, and other helpers can take much longer than this one (gcloud's ~0.6 s per entry); keep only the ones you use"
         ));
     }
 }

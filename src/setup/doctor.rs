@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::docker::{self, DockerClient, VersionVerdict};
 use super::{json_file, mirror, registries};
@@ -19,7 +19,7 @@ use crate::hosts::{self, HostClass};
 use crate::settings::Settings;
 use crate::token::{self, Outcome, now_secs, sources};
 use crate::util::files::{self, Symlinks, Trust};
-use crate::util::ui;
+use crate::util::{text, ui};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
@@ -75,7 +75,10 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     }
     let suffix = docker::helper_suffix();
     check_binary(&mut r, &suffix)?;
-    check_docker_config(&mut r, &suffix, &settings)?;
+    let helpers = check_docker_config(&mut r, &suffix, &settings)?;
+    if let Some(helpers) = &helpers {
+        check_known_hosts(&mut r, helpers, &suffix, &settings)?;
+    }
     check_docker_client(&mut r)?;
     check_token(&mut r, &settings)?;
     check_cache_dir(&mut r, &settings)?;
@@ -101,29 +104,42 @@ fn check_binary(r: &mut Report<'_>, suffix: &str) -> Result<()> {
     }
 }
 
-fn check_docker_config(r: &mut Report<'_>, suffix: &str, settings: &Settings) -> Result<()> {
+/// Checks docker's config.json; returns its credHelpers (empty if absent) when it could be read.
+fn check_docker_config(
+    r: &mut Report<'_>,
+    suffix: &str,
+    settings: &Settings,
+) -> Result<Option<Map<String, Value>>> {
     let path = match docker::docker_config_path(None) {
         Ok(p) => p,
-        Err(e) => return r.fail(format!("{e:#}"), "set HOME or DOCKER_CONFIG"),
+        Err(e) => {
+            r.fail(format!("{e:#}"), "set HOME or DOCKER_CONFIG")?;
+            return Ok(None);
+        }
     };
     let bytes = match files::read_bounded(&path, 16 * 1024 * 1024, Symlinks::Follow, Trust::Anyone)
     {
         Ok(Some(b)) => b,
         Ok(None) => {
-            return r.fail(
+            r.fail(
                 format!("no docker config at {}", path.display()),
                 "run `docker-credential-gcp configure-docker`",
-            );
+            )?;
+            return Ok(None);
         }
-        Err(e) => return r.fail(format!("{e:#}"), "make it a regular file docker can read"),
+        Err(e) => {
+            r.fail(format!("{e:#}"), "make it a regular file docker can read")?;
+            return Ok(None);
+        }
     };
     let root = match json_file::parse(&bytes, &path.display().to_string()) {
         Ok(p) => p.root,
         Err(e) => {
-            return r.fail(
+            r.fail(
                 format!("{e:#}"),
                 "fix the JSON syntax at the position shown",
-            );
+            )?;
+            return Ok(None);
         }
     };
     let helpers = root.get("credHelpers").and_then(Value::as_object);
@@ -173,37 +189,88 @@ fn check_docker_config(r: &mut Report<'_>, suffix: &str, settings: &Settings) ->
         )?;
     }
     if let Some(store) = root.get("credsStore").and_then(Value::as_str) {
-        let routed: Vec<&str> = registries::GCR_HOSTS
-            .iter()
-            .copied()
-            .filter(|h| !helpers.is_some_and(|m| m.contains_key(*h)))
+        let routed: Vec<String> = registries::all_hosts()
+            .into_iter()
+            .filter(|h| !helpers.is_some_and(|m| m.contains_key(h)))
             .collect();
         if routed.is_empty() {
             r.info(format!("credsStore is {store:?}; it does not handle the Google registries listed in credHelpers"))?;
         } else {
             r.info(format!(
                 "credsStore {store:?} handles {} (not in credHelpers)",
-                routed.join(", ")
+                abbreviate(&routed)
             ))?;
         }
     }
     let total = helpers.map_or(0, |m| m.len());
-    if total > 20 {
-        r.info(format!("{total} credHelpers entries: the legacy builder runs a helper per entry on every build; keep only what you use"))
+    let theirs = helpers.map_or(0, |m| {
+        m.values().filter(|v| v.as_str() != Some(suffix)).count()
+    });
+    // Our own entries cost a millisecond or two per legacy build each; other helpers' may
+    // cost much more (gcloud's ~0.6 s), so only those make a long list worth a note.
+    if theirs > 20 {
+        r.info(format!("{total} credHelpers entries, {theirs} of them for other helpers: the legacy builder runs each entry's helper on every build; keep only what you use"))?;
     } else {
         r.pass(format!(
-            "{total} credHelpers entr{}",
-            if total == 1 { "y" } else { "ies" }
-        ))
+            "{total} credHelpers entr{} ({} for other helpers)",
+            if total == 1 { "y" } else { "ies" },
+            theirs
+        ))?;
     }
+    Ok(Some(helpers.cloned().unwrap_or_default()))
+}
+
+/// The Google registry hosts this release knows that credHelpers does not map (to any
+/// helper), for example after an upgrade that added regions, and the command that adds
+/// exactly those. Informational: a user may have chosen a smaller set on purpose.
+fn check_known_hosts(
+    r: &mut Report<'_>,
+    helpers: &Map<String, Value>,
+    suffix: &str,
+    settings: &Settings,
+) -> Result<()> {
+    let known = registries::all_hosts();
+    let missing: Vec<String> = known
+        .iter()
+        .filter(|h| !helpers.contains_key(h.as_str()))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return r.pass(format!(
+            "credHelpers maps all {} Google registry hosts this release knows",
+            known.len()
+        ));
+    }
+    // Plain configure-docker also moves Google hosts that use another helper to this one;
+    // when there are such hosts, name the missing ones so nothing else changes.
+    let google_elsewhere = helpers.iter().any(|(host, helper)| {
+        helper.as_str() != Some(suffix)
+            && hosts::normalise(host).is_some_and(|h| {
+                hosts::classify(&h, &settings.registries.value) == HostClass::Google
+            })
+    });
+    let command = if google_elsewhere {
+        format!(
+            "docker-credential-gcp configure-docker --registries {}",
+            missing.join(",")
+        )
+    } else {
+        "docker-credential-gcp configure-docker".to_owned()
+    };
+    let (noun, verb, pronoun) = if missing.len() == 1 {
+        ("host", "is", "it")
+    } else {
+        ("hosts", "are", "them")
+    };
+    r.info(format!(
+        "{} Google registry {noun} this release knows {verb} not in credHelpers: {}; add {pronoun} with `{command}`",
+        missing.len(),
+        abbreviate(&missing),
+    ))
 }
 
 fn abbreviate(hosts: &[String]) -> String {
-    if hosts.len() <= 4 {
-        hosts.join(", ")
-    } else {
-        format!("{}, … and {} more", hosts[..3].join(", "), hosts.len() - 3)
-    }
+    text::abbreviate(hosts, 8)
 }
 
 fn check_docker_client(r: &mut Report<'_>) -> Result<()> {

@@ -1,12 +1,14 @@
-//! The Google registry hosts that `configure-docker` writes, as data in one place.
+//! The Google registry hosts this release knows, as data in one place.
 //!
-//! The host *policy* (which hosts may receive a token) lives in `hosts.rs` and accepts every
-//! `*.gcr.io`, `*-docker.pkg.dev` and `docker.*.rep.pkg.dev` host, so a region missing here
-//! still works once it is configured (`--registries` or the config file's `registries`). This
-//! list only decides what `configure-docker` offers by default. It follows the Artifact Registry
-//! locations published with gcloud 528 (`googlecloudsdk/core/docker/constants.py`).
+//! `configure-docker` maps all of them by default, and `doctor` names those missing from
+//! credHelpers. The host *policy* (which hosts may receive a token) lives in `hosts.rs` and
+//! accepts every `*.gcr.io`, `*-docker.pkg.dev` and `docker.*.rep.pkg.dev` host, so a region
+//! missing here still works once it is configured (`configure-docker --discover` asks the
+//! Artifact Registry API for the current locations; `--registries` or the config file's
+//! `registries` name hosts by hand). It follows the Artifact Registry locations published with
+//! gcloud 528 (`googlecloudsdk/core/docker/constants.py`).
 
-/// Container Registry hosts configured by default: gcr.io, its regional hosts, the
+/// Container Registry hosts: gcr.io, its regional hosts, the
 /// Marketplace host and the Kubernetes release staging host (gcloud authenticates the same set).
 /// `k8s.gcr.io` and the `mirror.gcr.io` hosts are public and read-only, so they need no helper.
 pub(crate) const GCR_HOSTS: [&str; 6] = [
@@ -86,20 +88,27 @@ pub(crate) fn artifact_registry_hosts() -> Vec<String> {
     hosts
 }
 
+/// Every Google registry host this release knows: the Container Registry hosts, then the
+/// Artifact Registry hosts (96 in all).
+pub(crate) fn all_hosts() -> Vec<String> {
+    let mut hosts: Vec<String> = GCR_HOSTS.iter().map(|h| (*h).to_owned()).collect();
+    hosts.extend(artifact_registry_hosts());
+    hosts
+}
+
+/// Whether `location` is an Artifact Registry location this release lists.
+pub(crate) fn is_known_location(location: &str) -> bool {
+    AR_MULTI_REGIONS.contains(&location) || AR_REGIONS.iter().any(|(r, _)| *r == location)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::hosts::{self, HostClass};
 
-    fn all() -> Vec<String> {
-        let mut v: Vec<String> = GCR_HOSTS.iter().map(|h| h.to_string()).collect();
-        v.extend(artifact_registry_hosts());
-        v
-    }
-
     #[test]
     fn the_host_list_has_no_duplicates() {
-        let hosts = all();
+        let hosts = all_hosts();
         let unique: std::collections::BTreeSet<&String> = hosts.iter().collect();
         assert_eq!(unique.len(), hosts.len());
         let regions: std::collections::BTreeSet<&str> =
@@ -109,7 +118,7 @@ mod tests {
 
     #[test]
     fn every_listed_host_passes_the_host_policy() {
-        for host in all() {
+        for host in all_hosts() {
             let r = hosts::normalise(&host).unwrap();
             assert_eq!(hosts::classify(&r, &[]), HostClass::Google, "{host}");
         }
@@ -117,6 +126,15 @@ mod tests {
 
     #[test]
     fn the_full_set_is_ninety_six_hosts() {
-        assert_eq!(all().len(), 96);
+        assert_eq!(all_hosts().len(), 96);
+    }
+
+    #[test]
+    fn known_locations_are_the_listed_multi_regions_and_regions() {
+        assert!(is_known_location("us"));
+        assert!(is_known_location("europe-west1"));
+        assert!(is_known_location("us-west8"));
+        assert!(!is_known_location("mars-north1"));
+        assert!(!is_known_location("us-docker.pkg.dev"));
     }
 }

@@ -44,11 +44,7 @@ pub(crate) fn identity(dir: &Path) -> String {
         dir.display().to_string(),
         files::version(&dir.join("config_sentinel")),
     ];
-    let active = env::var("CLOUDSDK_ACTIVE_CONFIG_NAME")
-        .or_else(|| read_small(&dir.join("active_config")).map(|s| s.trim().to_owned()))
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "default".to_owned());
-    let config = dir.join("configurations").join(format!("config_{active}"));
+    let (active, config) = active_configuration(dir);
     parts.push(format!("active={active}"));
     parts.push(files::version(&config));
     if let Some(file) =
@@ -69,6 +65,36 @@ pub(crate) fn identity(dir: &Path) -> String {
         parts.push(format!("{name}={value}:{version}"));
     }
     parts.join("|")
+}
+
+/// The active configuration's name and file: `CLOUDSDK_ACTIVE_CONFIG_NAME`, else the name in
+/// `active_config`, else `default`.
+fn active_configuration(dir: &Path) -> (String, PathBuf) {
+    let active = env::var("CLOUDSDK_ACTIVE_CONFIG_NAME")
+        .or_else(|| read_small(&dir.join("active_config")).map(|s| s.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_owned());
+    let config = dir.join("configurations").join(format!("config_{active}"));
+    (active, config)
+}
+
+/// gcloud's `core/project` as gcloud itself resolves it, without running gcloud:
+/// `CLOUDSDK_CORE_PROJECT`, else `project` in `[core]` of the active configuration. Returns
+/// the project and where it was found, for messages.
+pub(crate) fn core_project() -> Option<(String, String)> {
+    if let Some(p) = env::var("CLOUDSDK_CORE_PROJECT").filter(|p| !p.trim().is_empty()) {
+        return Some((p.trim().to_owned(), "CLOUDSDK_CORE_PROJECT".to_owned()));
+    }
+    let dir = config_dir()?;
+    let (active, config) = active_configuration(&dir);
+    let project = ini_value(&read_small(&config)?, "core", "project")?;
+    Some((
+        project,
+        format!(
+            "gcloud's core/project in configuration {active:?} at {}",
+            config.display()
+        ),
+    ))
 }
 
 /// The variables that change which credentials gcloud uses.
@@ -170,6 +196,20 @@ mod tests {
         assert_eq!(ini_value(text, "core", "account").as_deref(), Some("a@b"));
         assert_eq!(ini_value(text, "core", "access_token_file"), None);
         assert_eq!(ini_value("", "auth", "x"), None);
+    }
+
+    #[test]
+    fn the_core_project_is_read_from_the_named_configuration() {
+        let text = "[core]\naccount = a@b\nproject = my-proj\n[compute]\nregion = x\n";
+        assert_eq!(
+            ini_value(text, "core", "project").as_deref(),
+            Some("my-proj")
+        );
+        assert_eq!(ini_value("[core]\nproject =\n", "core", "project"), None);
+        assert_eq!(
+            ini_value("[compute]\nproject = p\n", "core", "project"),
+            None
+        );
     }
 
     #[test]

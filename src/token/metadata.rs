@@ -4,7 +4,8 @@
 //! timeout on every cold `get`. So the source counts as present only when `GCE_METADATA_HOST`
 //! is set or the machine's product name says Google (a file on Linux, a registry value on
 //! Windows; both free to read), as Google's client libraries decide it. The metadata server is
-//! reached directly, never through a proxy.
+//! reached directly, never through a proxy. Besides tokens it answers which project the VM
+//! belongs to ([`project_id`]).
 
 use anyhow::{Result, anyhow, bail};
 
@@ -14,9 +15,11 @@ use super::oauth;
 use crate::util::env;
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, Os, ProductName};
+use crate::util::text::excerpt;
 
 const DEFAULT_HOST: &str = "169.254.169.254";
 const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+const PROJECT_PATH: &str = "/computeMetadata/v1/project/project-id";
 
 /// The metadata server's host[:port], if this looks like Google Cloud.
 pub(crate) fn locate() -> Option<String> {
@@ -67,4 +70,37 @@ pub(crate) fn mint(host: &str, ctx: &mut MintContext) -> Result<Token> {
         bail!("{step}: returned a token that expires within {STALE_MARGIN_SECS} seconds");
     }
     Ok(token)
+}
+
+/// The project the VM or node belongs to, as the metadata server at `host` names it.
+pub(crate) fn project_id(host: &str, ctx: &mut MintContext) -> Result<String> {
+    let url = format!("http://{host}{PROJECT_PATH}");
+    let step = format!("metadata server {host}");
+    let deadline = ctx.deadline;
+    let req = Request::get(&url)
+        .header("metadata-flavor", "Google")
+        .direct();
+    let resp = ctx
+        .http()?
+        .send(&req, deadline)
+        .map_err(|e| anyhow!("{step}: {e}"))?;
+    if !resp.is_success() {
+        bail!(
+            "{step}: HTTP {} for {PROJECT_PATH}: {}",
+            resp.status,
+            excerpt(&resp.body)
+        );
+    }
+    let flavor = resp
+        .headers
+        .get("metadata-flavor")
+        .and_then(|v| v.to_str().ok());
+    if flavor != Some("Google") {
+        bail!("{step}: the answer lacks the Metadata-Flavor: Google header; not a metadata server");
+    }
+    let project = String::from_utf8_lossy(&resp.body).trim().to_owned();
+    if project.is_empty() {
+        bail!("{step}: the project ID it returned is empty");
+    }
+    Ok(project)
 }

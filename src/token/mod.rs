@@ -24,6 +24,7 @@ mod gcloud;
 pub(crate) mod http;
 mod metadata;
 pub(crate) mod oauth;
+pub(crate) mod project;
 pub(crate) mod sources;
 
 use std::time::Instant;

@@ -19,7 +19,7 @@ use crate::settings::SourceKind;
 use crate::util::env;
 use crate::util::files::{self, Symlinks, Trust};
 
-const MAX_CREDENTIALS_FILE: u64 = 1024 * 1024;
+pub(crate) const MAX_CREDENTIALS_FILE: u64 = 1024 * 1024;
 
 /// A source that looks present, with the identity its token would belong to.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ pub(crate) fn probe(kind: SourceKind) -> Option<Candidate> {
 
 /// The ADC file to use and whether the user named it explicitly:
 /// `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's well-known file.
-fn adc_file() -> Option<(PathBuf, bool)> {
+pub(crate) fn adc_file() -> Option<(PathBuf, bool)> {
     if let Some(p) = env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
         return Some((PathBuf::from(p), true));
     }

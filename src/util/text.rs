@@ -15,6 +15,19 @@ pub(crate) fn excerpt(bytes: &[u8]) -> String {
     out
 }
 
+/// The first `shown` names, then how many more: `a, b, … and 7 more`.
+pub(crate) fn abbreviate(names: &[String], shown: usize) -> String {
+    if names.len() <= shown {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, … and {} more",
+            names[..shown].join(", "),
+            names.len() - shown
+        )
+    }
+}
+
 /// Collapses all whitespace runs to single spaces: protocol answers are one line.
 pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -539,7 +539,9 @@ impl SecretService {
         let probe_home = tempfile::tempdir().unwrap();
         let body = br#"{"ServerURL":"probe.invalid","Username":"probe","Secret":"probe"}"#;
         let mut last = String::new();
-        for _ in 0..100 {
+        // Generous: on a loaded 2-core machine gnome-keyring can take seconds to settle.
+        let give_up = std::time::Instant::now() + Duration::from_secs(45);
+        while std::time::Instant::now() < give_up {
             let mut cmd = Command::new(BIN);
             cmd.arg("store")
                 .env_clear()
