@@ -18,6 +18,7 @@ mod federation;
 mod gcloud;
 mod hardening;
 mod kubelet;
+mod kubelet_rules;
 mod protocol;
 mod store;
 mod tokens;
