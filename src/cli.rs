@@ -113,14 +113,19 @@ enum Command {
     /// Act as a kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1).
     ///
     /// Reads a CredentialProviderRequest on stdin and prints the CredentialProviderResponse:
-    /// for an image from a Google registry, oauth2accesstoken and a token for every Google
-    /// registry (cacheKeyType Global, cacheDuration the token's lifetime minus five minutes);
-    /// for any other image, no credentials. Uses the same token sources and cache as `get`.
+    /// for an image from a Google (or declared) registry, oauth2accesstoken and one token for
+    /// the image's own host[:port], every Google registry glob and every declared registry
+    /// (cacheKeyType Global, or Registry when a declared registry has no port or only the
+    /// image's own key matches its host; cacheDuration the token's lifetime minus five
+    /// minutes); for any other image, no credentials. Uses the same token sources and cache
+    /// as `get`.
     ///
     /// When the kubelet sends the pod's service account token (its service-account-token
     /// mode), the token is exchanged at STS for the workload identity provider given with
     /// --workload-identity-audience, then, if the service account carries the annotation
-    /// iam.gke.io/gcp-service-account, for that Google service account's token.
+    /// iam.gke.io/gcp-service-account, for that Google service account's token. With
+    /// --workload-identity-annotation KEY only service accounts annotated KEY="true" are
+    /// treated so; the others get the node's identity.
     KubeletCredentialProvider(crate::kubelet::Options),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     Completions {

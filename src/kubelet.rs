@@ -3,13 +3,21 @@
 //!
 //! The kubelet runs the plugin with a CredentialProviderRequest on stdin and reads a
 //! CredentialProviderResponse from stdout. One Google token serves every Google registry, so
-//! the answer covers all of them at once (`cacheKeyType: Global`) and the kubelet asks again
-//! only when the token nears expiry. Images from other registries get an empty `auth` and
-//! exit 0, uncached, so they never poison the global cache entry. Errors go to stderr.
+//! the answer covers all of them at once: the image's own `host[:port]` (the kubelet compares
+//! ports and label counts exactly) plus the Google globs and the declared registries. When
+//! the globs and declared hosts alone cover every host we could be asked about, the answer is
+//! `cacheKeyType: Global` and the kubelet asks again only when the token nears expiry;
+//! otherwise (an image host with a port or a deeper gcr.io name, a declared registry without
+//! a port) it is `Registry`, so the kubelet asks once per `host[:port]` ([`cache_key_type`]).
+//! Images from other registries get an empty `auth` and exit 0, uncached, so they never
+//! poison the global cache entry. Errors go to stderr, which the kubelet logs: they never
+//! carry the pod's token, not even a fragment of it.
 //!
 //! In the kubelet's service-account-token mode the request carries the pod's service account
 //! token; it is exchanged at STS in memory (it never touches the disk) for the workload
-//! identity provider given with `--workload-identity-audience`.
+//! identity provider given with `--workload-identity-audience`. With
+//! `--workload-identity-annotation KEY` only service accounts annotated `KEY: "true"` get
+//! their own identity; the others, like pods without a service account, get the node's.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -20,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::helper::protocol::OAUTH_USERNAME;
-use crate::hosts::{self, HostClass};
+use crate::hosts::{self, ExtraHost, HostClass};
 use crate::settings::{self, Settings};
 use crate::token::access::FRESH_MARGIN_SECS;
 use crate::token::federation::{self, Federation, JWT_TOKEN_TYPE};
@@ -34,8 +42,9 @@ const GROUP: &str = "credentialprovider.kubelet.k8s.io/";
 const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha1"];
 const MAX_REQUEST: u64 = 1024 * 1024;
 
-/// The image globs a token is good for, as kubelet `matchImages` patterns.
-pub(crate) const GOOGLE_GLOBS: [&str; 4] = [
+/// The image globs a token is good for, as kubelet `matchImages` patterns. Each has at most one
+/// `*` per label ([`glob_covers`] relies on it).
+const GOOGLE_GLOBS: [&str; 4] = [
     "gcr.io",
     "*.gcr.io",
     "*-docker.pkg.dev",
@@ -44,7 +53,7 @@ pub(crate) const GOOGLE_GLOBS: [&str; 4] = [
 
 /// The pod service account annotation naming a Google service account to impersonate (the
 /// same annotation GKE's Workload Identity uses).
-pub(crate) const GSA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+const GSA_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 
 #[derive(Deserialize)]
 struct Request {
@@ -72,10 +81,38 @@ pub(crate) struct Options {
     /// IAM Credentials API endpoint, for impersonating an annotated Google service account.
     #[arg(long, value_name = "URL", default_value = oauth::DEFAULT_IAM_ENDPOINT)]
     iam_endpoint: String,
+    /// Use a pod's service account token only when its service account carries the annotation
+    /// KEY with the value "true" (list KEY in the provider's
+    /// optionalServiceAccountAnnotationKeys); other pods get the node's identity.
+    #[arg(
+        long = "workload-identity-annotation",
+        value_name = "KEY",
+        requires = "audience",
+        value_parser = parse_annotation_key
+    )]
+    opt_in_annotation: Option<String>,
+}
+
+fn parse_annotation_key(key: &str) -> Result<String, String> {
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        Err("an annotation key such as example.com/workload-identity".to_owned())
+    } else {
+        Ok(key.to_owned())
+    }
 }
 
 pub(crate) fn run(opts: &Options) -> ExitCode {
-    match respond(opts) {
+    let outcome = read_request().and_then(|request| {
+        respond(&request, opts).map_err(|e| {
+            // The kubelet logs stderr verbatim: no error may quote the pod's token, whole or cut
+            // short by an excerpt of a remote error body.
+            match &request.service_account_token {
+                Some(token) => anyhow!("{}", redact_fragments(&format!("{e:#}"), token)),
+                None => e,
+            }
+        })
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             ui::note(format_args!(
@@ -86,7 +123,7 @@ pub(crate) fn run(opts: &Options) -> ExitCode {
     }
 }
 
-fn respond(opts: &Options) -> Result<()> {
+fn read_request() -> Result<Request> {
     let mut input = Vec::new();
     std::io::stdin()
         .lock()
@@ -96,68 +133,190 @@ fn respond(opts: &Options) -> Result<()> {
     if input.len() as u64 > MAX_REQUEST {
         bail!("the request on stdin is larger than 1 MiB");
     }
-    let request = parse_request(&input)?;
+    parse_request(&input)
+}
+
+fn respond(request: &Request, opts: &Options) -> Result<()> {
     let settings = Settings::load()?;
     settings::init_logging(&settings);
-    let registry = image_registry(&request.image)?;
-    let google = hosts::normalise(&registry)
-        .is_some_and(|r| hosts::classify(&r, &settings.registries.value) == HostClass::Google);
-    let response = if google {
-        // A pod's service account token means per-pod identity; the kubelet caches the answer
-        // per service account, so our own (node-wide) cache is not used for it.
-        let (token, key_type) = match &request.service_account_token {
-            Some(sa_token) => (
-                pod_token(
+    let declared = &settings.registries.value;
+    let response = match google_host(&request.image, declared)? {
+        Some(own) => {
+            let token = match pod_token_to_use(request, opts)? {
+                Some(sa_token) => pod_token(
                     sa_token,
                     &request.service_account_annotations,
                     opts,
                     &settings,
                 )?,
-                "Registry",
-            ),
-            None => match token::google_token(&settings)? {
-                Outcome::Token(t) => (t, "Global"),
-                Outcome::NoSource => bail!(
-                    "no Google credentials on this node: give the node a service account (metadata server) or set GOOGLE_APPLICATION_CREDENTIALS in the provider's env"
-                ),
-            },
-        };
-        let keys = GOOGLE_GLOBS
-            .iter()
-            .map(|g| g.to_string())
-            .chain(settings.registries.value.iter().map(ToString::to_string));
-        let auth: Map<String, Value> = keys
-            .map(|k| {
-                (
-                    k,
-                    json!({"username": OAUTH_USERNAME, "password": token.secret.expose()}),
-                )
+                None => node_token(&settings)?,
+            };
+            let key_type = cache_key_type(own, declared);
+            let auth: Map<String, Value> = auth_keys(own, declared)
+                .into_iter()
+                .map(|k| {
+                    (
+                        k,
+                        json!({"username": OAUTH_USERNAME, "password": token.secret.expose()}),
+                    )
+                })
+                .collect();
+            let lifetime = token
+                .remaining_secs(now_secs())
+                .saturating_sub(FRESH_MARGIN_SECS);
+            json!({
+                "apiVersion": request.api_version,
+                "kind": "CredentialProviderResponse",
+                "cacheKeyType": key_type,
+                "cacheDuration": go_duration(lifetime),
+                "auth": auth,
             })
-            .collect();
-        let lifetime = token
-            .remaining_secs(now_secs())
-            .saturating_sub(FRESH_MARGIN_SECS);
-        json!({
-            "apiVersion": request.api_version,
-            "kind": "CredentialProviderResponse",
-            "cacheKeyType": key_type,
-            "cacheDuration": go_duration(lifetime),
-            "auth": auth,
-        })
-    } else {
-        log::debug!("{registry} is not a Google registry; answering with no credentials");
-        json!({
-            "apiVersion": request.api_version,
-            "kind": "CredentialProviderResponse",
-            "cacheKeyType": "Image",
-            "cacheDuration": "0s",
-            "auth": {},
-        })
+        }
+        None => {
+            log::debug!(
+                "{} is not from a Google registry; answering with no credentials",
+                request.image
+            );
+            json!({
+                "apiVersion": request.api_version,
+                "kind": "CredentialProviderResponse",
+                "cacheKeyType": "Image",
+                "cacheDuration": "0s",
+                "auth": {},
+            })
+        }
     };
     let mut out = ui::stdout();
     serde_json::to_writer(&mut out, &response)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// The image's registry exactly as the image names it (`host[:port]`, the key the kubelet
+/// compares with the image), when that is a Google registry or a declared one.
+fn google_host<'a>(image: &'a str, declared: &[ExtraHost]) -> Result<Option<&'a str>> {
+    let Some(host) = image_host(image)? else {
+        return Ok(None);
+    };
+    let google = hosts::parse_host_entry(host)
+        .is_ok_and(|r| hosts::classify(&r, declared) == HostClass::Google);
+    Ok(google.then_some(host))
+}
+
+/// The node's identity: the same token sources and cache as `get`.
+fn node_token(settings: &Settings) -> Result<Token> {
+    match token::google_token(settings)? {
+        Outcome::Token(t) => Ok(t),
+        Outcome::NoSource => bail!(
+            "no Google credentials on this node: give the node a service account (metadata server) or set GOOGLE_APPLICATION_CREDENTIALS in the provider's env"
+        ),
+    }
+}
+
+/// The pod's service account token, when this pod is to get its own identity: always when the
+/// kubelet sends one, or with `--workload-identity-annotation` only for opted-in accounts.
+fn pod_token_to_use<'r>(
+    request: &'r Request,
+    opts: &Options,
+) -> Result<Option<&'r Secret<String>>> {
+    let Some(key) = &opts.opt_in_annotation else {
+        return Ok(request.service_account_token.as_ref());
+    };
+    let opted_in = request
+        .service_account_annotations
+        .get(key)
+        .is_some_and(|v| v.as_str() == Some("true"));
+    match (&request.service_account_token, opted_in) {
+        (Some(t), true) => Ok(Some(t)),
+        (None, true) => bail!(
+            "the service account is annotated {key}=true, but the kubelet sent no service account token: give the provider tokenAttributes in the kubelet's credential provider config"
+        ),
+        (_, false) => Ok(None),
+    }
+}
+
+/// The keys of the answer: the image's own `host[:port]` first, then every Google glob and
+/// every declared registry, each once.
+fn auth_keys(own: &str, declared: &[ExtraHost]) -> Vec<String> {
+    let mut keys = vec![own.to_owned()];
+    let rest = GOOGLE_GLOBS
+        .iter()
+        .map(|g| g.to_string())
+        .chain(declared.iter().map(ToString::to_string));
+    for key in rest {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// How the kubelet may cache the answer. A `Global` entry serves every later image the
+/// provider's `matchImages` routes here, whatever its host, until it expires; so it is only
+/// right when the answer's keys without the image's own cover every host we could be asked
+/// about: the image's host is covered, and no declared registry lacks a port (such a
+/// declaration covers any port, which no key can express). Otherwise `Registry`: one answer per
+/// `host[:port]`, each with its own key. The kubelet keys its cache by service account in its
+/// service-account-token mode, so this holds there too; `Registry` for Google hosts would
+/// only cost one more run and STS exchange per registry.
+fn cache_key_type(own: &str, declared: &[ExtraHost]) -> &'static str {
+    if covered_without_own_key(own, declared) && declared.iter().all(|d| d.port.is_some()) {
+        "Global"
+    } else {
+        "Registry"
+    }
+}
+
+/// Whether images from `own` would find a key without `own` itself, as the kubelet matches
+/// keys (equal ports, equal label counts, a label glob, case-sensitive).
+fn covered_without_own_key(own: &str, declared: &[ExtraHost]) -> bool {
+    declared.iter().any(|d| d.to_string() == own)
+        || (!own.contains(':') && GOOGLE_GLOBS.iter().any(|g| glob_covers(g, own)))
+}
+
+/// `pattern` matches `host` label by label, where a label of `pattern` may hold one `*`
+/// (any run of characters within the label).
+fn glob_covers(pattern: &str, host: &str) -> bool {
+    let (p, h): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), host.split('.').collect());
+    p.len() == h.len()
+        && p.iter().zip(&h).all(|(p, h)| match p.split_once('*') {
+            None => p == h,
+            Some((pre, post)) => {
+                h.len() >= pre.len() + post.len() && h.starts_with(pre) && h.ends_with(post)
+            }
+        })
+}
+
+/// `message` with every run that also occurs in `secret` (12 bytes or longer, or the whole
+/// secret if shorter) replaced by REDACTED, so a token cut short by an excerpt is caught too.
+fn redact_fragments(message: &str, secret: &Secret<String>) -> String {
+    let secret = secret.expose().as_bytes();
+    if secret.is_empty() {
+        return message.to_owned();
+    }
+    let window = secret.len().min(12);
+    let pieces: std::collections::HashSet<&[u8]> = secret.windows(window).collect();
+    let bytes = message.as_bytes();
+    let mut hidden = vec![false; bytes.len()];
+    for (i, w) in bytes.windows(window).enumerate() {
+        if pieces.contains(w) {
+            hidden[i..i + window].iter_mut().for_each(|h| *h = true);
+        }
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut in_run = false;
+    for (i, c) in message.char_indices() {
+        if hidden[i..i + c.len_utf8()].iter().any(|h| *h) {
+            if !in_run {
+                out.push_str("REDACTED");
+            }
+            in_run = true;
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    out
 }
 
 /// Exchanges the pod's service account token at STS (workload identity federation) and, if
@@ -253,18 +412,18 @@ fn parse_request(input: &[u8]) -> Result<Request> {
     Ok(request)
 }
 
-/// The registry host of an image reference, as the container runtimes resolve it: the first
-/// path component if it looks like a host (has a dot or a port, or is localhost), else
-/// Docker Hub.
-fn image_registry(image: &str) -> Result<String> {
+/// The registry part of an image reference as written (`host[:port]`), as the container
+/// runtimes resolve it: the first path component if it looks like a host (has a dot or a
+/// port, or is localhost); `None` for Docker Hub.
+fn image_host(image: &str) -> Result<Option<&str>> {
     let image = image.trim();
     let first = image.split('/').next().unwrap_or("");
     if image.contains('/') && (first.contains(['.', ':']) || first == "localhost") {
-        Ok(first.to_ascii_lowercase())
+        Ok(Some(first))
     } else if image.is_empty() || image.contains(char::is_whitespace) {
         Err(anyhow!("{image:?} is not an image reference"))
     } else {
-        Ok("docker.io".to_owned())
+        Ok(None)
     }
 }
 
@@ -293,21 +452,138 @@ mod tests {
     }
 
     #[test]
-    fn image_references_resolve_to_their_registry() {
+    fn image_references_resolve_to_their_registry_as_written() {
         for (image, host) in [
-            ("us-docker.pkg.dev/p/r/img:tag", "us-docker.pkg.dev"),
-            ("gcr.io/distroless/static@sha256:abc", "gcr.io"),
-            ("GCR.io/x", "gcr.io"),
-            ("localhost:5000/x", "localhost:5000"),
-            ("localhost/x", "localhost"),
-            ("nginx", "docker.io"),
-            ("library/nginx:1.27", "docker.io"),
-            ("bitnami/redis", "docker.io"),
+            ("us-docker.pkg.dev/p/r/img:tag", Some("us-docker.pkg.dev")),
+            ("gcr.io/distroless/static@sha256:abc", Some("gcr.io")),
+            ("GCR.io/x", Some("GCR.io")),
+            ("localhost:5000/x", Some("localhost:5000")),
+            ("localhost/x", Some("localhost")),
+            ("nginx", None),
+            ("library/nginx:1.27", None),
+            ("bitnami/redis", None),
         ] {
-            assert_eq!(image_registry(image).unwrap(), host, "{image}");
+            assert_eq!(image_host(image).unwrap(), host, "{image}");
         }
-        assert!(image_registry("").is_err());
-        assert!(image_registry("a b").is_err());
+        assert!(image_host("").is_err());
+        assert!(image_host("a b").is_err());
+    }
+
+    fn declared(list: &str) -> Vec<ExtraHost> {
+        hosts::parse_host_list(list).unwrap()
+    }
+
+    #[test]
+    fn only_plain_google_or_declared_hosts_are_answered() {
+        let d = declared("ar-proxy.corp.example,mirror.corp.example:5000");
+        for (image, own) in [
+            ("gcr.io/p/i", Some("gcr.io")),
+            ("GCR.io/p/i", Some("GCR.io")),
+            ("x.us.gcr.io/p/i", Some("x.us.gcr.io")),
+            ("gcr.io:443/p/i", Some("gcr.io:443")),
+            (
+                "ar-proxy.corp.example:8443/team/app",
+                Some("ar-proxy.corp.example:8443"),
+            ),
+            (
+                "mirror.corp.example:5000/x",
+                Some("mirror.corp.example:5000"),
+            ),
+            ("mirror.corp.example/x", None),
+            ("user@gcr.io/p/i", None),
+            ("gcr.io.evil.com/x", None),
+            ("nginx", None),
+        ] {
+            assert_eq!(google_host(image, &d).unwrap(), own, "{image}");
+        }
+    }
+
+    #[test]
+    fn answers_carry_the_image_host_and_every_glob_once() {
+        let d = declared("ar-proxy.corp.example");
+        assert_eq!(
+            auth_keys("ar-proxy.corp.example:8443", &d),
+            [
+                "ar-proxy.corp.example:8443",
+                "gcr.io",
+                "*.gcr.io",
+                "*-docker.pkg.dev",
+                "docker.*.rep.pkg.dev",
+                "ar-proxy.corp.example"
+            ]
+        );
+        assert_eq!(auth_keys("gcr.io", &[]).len(), GOOGLE_GLOBS.len());
+    }
+
+    #[test]
+    fn global_only_when_the_other_keys_cover_the_image_host() {
+        let d = declared("ar-proxy.corp.example,mirror.corp.example:5000");
+        for covered in [
+            "gcr.io",
+            "us.gcr.io",
+            "us-docker.pkg.dev",
+            "europe-west1-docker.pkg.dev",
+            "docker.us-central1.rep.pkg.dev",
+            "ar-proxy.corp.example",
+            "mirror.corp.example:5000",
+        ] {
+            assert!(covered_without_own_key(covered, &d), "{covered}");
+        }
+        for own in [
+            "x.us.gcr.io",
+            "GCR.io",
+            "gcr.io:443",
+            "us-docker.pkg.dev:443",
+            "ar-proxy.corp.example:8443",
+        ] {
+            assert!(!covered_without_own_key(own, &d), "{own}");
+        }
+        for g in GOOGLE_GLOBS {
+            assert!(g.split('.').all(|l| l.matches('*').count() <= 1), "{g}");
+        }
+    }
+
+    #[test]
+    fn a_declared_registry_without_a_port_makes_every_answer_per_registry() {
+        assert_eq!(cache_key_type("gcr.io", &[]), "Global");
+        assert_eq!(cache_key_type("gcr.io", &declared("ar:5000")), "Global");
+        assert_eq!(cache_key_type("ar:5000", &declared("ar:5000")), "Global");
+        assert_eq!(cache_key_type("gcr.io:443", &[]), "Registry");
+        assert_eq!(
+            cache_key_type("gcr.io", &declared("ar-proxy.corp.example")),
+            "Registry"
+        );
+        assert_eq!(
+            cache_key_type("ar-proxy.corp.example", &declared("ar-proxy.corp.example")),
+            "Registry"
+        );
+    }
+
+    #[test]
+    fn token_fragments_are_redacted_even_when_cut_short() {
+        let token =
+            Secret::new("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJl".to_owned());
+        let whole = format!("bad subject {} (rejected)", token.expose());
+        assert_eq!(
+            redact_fragments(&whole, &token),
+            "bad subject REDACTED (rejected)"
+        );
+        let cut = format!("invalid: {}…", &token.expose()[..30]);
+        assert_eq!(redact_fragments(&cut, &token), "invalid: REDACTED…");
+        let tail = format!("sig {} end", &token.expose()[40..]);
+        assert_eq!(redact_fragments(&tail, &token), "sig REDACTED end");
+        assert_eq!(
+            redact_fragments(
+                "HTTP 400 invalid_grant: the audience does not match",
+                &token
+            ),
+            "HTTP 400 invalid_grant: the audience does not match"
+        );
+        assert_eq!(redact_fragments("ünïcode", &token), "ünïcode");
+        assert_eq!(
+            redact_fragments("a abc b", &Secret::new("abc".to_owned())),
+            "a REDACTED b"
+        );
     }
 
     #[test]

@@ -70,11 +70,13 @@ fn google_images_get_one_token_for_every_google_registry_in_each_api_version() {
         assert_eq!(
             keys,
             [
+                "us-docker.pkg.dev",
                 "gcr.io",
                 "*.gcr.io",
                 "*-docker.pkg.dev",
                 "docker.*.rep.pkg.dev"
-            ]
+            ],
+            "the image's own host, then every Google glob"
         );
         for entry in auth.values() {
             assert_eq!(entry["username"], "oauth2accesstoken");
@@ -82,6 +84,28 @@ fn google_images_get_one_token_for_every_google_registry_in_each_api_version() {
         }
     }
     assert_eq!(server.count(), 1, "the token cache is shared with get");
+}
+
+#[test]
+fn a_registry_declared_without_a_port_answers_for_the_images_port() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    env.set("DOCKER_CREDENTIAL_GCP_REGISTRIES", "ar-proxy.corp.example");
+    let (out, v) = provider(&env, &request("v1", "ar-proxy.corp.example:8443/team/app"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        v["auth"]["ar-proxy.corp.example:8443"]["password"], "ya29.test-1",
+        "the kubelet compares ports: the image's own host:port must be a key"
+    );
+    assert_eq!(
+        v["auth"]["ar-proxy.corp.example"]["password"],
+        "ya29.test-1"
+    );
+    assert_eq!(
+        v["cacheKeyType"], "Registry",
+        "a Global entry would serve images on other ports without their key"
+    );
 }
 
 #[test]
@@ -247,47 +271,12 @@ const POD_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.pod-service-account-token.sig";
 const AUDIENCE: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/cluster/providers/k8s";
 const GSA: &str = "puller@proj.iam.gserviceaccount.com";
 
-/// STS that federates exactly the pod's token for AUDIENCE.
 fn sts() -> Server {
-    Server::start(|req| {
-        let form = req.form();
-        let f = |k: &str| form.get(k).cloned().unwrap_or_default();
-        if f("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange"
-            && f("subject_token") == POD_TOKEN
-            && f("subject_token_type") == "urn:ietf:params:oauth:token-type:jwt"
-            && f("audience") == AUDIENCE
-            && f("scope") == "https://www.googleapis.com/auth/cloud-platform"
-        {
-            Reply::json(
-                200,
-                serde_json::json!({"access_token": "ya29.federated-pod", "expires_in": 3600, "token_type": "Bearer"}),
-            )
-        } else {
-            Reply::json(
-                400,
-                serde_json::json!({"error": "invalid_grant", "error_description": "bad subject"}),
-            )
-        }
-    })
+    kubelet::pod_sts(POD_TOKEN, AUDIENCE)
 }
 
-/// IAM Credentials: impersonates GSA for the federated token.
 fn iam() -> Server {
-    Server::start(|req| {
-        let path = format!("/v1/projects/-/serviceAccounts/{GSA}:generateAccessToken");
-        if req.path() == path && req.header("authorization") == Some("Bearer ya29.federated-pod") {
-            let expire = "2126-01-01T00:00:00Z";
-            Reply::json(
-                200,
-                serde_json::json!({"accessToken": "ya29.impersonated-gsa", "expireTime": expire}),
-            )
-        } else {
-            Reply::json(
-                403,
-                serde_json::json!({"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}}),
-            )
-        }
-    })
+    kubelet::pod_iam(GSA)
 }
 
 fn pod_request(annotations: Value) -> Vec<u8> {
@@ -332,8 +321,8 @@ fn a_pod_service_account_token_is_federated_at_sts() {
         "ya29.federated-pod"
     );
     assert_eq!(
-        v["cacheKeyType"], "Registry",
-        "per-pod identity is not cached node-wide"
+        v["cacheKeyType"], "Global",
+        "the kubelet already keys its cache by service account"
     );
     assert_eq!(
         (sts.count(), iam.count(), node.count()),
@@ -411,4 +400,129 @@ fn pod_tokens_without_a_configured_audience_or_accepted_by_sts_are_clear_errors(
         "{}",
         bad.stderr
     );
+}
+
+#[test]
+fn with_an_opt_in_annotation_only_annotated_service_accounts_use_their_token() {
+    let (sts, iam) = (sts(), iam());
+    let node = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&node.url("/token"));
+    let (sts_url, iam_url) = (sts.url("/v1/token"), iam.url(""));
+    let mut args = pod_args(&sts_url, &iam_url);
+    args.extend(["--workload-identity-annotation", "example.com/pull-as-pod"]);
+    let cases = [
+        (serde_json::json!({}), "ya29.test-1", (0, 0)),
+        (
+            serde_json::json!({"example.com/pull-as-pod": "false"}),
+            "ya29.test-1",
+            (0, 0),
+        ),
+        (
+            serde_json::json!({"example.com/pull-as-pod": "true"}),
+            "ya29.federated-pod",
+            (1, 0),
+        ),
+        (
+            serde_json::json!({"example.com/pull-as-pod": "true", "iam.gke.io/gcp-service-account": GSA}),
+            "ya29.impersonated-gsa",
+            (2, 1),
+        ),
+    ];
+    for (annotations, password, exchanges) in cases {
+        let out = env.run(&args, &pod_request(annotations.clone()));
+        assert_eq!(out.code, 0, "{annotations}: {}", out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["auth"]["gcr.io"]["password"], password, "{annotations}");
+        assert_eq!(v["cacheKeyType"], "Global", "{annotations}");
+        assert_eq!((sts.count(), iam.count()), exchanges, "{annotations}");
+    }
+    assert_eq!(
+        node.count(),
+        1,
+        "the node's token comes from the node's cache"
+    );
+}
+
+#[test]
+fn an_opt_in_annotation_needs_an_audience_and_a_token() {
+    let env = Env::new();
+    let out = env.run(
+        &[
+            "kubelet-credential-provider",
+            "--workload-identity-annotation",
+            "example.com/pull-as-pod",
+        ],
+        &request("v1", "gcr.io/p/app"),
+    );
+    assert_eq!(out.code, 2, "a usage error: {}", out.stderr);
+    assert!(
+        out.stderr.contains("--workload-identity-audience"),
+        "{}",
+        out.stderr
+    );
+
+    let annotated_without_token = serde_json::json!({
+        "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+        "kind": "CredentialProviderRequest",
+        "image": "gcr.io/p/app",
+        "serviceAccountAnnotations": {"example.com/pull-as-pod": "true"},
+    });
+    let out = env.run(
+        &[
+            "kubelet-credential-provider",
+            "--workload-identity-audience",
+            AUDIENCE,
+            "--workload-identity-annotation",
+            "example.com/pull-as-pod",
+        ],
+        annotated_without_token.to_string().as_bytes(),
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("sent no service account token"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn errors_never_repeat_the_pod_token_even_cut_short() {
+    // A real pod token is a JWT of about a kilobyte; error bodies are excerpted to 200
+    // characters, which cuts a quoted token short.
+    let long: &'static str = Box::leak(
+        format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.sig",
+            "eyJpc3MiOiJrdWJlcm5ldGVzIn0".repeat(40)
+        )
+        .into_boxed_str(),
+    );
+    let sts = kubelet::pod_sts(long, "//iam.googleapis.com/another/audience");
+    let env = Env::new();
+    let sts_url = sts.url("/v1/token");
+    let out = env.run(
+        &pod_args(&sts_url, "http://127.0.0.1:1"),
+        serde_json::json!({
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "kind": "CredentialProviderRequest",
+            "image": "gcr.io/p/app",
+            "serviceAccountToken": long,
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("bad subject REDACTED"),
+        "{}",
+        out.stderr
+    );
+    for window in long.as_bytes().windows(12) {
+        let piece = std::str::from_utf8(window).unwrap();
+        assert!(
+            !out.stderr.contains(piece),
+            "a fragment of the pod token reached stderr: {piece} in {}",
+            out.stderr
+        );
+    }
 }

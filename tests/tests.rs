@@ -36,6 +36,8 @@ mod hardening;
 mod hostile;
 #[cfg(unix)]
 mod kubelet;
+#[cfg(unix)]
+mod kubelet_rules;
 #[cfg(target_os = "linux")]
 mod login;
 #[cfg(unix)]
