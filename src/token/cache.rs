@@ -148,10 +148,7 @@ impl Cache {
 
     /// `Ok(false)` if the directory does not exist yet; an error if someone else controls it.
     fn dir_is_private(&self) -> Result<bool> {
-        if !self.dir.exists() {
-            return Ok(false);
-        }
-        files::check_private_dir(&self.dir).map(|()| true)
+        files::private_dir_exists(&self.dir)
     }
 
     fn entry_path(&self, digest: &str) -> PathBuf {

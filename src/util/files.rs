@@ -38,12 +38,13 @@ pub(crate) enum Trust {
     OnlyMe,
 }
 
-/// Opens `path` read-only without blocking, and refuses anything but a regular file.
-pub(crate) fn open_regular(path: &Path, symlinks: Symlinks) -> io::Result<File> {
+/// Opens `path` read-only without blocking, and refuses anything but a regular file; also
+/// returns the `fstat` that decided it.
+fn open_regular_with_metadata(path: &Path, symlinks: Symlinks) -> io::Result<(File, fs::Metadata)> {
     let mut options = OpenOptions::new();
     options.read(true);
     no_block(&mut options, symlinks);
-    checked(path, options.open(path), symlinks)
+    checked_with_metadata(path, options.open(path), symlinks)
 }
 
 /// Opens `path` for appending (creating it with `mode`) without blocking, and refuses anything
@@ -57,6 +58,14 @@ pub(crate) fn open_append(path: &Path, mode: u32, symlinks: Symlinks) -> io::Res
 }
 
 fn checked(path: &Path, opened: io::Result<File>, symlinks: Symlinks) -> io::Result<File> {
+    checked_with_metadata(path, opened, symlinks).map(|(file, _)| file)
+}
+
+fn checked_with_metadata(
+    path: &Path,
+    opened: io::Result<File>,
+    symlinks: Symlinks,
+) -> io::Result<(File, fs::Metadata)> {
     let file = opened.map_err(|e| explain_open_error(e, symlinks))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -69,7 +78,7 @@ fn checked(path: &Path, opened: io::Result<File>, symlinks: Symlinks) -> io::Res
             ),
         ));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 #[cfg(unix)]
@@ -136,14 +145,11 @@ pub(crate) fn read_bounded(
     symlinks: Symlinks,
     trust: Trust,
 ) -> Result<Option<Vec<u8>>> {
-    let mut file = match open_regular(path, symlinks) {
-        Ok(f) => f,
+    let (mut file, meta) = match open_regular_with_metadata(path, symlinks) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot stat {}", path.display()))?;
     if trust == Trust::OnlyMe {
         check_trusted(path, &meta)?;
     }
@@ -202,14 +208,28 @@ pub(crate) fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Checks that `dir` is a directory this user owns that others cannot write; `Ok(false)` if
+/// it does not exist (one `stat`).
+pub(crate) fn private_dir_exists(dir: &Path) -> Result<bool> {
+    match fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot use directory {}", dir.display())),
+        Ok(meta) => check_dir_meta(dir, &meta).map(|()| true),
+    }
+}
+
 /// Checks that `dir` is a directory this user owns that others cannot write.
 pub(crate) fn check_private_dir(dir: &Path) -> Result<()> {
     let meta =
         fs::metadata(dir).with_context(|| format!("cannot use directory {}", dir.display()))?;
+    check_dir_meta(dir, &meta)
+}
+
+fn check_dir_meta(dir: &Path, meta: &fs::Metadata) -> Result<()> {
     if !meta.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    check_trusted(dir, &meta)
+    check_trusted(dir, meta)
 }
 
 /// Creates `dir` (and parents) with mode 0700 if needed, then checks it is private.
