@@ -63,9 +63,14 @@ pub(crate) const LOG_FILE: Spec = Spec {
     env: "DOCKER_CREDENTIAL_GCP_LOG_FILE",
     help: "also append log lines to this file",
 };
+pub(crate) const CA_FILE: Spec = Spec {
+    key: "ca_file",
+    env: "DOCKER_CREDENTIAL_GCP_CA_FILE",
+    help: "PEM file of extra certificate authorities to trust for HTTPS (e.g. a TLS-inspecting proxy's), added to the OS roots",
+};
 
 /// Every setting, in the order `config` and `--help` show them.
-pub(crate) const SPECS: [&Spec; 7] = [
+pub(crate) const SPECS: [&Spec; 8] = [
     &TOKEN_SOURCES,
     &REGISTRIES,
     &CACHE_DIR,
@@ -73,6 +78,7 @@ pub(crate) const SPECS: [&Spec; 7] = [
     &TIMEOUT,
     &LOG,
     &LOG_FILE,
+    &CA_FILE,
 ];
 
 /// The token sources, in the order the user wants them tried.
@@ -133,6 +139,8 @@ pub(crate) struct Settings {
     pub(crate) timeout: Setting<Duration>,
     pub(crate) log_level: Setting<LevelFilter>,
     pub(crate) log_file: Setting<Option<PathBuf>>,
+    /// Extra certificate authorities (read only when a token is minted).
+    pub(crate) ca_file: Setting<Option<PathBuf>>,
     /// The config file consulted, and whether it existed.
     pub(crate) config_file: Option<(PathBuf, bool)>,
     /// Problems that did not stop the program: invalid list entries that were skipped,
@@ -233,6 +241,7 @@ impl Settings {
             timeout: inputs.get(&TIMEOUT, parse_timeout, || DEFAULT_TIMEOUT)?,
             log_level: inputs.get(&LOG, logging::parse_level, || LevelFilter::Warn)?,
             log_file: inputs.get(&LOG_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
+            ca_file: inputs.get(&CA_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
             config_file,
             warnings,
         })
@@ -292,6 +301,7 @@ impl Settings {
                 path(&self.log_file.value),
                 &self.log_file.origin,
             ),
+            (CA_FILE.key, path(&self.ca_file.value), &self.ca_file.origin),
         ]
     }
 }

@@ -28,6 +28,8 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("containerd", &["containerd", "ctr", "unshare", "openssl"]),
     ("squid", &["squid"]),
     ("tinyproxy", &["tinyproxy"]),
+    // Test names in a private mount namespace (tests/support/proxy.rs), a test CA.
+    ("namespaces", &["unshare", "mount", "openssl"]),
 ];
 
 fn main() {

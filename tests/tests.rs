@@ -19,5 +19,6 @@ mod gcloud;
 mod hardening;
 mod kubelet;
 mod protocol;
+mod proxy;
 mod store;
 mod tokens;
