@@ -66,7 +66,7 @@ pub(crate) const LOG_FILE: Spec = Spec {
 pub(crate) const CA_FILE: Spec = Spec {
     key: "ca_file",
     env: "DOCKER_CREDENTIAL_GCP_CA_FILE",
-    help: "PEM file of extra certificate authorities to trust for HTTPS (e.g. a TLS-inspecting proxy's), added to the OS roots",
+    help: "extra CA certificates (PEM) for HTTPS, added to the OS roots (e.g. a TLS-inspecting proxy's)",
 };
 
 /// Every setting, in the order `config` and `--help` show them.

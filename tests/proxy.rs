@@ -573,3 +573,65 @@ fn a_cached_get_does_no_proxy_work() {
     assert_eq!(creds(&out).2, "ya29.test-1");
     assert_eq!(lab.requests_to("oauth2.test"), 1);
 }
+
+#[test]
+#[cfg_attr(
+    any(missing_namespaces, missing_root),
+    ignore = "needs unshare, openssl and root"
+)]
+fn ca_file_adds_to_the_os_roots_and_mozillas_roots_stand_in_only_for_none() {
+    require("unshare");
+    require_root("hiding /etc/ssl in a private mount namespace");
+    let pki = Pki::new();
+    let mut env = Env::new();
+    let ca = pki.ca_file().display().to_string();
+    env.set("DOCKER_CREDENTIAL_GCP_CA_FILE", ca.clone());
+    let line = |out: &Output| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains("certificate authorities"))
+            .unwrap_or_else(|| panic!("{}", out.stdout))
+            .to_owned()
+    };
+    let with_os = line(&env.run(&["doctor"], b""));
+    assert!(
+        with_os.starts_with("✓ trusted certificate authorities: ")
+            && !with_os.contains(": 0 from the OS")
+            && with_os.ends_with(&format!(" from the OS, 1 from ca_file {ca}")),
+        "{with_os}"
+    );
+
+    // No OS certificates at all, as for a static binary in an empty chroot.
+    let without_os = |env: &Env| {
+        let script = r#"mount -t tmpfs none /etc/ssl && exec "$@""#;
+        let cmd = env.program(
+            "unshare",
+            &[
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                BIN,
+                "doctor",
+            ],
+        );
+        line(&run_command(cmd, b""))
+    };
+    let fallback = without_os(&env);
+    assert!(
+        fallback.starts_with("✓ trusted certificate authorities: 0 from the OS, ")
+            && fallback.contains(" built in (Mozilla's, as the OS has none), 1 from ca_file"),
+        "{fallback}"
+    );
+    // A user who names the roots keeps their choice: no silent fallback.
+    env.unset("DOCKER_CREDENTIAL_GCP_CA_FILE")
+        .set("SSL_CERT_FILE", "/nonexistent/roots.pem");
+    let chosen = without_os(&env);
+    assert_eq!(
+        chosen,
+        "✗ no trusted certificate authorities (0 from SSL_CERT_FILE/SSL_CERT_DIR); HTTPS requests will fail"
+    );
+}
