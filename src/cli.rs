@@ -37,6 +37,11 @@ without the prefix):
     for spec in SPECS {
         text.push_str(&format!("  {:<36} {}\n", spec.env, spec.help));
     }
+    text.push_str(
+        "\nProxies: HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or in lower case) apply to every token
+request except the metadata server's; SSL_CERT_FILE / SSL_CERT_DIR replace the OS certificate
+store. `docker-credential-gcp doctor` shows which proxy each kind of request uses.\n",
+    );
     text.push_str("\nFiles:\n");
     for (what, path) in platform::help_paths(Os::CURRENT) {
         text.push_str(&format!("  {what:<12} {path}\n"));

@@ -358,7 +358,7 @@ fn pod_token(
             }),
     };
     let deadline = Instant::now() + settings.timeout.value;
-    let http = Http::new()?;
+    let http = Http::new(settings.ca_file.value.as_deref())?;
     federation::federate(&http, &federation, sa_token, deadline)
         .map_err(|e| anyhow!("workload identity for the pod's service account: {e:#}"))
 }

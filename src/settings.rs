@@ -63,6 +63,11 @@ pub(crate) const LOG_FILE: Spec = Spec {
     env: "DOCKER_CREDENTIAL_GCP_LOG_FILE",
     help: "also append log lines to this file",
 };
+pub(crate) const CA_FILE: Spec = Spec {
+    key: "ca_file",
+    env: "DOCKER_CREDENTIAL_GCP_CA_FILE",
+    help: "extra CA certificates (PEM) for HTTPS, added to the OS roots (e.g. a TLS-inspecting proxy's)",
+};
 
 pub(crate) const REFRESH_AHEAD: Spec = Spec {
     key: "refresh_ahead",
@@ -71,7 +76,7 @@ pub(crate) const REFRESH_AHEAD: Spec = Spec {
 };
 
 /// Every setting, in the order `config` and `--help` show them.
-pub(crate) const SPECS: [&Spec; 8] = [
+pub(crate) const SPECS: [&Spec; 9] = [
     &TOKEN_SOURCES,
     &REGISTRIES,
     &CACHE_DIR,
@@ -80,6 +85,7 @@ pub(crate) const SPECS: [&Spec; 8] = [
     &REFRESH_AHEAD,
     &LOG,
     &LOG_FILE,
+    &CA_FILE,
 ];
 
 /// The token sources, in the order the user wants them tried.
@@ -142,6 +148,8 @@ pub(crate) struct Settings {
     pub(crate) refresh_ahead: Setting<Duration>,
     pub(crate) log_level: Setting<LevelFilter>,
     pub(crate) log_file: Setting<Option<PathBuf>>,
+    /// Extra certificate authorities (read only when a token is minted).
+    pub(crate) ca_file: Setting<Option<PathBuf>>,
     /// The config file consulted, and whether it existed.
     pub(crate) config_file: Option<(PathBuf, bool)>,
     /// Problems that did not stop the program: invalid list entries that were skipped,
@@ -244,6 +252,7 @@ impl Settings {
             refresh_ahead: inputs.get(&REFRESH_AHEAD, parse_minutes, || DEFAULT_REFRESH_AHEAD)?,
             log_level: inputs.get(&LOG, logging::parse_level, || LevelFilter::Warn)?,
             log_file: inputs.get(&LOG_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
+            ca_file: inputs.get(&CA_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
             config_file,
             warnings,
         })
@@ -308,6 +317,7 @@ impl Settings {
                 path(&self.log_file.value),
                 &self.log_file.origin,
             ),
+            (CA_FILE.key, path(&self.ca_file.value), &self.ca_file.origin),
         ]
     }
 }

@@ -29,6 +29,8 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("unshare", &["unshare", "python3", "ip"]),
     ("squid", &["squid"]),
     ("tinyproxy", &["tinyproxy"]),
+    // Test names in a private mount namespace (tests/support/proxy.rs), a test CA.
+    ("namespaces", &["unshare", "mount", "openssl"]),
 ];
 
 fn main() {

@@ -42,6 +42,8 @@ mod kubelet_rules;
 mod login;
 #[cfg(unix)]
 mod protocol;
+#[cfg(target_os = "linux")]
+mod proxy;
 #[cfg(unix)]
 mod refresh_ahead;
 #[cfg(target_os = "linux")]

@@ -55,7 +55,10 @@ fn host_for(location: &str) -> String {
 /// Lists the Artifact Registry locations of `project` (or the user's default project).
 pub(crate) fn discover(project: Option<&str>, settings: &Settings) -> Result<Discovery> {
     let endpoint = endpoint()?;
-    let mut ctx = MintContext::new(Instant::now() + settings.timeout.value);
+    let mut ctx = MintContext::new(
+        Instant::now() + settings.timeout.value,
+        settings.ca_file.value.clone(),
+    );
     let project = match project {
         Some(id) => Project {
             id: id.trim().to_owned(),

@@ -17,7 +17,8 @@ use crate::helper::protocol;
 use crate::helper::store::{self, Store};
 use crate::hosts::{self, HostClass};
 use crate::settings::Settings;
-use crate::token::{self, Outcome, now_secs, sources};
+use crate::token::proxy::Proxies;
+use crate::token::{self, Outcome, now_secs, oauth, sources, tls};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::{text, ui};
 
@@ -80,6 +81,7 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
         check_known_hosts(&mut r, helpers, &suffix, &settings)?;
     }
     check_docker_client(&mut r)?;
+    check_network(&mut r, &settings)?;
     check_token(&mut r, &settings)?;
     check_cache_dir(&mut r, &settings)?;
     check_keyring(&mut r)?;
@@ -317,6 +319,40 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
         Err(e) => r.fail(
             format!("{e:#}"),
             "follow the fix named for each source above",
+        ),
+    }
+}
+
+/// Which way each kind of request goes (a proxy, never its credentials, or direct), and the
+/// certificate authorities HTTPS trusts.
+fn check_network(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
+    match Proxies::from_env() {
+        Err(e) => r.fail(
+            format!("proxy settings: {e}"),
+            "set it to http://[user:password@]host:port, or unset it",
+        )?,
+        Ok(proxies) => {
+            for (what, url) in [
+                ("token endpoint", oauth::DEFAULT_TOKEN_URI),
+                ("STS", oauth::DEFAULT_STS_URL),
+                ("IAM credentials", oauth::DEFAULT_IAM_ENDPOINT),
+            ] {
+                let uri: http::Uri = url.parse()?;
+                let host = uri.host().unwrap_or_default();
+                r.info(format!("{what} {host}: {}", proxies.route(&uri)))?;
+            }
+            r.info("metadata server: direct (never through a proxy)")?;
+        }
+    }
+    match tls::load_roots(settings.ca_file.value.as_deref()) {
+        Ok((roots, report)) if roots.is_empty() => r.fail(
+            format!("no trusted certificate authorities ({report}); HTTPS requests will fail"),
+            "unset SSL_CERT_FILE/SSL_CERT_DIR or point them at readable PEM certificates",
+        ),
+        Ok((_, report)) => r.pass(format!("trusted certificate authorities: {report}")),
+        Err(e) => r.fail(
+            format!("{e:#}"),
+            "point ca_file (DOCKER_CREDENTIAL_GCP_CA_FILE) at a PEM file of CA certificates, or unset it",
         ),
     }
 }

@@ -200,7 +200,9 @@ impl ServiceAccountKey {
         };
         let deadline = ctx.deadline;
         let http = ctx.http()?;
-        let client = yup_oauth2::CustomHyperClientBuilder::from(http.client());
+        let client = yup_oauth2::CustomHyperClientBuilder::from(
+            http.client().map_err(|e| anyhow!("{step}: {e}"))?,
+        );
         let auth = http
             .block_on(
                 &step,
@@ -254,7 +256,9 @@ impl std::fmt::Display for YupFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             YupFailure::Http(e) => e.fmt(f),
-            YupFailure::Yup(e) => e.fmt(f),
+            // yup-oauth2's own text stops at "client error (Connect)"; the cause (a proxy's
+            // answer, a certificate) is further down the chain.
+            YupFailure::Yup(e) => f.write_str(&http::describe(e)),
         }
     }
 }
@@ -263,6 +267,7 @@ impl Retryable for YupFailure {
     fn retry(&self) -> Retry {
         match self {
             YupFailure::Http(e) => e.retry(),
+            YupFailure::Yup(e) if http::is_final_proxy_refusal(e) => Retry::No,
             YupFailure::Yup(
                 yup_oauth2::Error::HttpError(_)
                 | yup_oauth2::Error::HttpClientError(_)

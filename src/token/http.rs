@@ -1,24 +1,30 @@
-//! HTTP for minting tokens: a single-threaded tokio runtime and a hyper client with rustls,
+//! HTTP for minting tokens: a single-threaded tokio runtime and hyper clients with rustls,
 //! built only when a token must actually be minted, and the one retry policy every request
 //! (ours and yup-oauth2's) goes through.
 //!
-//! Building the client loads the OS root certificates, which costs milliseconds; the cached
-//! `get` never gets here. Every call is bounded by the caller's deadline, and the runtime is
-//! shut down without waiting for a name lookup still running on its blocking pool, so a slow
-//! resolver cannot hold the process past the deadline either.
+//! Two clients share the runtime and the TLS roots (`tls`): one goes through the proxy the
+//! environment names (`proxy`, `connect`), and is also the one yup-oauth2 sends through; the
+//! other never uses a proxy, for requests marked [`Request::direct`] (the metadata server).
+//!
+//! Building them loads the root certificates and reads the proxy variables, which costs
+//! milliseconds; the cached `get` never gets here. Every call is bounded by the caller's
+//! deadline, and the runtime is shut down without waiting for a name lookup still running on
+//! its blocking pool, so a slow resolver cannot hold the process past the deadline either.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
+use super::connect::{self, Connector, ProxyError, ProxyErrorKind};
+use super::proxy::{self, Bypass, Proxies, Route};
+use super::tls;
 use crate::util::secret::Secret;
 
-pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub(crate) type HttpClient = Client<Connector, String>;
 
 /// Largest response body accepted from any endpoint.
@@ -171,8 +177,10 @@ pub(crate) enum ErrorKind {
     Timeout,
     /// No answer: connection refused or reset, TLS failure, a truncated response. Retried.
     Transport,
-    /// The request could not be built (a malformed URL): final.
+    /// The request could not be built (a malformed URL, an unusable proxy setting): final.
     Invalid,
+    /// The proxy refused for good (a policy refusal, missing or wrong proxy credentials): final.
+    Proxy,
 }
 
 /// A request that got no HTTP answer.
@@ -224,7 +232,7 @@ impl Retryable for HttpError {
     fn retry(&self) -> Retry {
         match self.kind {
             ErrorKind::Transport => Retry::Backoff,
-            ErrorKind::Timeout | ErrorKind::Invalid => Retry::No,
+            ErrorKind::Timeout | ErrorKind::Invalid | ErrorKind::Proxy => Retry::No,
         }
     }
 }
@@ -284,38 +292,47 @@ impl Retryable for Attempt {
 pub(crate) struct Http {
     /// Always `Some` until dropped (see `Drop`).
     runtime: Option<tokio::runtime::Runtime>,
-    client: HttpClient,
+    /// Through the proxy the environment names, if any; an unusable proxy setting fails only
+    /// the requests that would have used it.
+    proxied: Result<(HttpClient, Proxies), String>,
+    /// Never through a proxy.
+    direct: HttpClient,
 }
 
 impl Http {
-    pub(crate) fn new() -> Result<Http> {
+    /// Loads the trusted roots (plus `ca_file`) and reads the proxy variables.
+    pub(crate) fn new(ca_file: Option<&Path>) -> Result<Http> {
+        let (roots, report) = tls::load_roots(ca_file)?;
+        log::debug!("trusted root certificates: {report}");
+        Http::with(Proxies::from_env(), tls::client_config(roots)?)
+    }
+
+    fn with(proxies: Result<Proxies, String>, tls: rustls::ClientConfig) -> Result<Http> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
         // hyper's connector registers timers with the runtime it is built in.
         let _entered = runtime.enter();
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match builder.with_native_roots() {
-            Ok(b) => b,
-            Err(e) => {
-                log::warn!("no usable OS root certificates ({e}); HTTPS requests will fail");
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_roots()?)
-            }
+        let client = |proxies: Proxies| {
+            Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(connect::connector(proxies, tls.clone()))
         };
-        let connector = builder.https_or_http().enable_http1().build();
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector);
         Ok(Http {
+            proxied: proxies.map(|p| (client(p.clone()), p)),
+            direct: client(Proxies::none()),
             runtime: Some(runtime),
-            client,
         })
     }
 
-    /// The client, for yup-oauth2 (which sends its requests through the same connector).
-    pub(crate) fn client(&self) -> HttpClient {
-        self.client.clone()
+    /// The client that honours the proxy settings, for yup-oauth2 (which sends its requests
+    /// through it).
+    pub(crate) fn client(&self) -> Result<HttpClient> {
+        match &self.proxied {
+            Ok((client, _)) => Ok(client.clone()),
+            Err(e) => Err(anyhow!("{e}")),
+        }
     }
 
     /// Runs `future` to completion or fails when `deadline` passes.
@@ -341,11 +358,41 @@ impl Http {
     /// `deadline`. Any HTTP answer, including an error status after the last attempt, is
     /// returned for the caller to interpret; a 400 `invalid_grant` is final at once.
     pub(crate) fn send(&self, req: &Request, deadline: Instant) -> Result<Response, HttpError> {
+        let (client, route) = if req.direct {
+            (&self.direct, None)
+        } else {
+            let (client, proxies) = self
+                .proxied
+                .as_ref()
+                .map_err(|e| HttpError::new(ErrorKind::Invalid, &req.url, e.clone()))?;
+            let route = req.url.parse().ok().map(|uri| proxies.route(&uri));
+            (client, route)
+        };
         let what = format!("{} {}", req.method, redacted_url(&req.url));
-        log::debug!("{what}{}", if req.direct { " (direct)" } else { "" });
+        match &route {
+            None => log::debug!("{what} (direct, never through a proxy)"),
+            Some(Route::Direct(Bypass::NotSet)) => log::debug!("{what}"),
+            Some(route) => log::debug!("{what}: {route}"),
+        }
         let result = with_retries(&what, deadline, || {
-            let built = req.build().map_err(Attempt::Failed)?;
-            match self.send_once(built, &req.url, deadline) {
+            let mut built = req.build().map_err(Attempt::Failed)?;
+            if let Some(Route::Forward(proxy)) = &route
+                && let Some(auth) = proxy.auth()
+            {
+                // The connector cannot add headers; a forwarded request carries them itself.
+                built
+                    .headers_mut()
+                    .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+            }
+            match self.send_once(client, built, &req.url, deadline) {
+                Ok(resp) if resp.status == 407 => match &route {
+                    Some(Route::Forward(proxy)) => Err(Attempt::Failed(HttpError::new(
+                        ErrorKind::Proxy,
+                        &req.url,
+                        proxy_auth_required(proxy).to_string(),
+                    ))),
+                    _ => Ok(resp),
+                },
                 Ok(resp) if resp.is_transient() => Err(Attempt::Transient(Box::new(resp))),
                 Ok(resp) => Ok(resp),
                 Err(e) => Err(Attempt::Failed(e)),
@@ -360,17 +407,21 @@ impl Http {
 
     fn send_once(
         &self,
+        client: &HttpClient,
         req: http::Request<String>,
         url: &str,
         deadline: Instant,
     ) -> Result<Response, HttpError> {
-        let client = &self.client;
         let transport = |detail: String| HttpError::new(ErrorKind::Transport, url, detail);
         self.block_on(url, deadline, async move {
-            let resp = client
-                .request(req)
-                .await
-                .map_err(|e| transport(error_chain(&e)))?;
+            let resp = client.request(req).await.map_err(|e| {
+                let kind = if is_final_proxy_refusal(&e) {
+                    ErrorKind::Proxy
+                } else {
+                    ErrorKind::Transport
+                };
+                HttpError::new(kind, url, describe(&e))
+            })?;
             let (parts, body) = resp.into_parts();
             let bytes = http_body_util::Limited::new(body, MAX_BODY)
                 .collect()
@@ -386,23 +437,40 @@ impl Http {
     }
 }
 
+/// Whether `e` was caused by a proxy that refused for good (see `ProxyError::is_final`).
+pub(crate) fn is_final_proxy_refusal(e: &(dyn std::error::Error + 'static)) -> bool {
+    connect::proxy_error(e).is_some_and(ProxyError::is_final)
+}
+
+/// A forwarding proxy's 407: only the proxy sends it.
+fn proxy_auth_required(proxy: &proxy::Proxy) -> ProxyError {
+    let kind = ProxyErrorKind::AuthRequired {
+        status: 407,
+        reason: "Proxy Authentication Required".to_owned(),
+    };
+    ProxyError::new(proxy, kind, None)
+}
+
 /// The deadline of one mint and the HTTP stack, built on first use (a gcloud mint needs none).
 pub(crate) struct MintContext {
     pub(crate) deadline: Instant,
+    /// Extra certificate authorities to trust (the `ca_file` setting).
+    ca_file: Option<PathBuf>,
     http: Option<Http>,
 }
 
 impl MintContext {
-    pub(crate) fn new(deadline: Instant) -> MintContext {
+    pub(crate) fn new(deadline: Instant, ca_file: Option<PathBuf>) -> MintContext {
         MintContext {
             deadline,
+            ca_file,
             http: None,
         }
     }
 
     pub(crate) fn http(&mut self) -> Result<&Http> {
         if self.http.is_none() {
-            self.http = Some(Http::new()?);
+            self.http = Some(Http::new(self.ca_file.as_deref())?);
         }
         Ok(self.http.as_ref().expect("just set"))
     }
@@ -418,18 +486,6 @@ impl Drop for Http {
     }
 }
 
-fn empty_roots() -> Result<rustls::ClientConfig> {
-    Ok(
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("no TLS protocol versions")?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth(),
-    )
-}
-
 /// An error and its sources, joined: hyper's top-level messages ("client error (Connect)")
 /// say little without the cause underneath.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -442,6 +498,20 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
             msg.push_str(&text);
         }
         source = s.source();
+    }
+    msg
+}
+
+/// An HTTP failure for a message: its chain of causes, without hyper's bare "client error
+/// (Connect)" in front of the cause that says what went wrong (a proxy's answer, a refused
+/// connection, a certificate), and with the fix for a certificate nobody here trusts.
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = error_chain(e).replace("client error (Connect): ", "");
+    if msg.contains("UnknownIssuer") {
+        msg.push_str(
+            " (if a proxy or firewall inspects TLS, point DOCKER_CREDENTIAL_GCP_CA_FILE at its \
+             certificate authority's PEM file)",
+        );
     }
     msg
 }
@@ -468,7 +538,7 @@ pub(crate) fn check_url(url: &str) -> Result<()> {
     let host = uri.host().unwrap_or_default();
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(()),
-        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") if proxy::is_loopback(host) => Ok(()),
         Some("http") => bail!("refusing to send credentials over plain http to {host}; use https"),
         _ => bail!("{url:?} is not an https URL"),
     }
@@ -483,26 +553,10 @@ pub(crate) fn check_url_or_instance_metadata(url: &str) -> Result<()> {
         .parse()
         .with_context(|| format!("{url:?} is not a valid URL"))?;
     let host = uri.host().unwrap_or_default();
-    if uri.scheme_str() == Some("http") && is_instance_metadata(host) {
+    if uri.scheme_str() == Some("http") && proxy::is_instance_metadata_address(host) {
         return Ok(());
     }
     check_url(url)
-}
-
-fn is_instance_metadata(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let metadata_v4 = std::net::IpAddr::from([169, 254, 169, 254]);
-    let metadata_v6 = std::net::IpAddr::from([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]);
-    host.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip == metadata_v4 || ip == metadata_v6)
-}
-
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -603,6 +657,114 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(calls.get(), 1, "no wait past the deadline");
+    }
+
+    /// A forwarding proxy on loopback for one request: returns the request head it got.
+    fn forward_proxy(answer: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = conn.write_all(answer.as_bytes());
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (port, handle)
+    }
+
+    fn http_through(proxy_url: &str) -> Http {
+        let env = proxy::ProxyEnv {
+            http: Some(("HTTP_PROXY", proxy_url.to_owned())),
+            ..proxy::ProxyEnv::default()
+        };
+        let tls = tls::client_config(rustls::RootCertStore::empty()).unwrap();
+        Http::with(Proxies::from_settings(&env), tls).unwrap()
+    }
+
+    #[test]
+    fn plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
+        let (port, proxy) =
+            forward_proxy("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        let http = http_through(&format!("http://alice:pa55@127.0.0.1:{port}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let resp = http
+            .send(&Request::get("http://idp.test:8080/subject?x=1"), deadline)
+            .unwrap();
+        assert_eq!((resp.status, resp.body.as_slice()), (200, &b"ok"[..]));
+        let head = proxy.join().unwrap();
+        assert!(
+            head.starts_with("GET http://idp.test:8080/subject?x=1 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        // base64("alice:pa55")
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic ywxpy2u6cge1nq==\r\n"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn a_forwarding_proxy_asking_for_credentials_is_a_final_proxy_error() {
+        let (port, proxy) = forward_proxy(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let http = http_through(&format!("http://127.0.0.1:{port}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let e = http
+            .send(&Request::get("http://idp.test/subject"), deadline)
+            .unwrap_err();
+        proxy.join().unwrap();
+        assert_eq!(e.kind, ErrorKind::Proxy);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "http://idp.test/subject: through proxy http://127.0.0.1:{port}: proxy authentication required (407 Proxy Authentication Required); put user:password@ into HTTP_PROXY"
+            )
+        );
+    }
+
+    #[test]
+    fn an_unusable_proxy_setting_fails_proxied_requests_only() {
+        let tls = tls::client_config(rustls::RootCertStore::empty()).unwrap();
+        let http = Http::with(Err("HTTPS_PROXY is not a valid proxy URL".into()), tls).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let e = http
+            .send(&Request::get("https://oauth2.test/token"), deadline)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(
+            e.to_string()
+                .ends_with("HTTPS_PROXY is not a valid proxy URL")
+        );
+        assert!(http.client().is_err());
+        let (port, server) =
+            forward_proxy("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let url = format!("http://127.0.0.1:{port}/direct");
+        let resp = http.send(&Request::get(&url).direct(), deadline).unwrap();
+        assert_eq!(resp.status, 200);
+        assert!(server.join().unwrap().starts_with("GET /direct HTTP/1.1"));
+    }
+
+    #[test]
+    fn an_untrusted_certificate_comes_with_the_ca_file_hint() {
+        #[derive(Debug)]
+        struct Tls;
+        impl std::fmt::Display for Tls {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("invalid peer certificate: UnknownIssuer")
+            }
+        }
+        impl std::error::Error for Tls {}
+        let msg = describe(&Tls);
+        assert!(msg.starts_with("invalid peer certificate: UnknownIssuer (if a proxy"));
+        assert!(msg.contains("DOCKER_CREDENTIAL_GCP_CA_FILE"));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub(crate) mod access;
 mod aws;
 pub(crate) mod cache;
+mod connect;
 pub(crate) mod credentials;
 mod executable;
 pub(crate) mod federation;
@@ -25,7 +26,9 @@ pub(crate) mod http;
 mod metadata;
 pub(crate) mod oauth;
 pub(crate) mod project;
+pub(crate) mod proxy;
 pub(crate) mod sources;
+pub(crate) mod tls;
 
 use std::time::Instant;
 
@@ -38,6 +41,9 @@ pub(crate) use access::{Token, now_secs};
 use cache::Cache;
 use http::MintContext;
 use sources::{Candidate, Minted};
+
+const PROXY_ADVICE: &str = "check HTTPS_PROXY and NO_PROXY (the proxy's URL, user and password); \
+     `docker-credential-gcp doctor` shows which requests use which proxy";
 
 pub(crate) enum Outcome {
     Token(Token),
@@ -78,7 +84,12 @@ pub(crate) fn google_token(settings: &Settings) -> Result<Outcome> {
         log::debug!("another process refreshed the token meanwhile");
         return Ok(Outcome::Token(entry.token));
     }
-    mint_in_order(kinds, cache.as_ref(), deadline)
+    mint_in_order(
+        kinds,
+        cache.as_ref(),
+        deadline,
+        settings.ca_file.value.clone(),
+    )
 }
 
 /// A token minted less than this long ago is not refreshed ahead, so a source that only hands
@@ -132,7 +143,12 @@ pub(crate) fn refresh_ahead(settings: &Settings, after: u64) -> Result<()> {
         return Ok(());
     }
     let deadline = Instant::now() + settings.timeout.value;
-    match mint_in_order(kinds, Some(&cache), deadline)? {
+    match mint_in_order(
+        kinds,
+        Some(&cache),
+        deadline,
+        settings.ca_file.value.clone(),
+    )? {
         Outcome::Token(t) => log::info!(
             "refreshed ahead: the new token expires in {} s",
             t.remaining_secs(now_secs())
@@ -186,8 +202,9 @@ fn mint_in_order(
     kinds: &[SourceKind],
     cache: Option<&Cache>,
     deadline: Instant,
+    ca_file: Option<std::path::PathBuf>,
 ) -> Result<Outcome> {
-    let mut ctx = MintContext::new(deadline);
+    let mut ctx = MintContext::new(deadline, ca_file);
     let mut failures: Vec<(Candidate, anyhow::Error)> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
     for candidate in sources::present(kinds) {
@@ -225,11 +242,17 @@ fn mint_in_order(
     let detail: Vec<String> = failures
         .iter()
         .map(|(c, e)| {
-            format!(
-                "{} ({}): {e:#} (to fix: {})",
-                c.kind.name(),
-                c.describe,
+            let text = format!("{e:#}");
+            // A proxy in the way is not the credentials' fault (see token::connect).
+            let advice = if text.contains("through proxy ") {
+                PROXY_ADVICE
+            } else {
                 c.advice()
+            };
+            format!(
+                "{} ({}): {text} (to fix: {advice})",
+                c.kind.name(),
+                c.describe
             )
         })
         .collect();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 pub(crate) mod go;
 pub(crate) mod kubelet;
+pub(crate) mod proxy;
 pub(crate) mod registry;
 
 use std::collections::HashMap;
@@ -256,6 +257,21 @@ const MAX_CONNECTIONS: usize = 2000;
 
 impl Server {
     pub(crate) fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
+        Server::start_with(None, handler)
+    }
+
+    /// The same server speaking HTTPS with `tls` (see `proxy::Pki` for a test CA).
+    pub(crate) fn start_tls(
+        tls: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        Server::start_with(Some(tls), handler)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -271,8 +287,17 @@ impl Server {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (handler, reqs) = (handler.clone(), reqs.clone());
-                std::thread::spawn(move || serve(conn, &*handler, &reqs));
+                let (handler, reqs, tls) = (handler.clone(), reqs.clone(), tls.clone());
+                conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                std::thread::spawn(move || match tls {
+                    None => serve(conn, &*handler, &reqs),
+                    Some(tls) => {
+                        // A failed handshake (an untrusted certificate) is a failed read in serve.
+                        if let Ok(session) = rustls::ServerConnection::new(tls) {
+                            serve(rustls::StreamOwned::new(session, conn), &*handler, &reqs);
+                        }
+                    }
+                });
             }
         });
         Server {
@@ -285,6 +310,10 @@ impl Server {
 
     pub(crate) fn host(&self) -> String {
         self.addr.to_string()
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -310,9 +339,8 @@ impl Drop for Server {
     }
 }
 
-fn serve(conn: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+fn serve<S: Read + Write>(conn: S, handler: &Handler, requests: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(conn);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -356,10 +384,11 @@ fn serve(conn: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
     out.push_str("\r\n");
-    let mut conn = conn;
+    let conn = reader.get_mut();
     let _ = conn
         .write_all(out.as_bytes())
-        .and_then(|_| conn.write_all(&reply.body));
+        .and_then(|_| conn.write_all(&reply.body))
+        .and_then(|_| conn.flush());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -369,8 +398,13 @@ fn serve(conn: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
 /// signature with the fixture's public key and the claims Google checks) and the refresh-token
 /// grant for one authorized user. Every token it issues is unique: `ya29.test-N`.
 pub(crate) fn token_endpoint(expires_in: u64) -> Server {
+    Server::start(token_handler(expires_in))
+}
+
+/// The handler of [`token_endpoint`], for servers that answer other paths too.
+pub(crate) fn token_handler(expires_in: u64) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
     let issued = AtomicUsize::new(0);
-    Server::start(move |req| {
+    move |req: &Request| {
         let form = req.form();
         let ok = match form.get("grant_type").map(String::as_str) {
             Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
@@ -394,7 +428,7 @@ pub(crate) fn token_endpoint(expires_in: u64) -> Server {
             200,
             serde_json::json!({"access_token": format!("ya29.test-{n}"), "expires_in": expires_in, "token_type": "Bearer"}),
         )
-    })
+    }
 }
 
 pub(crate) const USER_CLIENT_ID: &str = "764086051850-test.apps.googleusercontent.com";
@@ -448,7 +482,12 @@ fn verify_assertion(jwt: &str, req: &Request) -> bool {
     let iat = claims["iat"].as_i64().unwrap_or(0);
     header["alg"] == "RS256"
         && claims["iss"] == SA_EMAIL
-        && claims["aud"] == format!("http://{host}/token")
+        && [
+            format!("http://{host}/token"),
+            format!("https://{host}/token"),
+        ]
+        .iter()
+        .any(|aud| claims["aud"] == *aud)
         && claims["scope"]
             .as_str()
             .unwrap_or("")
