@@ -1,7 +1,8 @@
 #!/bin/sh
 # Build docker-credential-gcp from source (or take a prebuilt binary) and install it.
 #
-#   ./install.sh                  build with cargo, install to ~/.local/bin (root: /usr/local/bin)
+#   ./install.sh                  build with cargo (packaging/build-static.sh: static on Linux),
+#                                 install to ~/.local/bin (root: /usr/local/bin)
 #   ./install.sh --prefix DIR     install to DIR/bin
 #   ./install.sh --binary PATH    install PATH instead of building
 #   ./install.sh --no-configure   do not run `docker-credential-gcp configure-docker` afterwards
@@ -17,7 +18,7 @@ binary=
 uninstall=no
 configure=yes
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,9 +45,8 @@ fi
 if [ -z "$binary" ]; then
   command -v cargo >/dev/null 2>&1 || { echo "install.sh: cargo is needed to build from source (https://rustup.rs), or pass --binary PATH" >&2; exit 1; }
   here=$(cd "$(dirname "$0")" && pwd)
-  echo "building $name (release)..."
-  cargo build --release --locked --manifest-path "$here/Cargo.toml"
-  binary="$here/target/release/$name"
+  echo "building $name (release; a static executable on Linux)..."
+  binary=$(sh "$here/packaging/build-static.sh" | tail -n 1)
 fi
 [ -f "$binary" ] || { echo "install.sh: no binary at $binary" >&2; exit 1; }
 

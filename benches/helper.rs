@@ -1,7 +1,11 @@
 //! Whole-process benchmarks of docker-credential-gcp against baselines measured in the same run.
 //!
-//! Run: `cargo build --release && cargo bench --bench helper` (takes about a minute). It prints a
-//! markdown report and writes it to BENCHMARKS.md. Machines here are noisy, so every figure
+//! Run: `cargo build --release && sh packaging/build-static.sh && cargo bench --bench helper`
+//! (a few minutes; as root for the empty-root measurement). It prints a markdown report and
+//! writes it to BENCHMARKS.md, followed by the hand-kept record of start-up steps in
+//! benches/startup-steps.md. The binary measured is the one users install: the static
+//! executable from packaging/build-static.sh (the dynamic `cargo build --release` one is shown
+//! beside it). Machines here are noisy, so every figure
 //! that matters is a ratio against a baseline measured in alternating, paired rounds: each
 //! round runs the baseline and the helper back to back, switching which goes first.
 //!
@@ -24,7 +28,10 @@ use std::time::{Duration, Instant};
 const ROUNDS: usize = 1000;
 
 struct Bench {
+    /// What users install: the static executable (else the dynamic build).
     bin: PathBuf,
+    /// The plain `cargo build --release` executable, for comparison.
+    dynamic: PathBuf,
     endpoint: SocketAddr,
     requests: Arc<AtomicUsize>,
     home: tempfile::TempDir,
@@ -34,11 +41,21 @@ struct Bench {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/docker-credential-gcp");
+    let dynamic = root.join("target/release/docker-credential-gcp");
     assert!(
-        bin.is_file(),
+        dynamic.is_file(),
         "build the release binary first: cargo build --release"
     );
+    let arch = std::env::consts::ARCH;
+    let bin = ["musl", "gnu"]
+        .iter()
+        .map(|l| {
+            root.join(format!(
+                "target/{arch}-unknown-linux-{l}/release/docker-credential-gcp"
+            ))
+        })
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dynamic.clone());
     let requests = Arc::new(AtomicUsize::new(0));
     let endpoint = metadata_stand_in(requests.clone());
     let home = tempfile::tempdir().unwrap();
@@ -46,6 +63,7 @@ fn main() {
     std::fs::write(&input, "gcr.io\n").unwrap();
     let mut b = Bench {
         bin,
+        dynamic,
         endpoint,
         requests,
         home,
@@ -58,8 +76,15 @@ fn main() {
     b.stampede(32);
     b.stampede(128);
     b.cold_vs_curl();
+    b.near_expiry();
+    b.empty_root();
     b.size_and_rss();
+    b.instructions();
     b.peers();
+    b.report.push('\n');
+    b.report.push_str(
+        &std::fs::read_to_string(root.join("benches/startup-steps.md")).unwrap_or_default(),
+    );
     print!("{}", b.report);
     std::fs::write(root.join("BENCHMARKS.md"), &b.report).unwrap();
     eprintln!("wrote BENCHMARKS.md");
@@ -124,11 +149,38 @@ impl Bench {
             || run(self.helper("get", &cache), &self.input).0,
         );
         let minted = self.requests.load(Ordering::SeqCst) - before;
+        let met = if ratio <= 1.0 { "met" } else { "**not met**" };
         self.line(format!(
-            "| 1 | cached `get` vs `/bin/true` ({ROUNDS} paired rounds) | {:.3} ms vs {:.3} ms, ratio **{ratio:.2}**; {minted} token requests | ratio <= 1.5 |",
+            "| 1a | cached `get` of the installed (static) executable vs `/bin/true` ({ROUNDS} paired rounds) | {:.3} ms vs {:.3} ms, ratio **{ratio:.2}**; {minted} token requests | ratio <= 1.0: {met} |",
             ms(median(&get)),
             ms(median(&floor))
         ));
+        let (floor, get, ratio) = paired(
+            ROUNDS / 2,
+            || run(Command::new("/bin/true"), &self.input).0,
+            || {
+                let cmd = self.helper("get", &cache);
+                run(self.with_program(cmd, &self.dynamic), &self.input).0
+            },
+        );
+        self.line(format!(
+            "| 1b | the same with the dynamically linked `cargo build --release` executable ({} paired rounds) | {:.3} ms vs {:.3} ms, ratio {ratio:.2} | for comparison |",
+            ROUNDS / 2,
+            ms(median(&get)),
+            ms(median(&floor))
+        ));
+    }
+
+    /// `cmd` with its program replaced by `program` (same arguments and environment).
+    fn with_program(&self, cmd: Command, program: &Path) -> Command {
+        let mut other = Command::new(program);
+        other.args(cmd.get_args()).env_clear();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                other.env(k, v);
+            }
+        }
+        other
     }
 
     /// 2. The legacy `docker build` sweep: one `get` per credHelpers entry, 96 Google hosts.
@@ -239,13 +291,20 @@ impl Bench {
             assert_eq!(ok, n, "every get of the stampede succeeds");
             requests.push(self.requests.load(Ordering::SeqCst) - before);
         }
-        let ratio = median(&crowd).as_secs_f64() / median(&single).as_secs_f64();
+        let budget = (median(&floor) + median(&single)).as_secs_f64() * 1.2;
+        let one_request = requests.iter().all(|r| *r == 1);
+        let met = if one_request && median(&crowd).as_secs_f64() <= budget {
+            "met"
+        } else {
+            "**not met**"
+        };
         self.line(format!(
-            "| 3 | cold stampede: {n} parallel `get`s, empty cache ({trials} trials) | token requests per stampede: {:?}; all {n} succeed; wall {:.1} ms vs one cold `get` {:.1} ms, ratio **{ratio:.2}** (floor: {n} parallel `/bin/true` take {:.1} ms here) | 1 request; ratio <= 3 |",
+            "| 3 | cold stampede: {n} parallel `get`s, empty cache ({trials} trials) | token requests per stampede: {:?}; all {n} succeed; wall **{:.1} ms**; {n} parallel `/bin/true` {:.1} ms + one cold `get` {:.1} ms + 20 % = {:.1} ms | 1 request; wall <= that: {met} |",
             requests.iter().collect::<std::collections::BTreeSet<_>>(),
             ms(median(&crowd)),
+            ms(median(&floor)),
             ms(median(&single)),
-            ms(median(&floor))
+            budget * 1e3
         ));
     }
 
@@ -286,18 +345,169 @@ impl Bench {
         ));
     }
 
+    /// 4b. A `get` whose cached token is near expiry, against a token endpoint that takes 2 s:
+    ///     answered from the cache at once, one background refresh.
+    fn near_expiry(&mut self) {
+        let slow = Duration::from_secs(2);
+        let mut times = Vec::new();
+        let mut requests = Vec::new();
+        for trial in 0..5 {
+            let (addr, count) = delayed_stand_in(slow);
+            let cache = self.cache(&format!("near-{trial}"));
+            let mut warm = self.helper("get", &cache);
+            warm.env("GCE_METADATA_HOST", addr.to_string());
+            assert!(run(warm, &self.input).1, "warm-up get failed");
+            age_entry(&cache);
+            let mut get = self.helper("get", &cache);
+            get.env("GCE_METADATA_HOST", addr.to_string());
+            let (t, ok) = run_to_eof(get, &self.input);
+            assert!(ok, "near-expiry get failed");
+            times.push(t);
+            let until = Instant::now() + Duration::from_secs(10);
+            while count.load(Ordering::SeqCst) < 2 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(slow + Duration::from_millis(300));
+            requests.push(count.load(Ordering::SeqCst) - 1);
+        }
+        let t = ms(median(&times));
+        let met = if t < 50.0 && requests.iter().all(|r| *r == 1) {
+            "met"
+        } else {
+            "**not met**"
+        };
+        self.line(format!(
+            "| 4b | `get` with 10 minutes left on the cached token, token endpoint taking 2 s (5 trials; time until stdout closes) | **{t:.2} ms**; background token requests per trial: {:?} | < 50 ms, one request: {met} |",
+            requests
+        ));
+    }
+
+    /// 4c. Cold `get`s of the static executable in an empty root (the executable and
+    ///     /etc/hosts only): through the metadata server and through a service account key.
+    fn empty_root(&mut self) {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || self.bin == self.dynamic {
+            self.line("| 4c | cold `get` in an empty root | not measured: needs root and the static executable | |");
+            return;
+        }
+        let root = self.home.path().join("empty-root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        std::fs::write(
+            root.join("etc/hosts"),
+            "127.0.0.1 localhost metadata.test\n",
+        )
+        .unwrap();
+        std::fs::copy(&self.bin, root.join("docker-credential-gcp")).unwrap();
+        let key = serde_json::json!({
+            "type": "service_account",
+            "client_email": "bench@p.iam.gserviceaccount.com",
+            "private_key": std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-sa-key.pem")).unwrap(),
+            "token_uri": format!("http://localhost:{}/token", self.endpoint.port()),
+        });
+        std::fs::write(root.join("home/key.json"), key.to_string()).unwrap();
+        let chroot = which("chroot").expect("chroot");
+        let input = self.input.clone();
+        let cold = |vars: &[(&str, String)]| {
+            let mut cmd = Command::new(&chroot);
+            cmd.arg(&root)
+                .args(["/docker-credential-gcp", "get"])
+                .env_clear()
+                .env("HOME", "/home")
+                .env("DOCKER_CREDENTIAL_GCP_NO_CACHE", "1");
+            for (k, v) in vars {
+                cmd.env(k, v);
+            }
+            run(cmd, &input)
+        };
+        let metadata = [
+            ("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "metadata".to_owned()),
+            (
+                "GCE_METADATA_HOST",
+                format!("metadata.test:{}", self.endpoint.port()),
+            ),
+        ];
+        let key_file = [
+            ("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "adc".to_owned()),
+            (
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "/home/key.json".to_owned(),
+            ),
+        ];
+        let mut lines = Vec::new();
+        for (what, vars) in [
+            ("metadata server", &metadata[..]),
+            ("service account key", &key_file[..]),
+        ] {
+            let runs: Vec<(Duration, bool)> = (0..20).map(|_| cold(vars)).collect();
+            let ok = runs.iter().filter(|r| r.1).count();
+            let times: Vec<Duration> = runs.iter().map(|r| r.0).collect();
+            lines.push(format!(
+                "| 4c | cold `get` in an empty root (static executable and /etc/hosts only), {what} (20 runs, no cache) | {:.2} ms; {ok}/20 minted | works |",
+                ms(median(&times))
+            ));
+        }
+        for l in lines {
+            self.line(l);
+        }
+    }
+
     /// 5. Peak RSS of a cached `get` and the size of the stripped release binary.
     fn size_and_rss(&mut self) {
         let cache = self.cache("c1");
         let rss = max_rss_kib(self.helper("get", &cache), &self.input);
         let size = std::fs::metadata(&self.bin).unwrap().len();
+        let dynamic = std::fs::metadata(&self.dynamic).unwrap().len();
         self.line(format!(
             "| 5a | peak RSS of a cached `get` | **{:.1} MB** | <= 10 MB |",
             rss as f64 / 1024.0
         ));
         self.line(format!(
-            "| 5b | stripped release binary | **{:.1} MB** ({size} bytes) | <= 8 MB |",
-            size as f64 / 1e6
+            "| 5b | stripped installed executable | **{:.1} MB** ({size} bytes; dynamic build {:.1} MB) | <= 8 MB |",
+            size as f64 / 1e6,
+            dynamic as f64 / 1e6
+        ));
+    }
+
+    /// 5c. Instructions of one cached `get` (callgrind: stable on a noisy machine).
+    fn instructions(&mut self) {
+        if which("valgrind").is_none() {
+            self.line("| 5c | instructions of a cached `get` | valgrind not installed | |");
+            return;
+        }
+        let cache = self.cache("c1");
+        let count = |cmd: Command| {
+            let out = self.home.path().join("callgrind.out");
+            let mut vg = Command::new("valgrind");
+            vg.arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(cmd.get_program())
+                .args(cmd.get_args())
+                .env_clear();
+            for (k, v) in cmd.get_envs() {
+                if let Some(v) = v {
+                    vg.env(k, v);
+                }
+            }
+            let output = vg
+                .stdin(std::fs::File::open(&self.input).unwrap())
+                .stdout(Stdio::null())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .find_map(|l| l.split("Collected : ").nth(1).map(|n| n.trim().to_owned()))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let true_count = count(Command::new("/bin/true"));
+        let installed = count(self.helper("get", &cache));
+        let dynamic = count(self.with_program(self.helper("get", &cache), &self.dynamic));
+        self.line(format!(
+            "| 5c | instructions of one cached `get` (callgrind) | installed **{}k**, dynamic build {}k, `/bin/true` {}k | fewer than `/bin/true` |",
+            installed / 1000,
+            dynamic / 1000,
+            true_count / 1000
         ));
     }
 
@@ -363,7 +573,7 @@ impl Bench {
             }
             _ => self.line("| docker-credential-secretservice | – | – | dbus-daemon, gnome-keyring or the helper not installed |"),
         }
-        self.line("| docker-credential-gcr | – | – | not packaged for Debian; not measured here. It mints a new token on every call (no cache) |");
+        self.line("| docker-credential-gcr 2.1.32 | – | – | not measured in this run: neither packaged for Debian nor buildable here (no Go toolchain). Reported in ../shared/REFERENCE.md, measured on this kind of machine in one run: 5.16 ms per `get` against 1.99 ms for this helper (before the static build) and 1.46 ms for `/bin/true`; it signs a JWT on every call, caches nothing and answers any host |");
     }
 }
 
@@ -486,6 +696,76 @@ fn keyring_session(home: &Path) -> Option<Session> {
         address,
         children: vec![keyring, dbus],
     })
+}
+
+/// Makes a cache entry in `cache` look minted 50 minutes ago with 10 minutes left.
+fn age_entry(cache: &Path) {
+    let entry = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("token-")
+        })
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
+    doc["expires_at"] = serde_json::json!(now + 600);
+    doc["minted_at"] = serde_json::json!(now - 3000);
+    std::fs::write(&entry, doc.to_string()).unwrap();
+}
+
+/// Like `run`, but with stdout piped and read to its end, as docker reads a helper's answer.
+fn run_to_eof(mut cmd: Command, input: &Path) -> (Duration, bool) {
+    let stdin = std::fs::File::open(input).unwrap();
+    let start = Instant::now();
+    let out = cmd
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    (start.elapsed(), out.status.success())
+}
+
+/// A metadata stand-in whose answers after the first take `delay`; counts requests.
+fn delayed_stand_in(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(100) {
+            let Ok(mut conn) = conn else { continue };
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                if requests.fetch_add(1, Ordering::SeqCst) > 0 {
+                    std::thread::sleep(delay);
+                }
+                let body =
+                    r#"{"access_token":"ya29.near","expires_in":3600,"token_type":"Bearer"}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nMetadata-Flavor: Google\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn
+                    .write_all(head.as_bytes())
+                    .and_then(|_| conn.write_all(body.as_bytes()));
+            });
+        }
+    });
+    (addr, count)
 }
 
 fn metadata_stand_in(requests: Arc<AtomicUsize>) -> SocketAddr {

@@ -53,6 +53,24 @@ fn main() {
             println!("cargo::rustc-cfg=missing_{group}");
         }
     }
+    // The static executable packaging/build-static.sh builds (install.sh and CI run it first).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let static_bins: Vec<_> = ["musl", "gnu"]
+        .iter()
+        .map(|libc| {
+            Path::new(&manifest).join(format!(
+                "target/{arch}-unknown-linux-{libc}/release/docker-credential-gcp"
+            ))
+        })
+        .collect();
+    for bin in &static_bins {
+        println!("cargo::rerun-if-changed={}", bin.display());
+    }
+    println!("cargo::rustc-check-cfg=cfg(missing_static_binary)");
+    if !in_ci && !static_bins.iter().any(|b| b.is_file()) {
+        println!("cargo::rustc-cfg=missing_static_binary");
+    }
     println!("cargo::rustc-check-cfg=cfg(missing_root)");
     if !in_ci && !is_root() {
         println!("cargo::rustc-cfg=missing_root");

@@ -24,6 +24,8 @@ mod configure;
 mod discover;
 #[cfg(target_os = "linux")]
 mod e2e;
+#[cfg(target_os = "linux")]
+mod empty_root;
 #[cfg(unix)]
 mod faults;
 #[cfg(unix)]

@@ -49,8 +49,14 @@ pub(crate) struct Cache {
 
 /// The SHA-256 of an identity key, in hex: how entries name and check their identity.
 pub(crate) fn digest(key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    // Two table lookups a byte: `format!("{b:02x}")` per byte was a quarter of a cached get.
+    d.as_ref()
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
 }
 
 impl Cache {
