@@ -125,17 +125,7 @@ fn json_body(req: &Request) -> Value {
 
 /// The `expires_at` of the only token in the cache directory.
 fn cached_expiry(env: &Env) -> u64 {
-    let entry = std::fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("token-")
-        })
-        .expect("a cache entry");
-    let doc: Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
+    let doc: Value = serde_json::from_slice(&std::fs::read(env.cache_entry()).unwrap()).unwrap();
     doc["expires_at"].as_u64().unwrap()
 }
 

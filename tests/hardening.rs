@@ -97,16 +97,7 @@ fn a_cache_entry_owned_by_another_user_is_not_trusted() {
     let mut env = Env::new();
     env.use_service_account(&server.url("/token"));
     assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-1");
-    let entry = std::fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("token-")
-        })
-        .unwrap();
+    let entry = env.cache_entry();
     std::os::unix::fs::chown(&entry, Some(65534), None).unwrap();
     let out = env.get("gcr.io");
     assert_eq!(
@@ -127,16 +118,7 @@ fn a_group_writable_cache_entry_is_not_trusted() {
     let mut env = Env::new();
     env.use_service_account(&server.url("/token"));
     creds(&env.get("gcr.io"));
-    for entry in std::fs::read_dir(env.cache_dir()).unwrap() {
-        let p = entry.unwrap().path();
-        if p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("token-")
-        {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
-        }
-    }
+    std::fs::set_permissions(env.cache_entry(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = env.get("gcr.io");
     assert_eq!(creds(&out).2, "ya29.test-2");
     assert!(

@@ -32,19 +32,6 @@ fn timed(f: impl FnOnce() -> Output) -> (Output, Duration) {
     (out, started.elapsed())
 }
 
-fn token_entry(env: &Env) -> PathBuf {
-    std::fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("token-")
-        })
-        .expect("a cache entry")
-}
-
 fn sa_env(server: &Server) -> Env {
     let mut env = Env::new();
     env.use_service_account(&server.url("/token"));
@@ -60,7 +47,7 @@ fn a_fifo_at_the_token_cache_entry_is_ignored_and_a_token_minted() {
     let server = token_endpoint(3600);
     let env = sa_env(&server);
     creds(&env.get("gcr.io"));
-    mkfifo(&token_entry(&env));
+    mkfifo(&env.cache_entry());
     let (out, took) = timed(|| env.get("gcr.io"));
     assert!(took < PROMPTLY, "{took:?}");
     assert_eq!(creds(&out).2, "ya29.test-2");
@@ -346,7 +333,7 @@ fn a_cache_directory_others_can_write_is_not_used() {
         "{}",
         out.stderr
     );
-    let entry_mtime = std::fs::metadata(token_entry(&env)).unwrap().mtime();
+    let entry_mtime = std::fs::metadata(env.cache_entry()).unwrap().mtime();
     let out = env.get("gcr.io");
     assert_eq!(
         creds(&out).2,
@@ -354,7 +341,7 @@ fn a_cache_directory_others_can_write_is_not_used() {
         "nothing was written there either"
     );
     assert_eq!(
-        std::fs::metadata(token_entry(&env)).unwrap().mtime(),
+        std::fs::metadata(env.cache_entry()).unwrap().mtime(),
         entry_mtime
     );
 }
@@ -395,7 +382,7 @@ fn a_cache_entry_claiming_more_life_than_any_token_has_is_ignored() {
     let server = token_endpoint(3600);
     let env = sa_env(&server);
     creds(&env.get("gcr.io"));
-    let entry = token_entry(&env);
+    let entry = env.cache_entry();
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
     doc["expires_at"] = serde_json::json!(doc["expires_at"].as_u64().unwrap() + 30 * 24 * 3600);

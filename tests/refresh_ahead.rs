@@ -34,16 +34,7 @@ fn metadata_env(server: &Server) -> Env {
 
 /// Makes the cached token look minted 50 minutes ago, with 10 minutes left.
 fn age_cache_entry(env: &Env) {
-    let entry = std::fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("token-")
-        })
-        .unwrap();
+    let entry = env.cache_entry();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

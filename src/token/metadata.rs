@@ -10,7 +10,7 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::access::{STALE_MARGIN_SECS, Token, now_secs};
-use super::http::{MintContext, Request};
+use super::http::{MintContext, Request, Response};
 use super::oauth;
 use crate::util::env;
 use crate::util::files::{self, Symlinks, Trust};
@@ -48,10 +48,38 @@ fn product_name(source: ProductName) -> Option<String> {
 }
 
 pub(crate) fn mint(host: &str, ctx: &mut MintContext) -> Result<Token> {
-    let url = format!("http://{host}{TOKEN_PATH}");
+    let (step, resp) = get(host, TOKEN_PATH, ctx)?;
+    let token = oauth::parse_token_response(&resp).map_err(|e| anyhow!("{step}: {e}"))?;
+    if token.remaining_secs(now_secs()) <= STALE_MARGIN_SECS {
+        bail!("{step}: returned a token that expires within {STALE_MARGIN_SECS} seconds");
+    }
+    Ok(token)
+}
+
+/// The project the VM or node belongs to, as the metadata server at `host` names it.
+pub(crate) fn project_id(host: &str, ctx: &mut MintContext) -> Result<String> {
+    let (step, resp) = get(host, PROJECT_PATH, ctx)?;
+    if !resp.is_success() {
+        bail!(
+            "{step}: HTTP {} for {PROJECT_PATH}: {}",
+            resp.status,
+            excerpt(&resp.body)
+        );
+    }
+    let project = String::from_utf8_lossy(&resp.body).trim().to_owned();
+    if project.is_empty() {
+        bail!("{step}: the project ID it returned is empty");
+    }
+    Ok(project)
+}
+
+/// GETs `path` from the metadata server at `host`, directly (never through a proxy), with
+/// `Metadata-Flavor: Google`; a 200 answer must carry the same header, or it did not come from
+/// a metadata server. Returns the step's name for messages and the answer.
+fn get(host: &str, path: &str, ctx: &mut MintContext) -> Result<(String, Response)> {
     let step = format!("metadata server {host}");
     let deadline = ctx.deadline;
-    let req = Request::get(&url)
+    let req = Request::get(&format!("http://{host}{path}"))
         .header("metadata-flavor", "Google")
         .direct();
     let resp = ctx
@@ -65,42 +93,5 @@ pub(crate) fn mint(host: &str, ctx: &mut MintContext) -> Result<Token> {
     if resp.status == 200 && flavor != Some("Google") {
         bail!("{step}: the answer lacks the Metadata-Flavor: Google header; not a metadata server");
     }
-    let token = oauth::parse_token_response(&resp).map_err(|e| anyhow!("{step}: {e}"))?;
-    if token.remaining_secs(now_secs()) <= STALE_MARGIN_SECS {
-        bail!("{step}: returned a token that expires within {STALE_MARGIN_SECS} seconds");
-    }
-    Ok(token)
-}
-
-/// The project the VM or node belongs to, as the metadata server at `host` names it.
-pub(crate) fn project_id(host: &str, ctx: &mut MintContext) -> Result<String> {
-    let url = format!("http://{host}{PROJECT_PATH}");
-    let step = format!("metadata server {host}");
-    let deadline = ctx.deadline;
-    let req = Request::get(&url)
-        .header("metadata-flavor", "Google")
-        .direct();
-    let resp = ctx
-        .http()?
-        .send(&req, deadline)
-        .map_err(|e| anyhow!("{step}: {e}"))?;
-    if !resp.is_success() {
-        bail!(
-            "{step}: HTTP {} for {PROJECT_PATH}: {}",
-            resp.status,
-            excerpt(&resp.body)
-        );
-    }
-    let flavor = resp
-        .headers
-        .get("metadata-flavor")
-        .and_then(|v| v.to_str().ok());
-    if flavor != Some("Google") {
-        bail!("{step}: the answer lacks the Metadata-Flavor: Google header; not a metadata server");
-    }
-    let project = String::from_utf8_lossy(&resp.body).trim().to_owned();
-    if project.is_empty() {
-        bail!("{step}: the project ID it returned is empty");
-    }
-    Ok(project)
+    Ok((step, resp))
 }

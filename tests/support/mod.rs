@@ -105,6 +105,11 @@ impl Env {
         self.path(CACHE_DIR)
     }
 
+    /// The token cache entry in `cache_dir` (there is one after a first `get`).
+    pub(crate) fn cache_entry(&self) -> PathBuf {
+        cache_entry_in(&self.cache_dir())
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         self.program(BIN, args)
     }
@@ -132,6 +137,20 @@ impl Env {
         self.set("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string());
         path
     }
+}
+
+/// The `token-*.json` entry in the cache directory `dir`.
+pub(crate) fn cache_entry_in(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("token-")
+        })
+        .unwrap_or_else(|| panic!("no token cache entry in {}", dir.display()))
 }
 
 pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
