@@ -24,8 +24,13 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("podman", &["podman"]),
     ("buildah", &["buildah"]),
     ("flock", &["flock"]),
-    ("dockerd", &["dockerd", "unshare", "openssl"]),
-    ("containerd", &["containerd", "ctr", "unshare", "openssl"]),
+    ("dockerd", &["dockerd"]),
+    ("containerd", &["containerd", "ctr"]),
+    // What the daemon tests build their private namespaces, test CA and images with.
+    (
+        "namespaces",
+        &["unshare", "nsenter", "setpriv", "openssl", "busybox"],
+    ),
     ("squid", &["squid"]),
     ("tinyproxy", &["tinyproxy"]),
 ];

@@ -12,6 +12,7 @@ mod support;
 mod architecture;
 mod cached_path;
 mod configure;
+mod daemons;
 mod e2e;
 mod faults;
 mod federation;
