@@ -571,6 +571,55 @@ fn podman_pulls_through_the_registries_conf_configure_mirror_writes() {
     assert_fell_back_to_docker_hub(world, "library/pm-miss");
 }
 
+/// Debian 12's registries.conf (package golang-github-containers-image 5.23.1) is all comments:
+/// the docker.io entry goes at its end, podman uses it, and `--remove` gives the file back.
+#[test]
+#[cfg_attr(
+    any(missing_podman, missing_namespaces, missing_registry, missing_root),
+    ignore = "needs podman, docker-registry and skopeo, util-linux, openssl, busybox, and root"
+)]
+fn podman_uses_the_mirror_added_to_debians_own_registries_conf() {
+    require_daemon_tools("podman");
+    let world = mirror_world();
+    let env = Env::new();
+    let conf = env.path("registries.conf");
+    let debian = std::fs::read_to_string(fixture("debian-registries.conf")).unwrap();
+    std::fs::write(&conf, &debian).unwrap();
+    let c = conf.display().to_string();
+    let out = env.run(
+        &["configure-mirror", "--podman", "--registries-conf", &c],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let written = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        written.starts_with(&debian),
+        "after the file's comments, not before them: {written}"
+    );
+
+    let out = podman_pull(world, &env, &conf, "docker.io/library/pmdeb-hit:latest");
+    assert_eq!(out.code, 0, "{}", tail(&out.stderr, 30));
+    assert_eq!(
+        podman_tried(&out.stderr),
+        ["mirror.gcr.io/library/pmdeb-hit:latest"]
+    );
+    assert!(world.mirror.served_blobs_of("library/pmdeb-hit"));
+    assert_eq!(world.hub.requests_for("library/pmdeb-hit"), []);
+
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--podman",
+            "--registries-conf",
+            &c,
+            "--remove",
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), debian);
+}
+
 #[test]
 #[cfg_attr(
     any(missing_podman, missing_namespaces, missing_registry, missing_root),

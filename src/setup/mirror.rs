@@ -256,12 +256,16 @@ fn edit_hosts_toml(old: &str, remove: bool) -> Result<String> {
         if !has_mirror {
             return Ok(old.to_owned());
         }
+        let mut prefix = None;
         if let Some(hosts) = doc.get_mut("host").and_then(Item::as_table_like_mut) {
-            hosts.remove(MIRROR_URL);
+            prefix = hosts
+                .remove(MIRROR_URL)
+                .and_then(|m| m.as_table().and_then(decor_prefix));
             if hosts.is_empty() {
                 doc.remove("host");
             }
         }
+        give_back_trailer(&mut doc, prefix);
         // The server line this helper added goes too when nothing else is left.
         if doc.len() == 1 && doc.get("server").and_then(Item::as_str) == Some(DOCKER_HUB_SERVER) {
             doc.remove("server");
@@ -279,14 +283,18 @@ fn edit_hosts_toml(old: &str, remove: bool) -> Result<String> {
         t.set_implicit(true);
         Item::Table(t)
     });
-    let Some(hosts) = hosts.as_table_like_mut() else {
+    if hosts.as_table_like().is_none() {
         bail!("\"host\" is not a table");
-    };
+    }
     let mut mirror = Table::new();
     let mut caps = toml_edit::Array::new();
     caps.push("pull");
     caps.push("resolve");
     mirror.insert("capabilities", value(caps));
+    take_trailer_into(&mut doc, &mut mirror);
+    let Some(hosts) = doc.get_mut("host").and_then(Item::as_table_like_mut) else {
+        bail!("\"host\" is not a table");
+    };
     hosts.insert(MIRROR_URL, Item::Table(mirror));
     Ok(doc.to_string())
 }
@@ -327,12 +335,20 @@ fn edit_registries_conf(old: &str, remove: bool) -> Result<String> {
             entry.remove("mirror");
         }
         // An entry this helper added goes too once it holds nothing but the docker.io name.
+        let mut prefix = None;
         if let Some(Item::ArrayOfTables(regs)) = doc.get_mut("registry") {
-            regs.retain(|r| !(is_docker_io(r) && added_by_us(r) && holds_only_names(r)));
+            regs.retain(|r| {
+                let ours = is_docker_io(r) && added_by_us(r) && holds_only_names(r);
+                if ours {
+                    prefix = decor_prefix(r);
+                }
+                !ours
+            });
             if regs.is_empty() {
                 doc.remove("registry");
             }
         }
+        give_back_trailer(&mut doc, prefix);
         return Ok(doc.to_string());
     }
     let mut mirror = Table::new();
@@ -363,6 +379,7 @@ fn edit_registries_conf(old: &str, remove: bool) -> Result<String> {
             let mut mirrors = ArrayOfTables::new();
             mirrors.push(mirror);
             entry.insert("mirror", Item::ArrayOfTables(mirrors));
+            take_trailer_into(&mut doc, &mut entry);
             let regs = doc
                 .entry("registry")
                 .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
@@ -373,6 +390,46 @@ fn edit_registries_conf(old: &str, remove: bool) -> Result<String> {
         }
     }
     Ok(doc.to_string())
+}
+
+/// A table this command adds goes at the very end of the file, after the comments that end
+/// it: toml_edit keeps those as the document's trailing decor and would print the new table
+/// before them, which puts it at the top of a file that is all comments (Debian's
+/// registries.conf). They become the new table's leading decor instead (`give_back_trailer`
+/// undoes this on `--remove`).
+fn take_trailer_into(doc: &mut DocumentMut, table: &mut Table) {
+    let trailer = doc.trailing().as_str().unwrap_or_default().to_owned();
+    if trailer.trim().is_empty() {
+        return;
+    }
+    let separator = if trailer.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    table
+        .decor_mut()
+        .set_prefix(format!("{trailer}{separator}"));
+    doc.set_trailing("");
+}
+
+/// When a table this command added is removed, the comments it carried (`take_trailer_into`)
+/// end the file again.
+fn give_back_trailer(doc: &mut DocumentMut, prefix: Option<String>) {
+    let Some(prefix) = prefix.filter(|p| !p.trim().is_empty()) else {
+        return;
+    };
+    let comments = prefix.strip_suffix('\n').unwrap_or(&prefix);
+    let rest = doc.trailing().as_str().unwrap_or_default().to_owned();
+    doc.set_trailing(format!("{comments}{rest}"));
+}
+
+fn decor_prefix(table: &Table) -> Option<String> {
+    table
+        .decor()
+        .prefix()
+        .and_then(|p| p.as_str())
+        .map(str::to_owned)
 }
 
 /// The comment on a `[[registry]]` header this helper wrote, so `--remove` takes only that.
@@ -661,6 +718,40 @@ mod tests {
         assert_eq!(edit_registries_conf(&added, true).unwrap(), theirs);
         let fresh = edit_registries_conf("", false).unwrap();
         assert!(fresh.contains("prefix = \"docker.io\""), "{fresh}");
+    }
+
+    #[test]
+    fn a_file_of_comments_gets_the_new_table_at_its_end_and_back_on_remove() {
+        // Debian's registries.conf is all comments, as is many a hosts.toml template.
+        let comments = "# For more information on this configuration file, see containers-registries.conf(5).\n#\n# unqualified-search-registries = [\"example.com\"]\n\n# [[registry]]\n# location = \"example.com\"\n";
+        let added = edit_registries_conf(comments, false).unwrap();
+        assert!(added.starts_with(comments), "{added}");
+        assert!(
+            added.ends_with("[[registry.mirror]]\nlocation = \"mirror.gcr.io\"\n"),
+            "{added}"
+        );
+        assert_eq!(edit_registries_conf(&added, false).unwrap(), added);
+        assert_eq!(edit_registries_conf(&added, true).unwrap(), comments);
+        let no_newline = "# only a comment";
+        let added = edit_registries_conf(no_newline, false).unwrap();
+        assert!(
+            added.starts_with("# only a comment\n\n[[registry]]"),
+            "{added}"
+        );
+        // ...which then ends with a newline.
+        assert_eq!(
+            edit_registries_conf(&added, true).unwrap(),
+            "# only a comment\n"
+        );
+
+        let hosts = "server = \"https://registry-1.docker.io\"\nskip_verify = false\n\n# [host.\"https://example\"]\n#   capabilities = [\"pull\"]\n";
+        let added = edit_hosts_toml(hosts, false).unwrap();
+        assert!(added.starts_with(hosts), "{added}");
+        assert!(
+            added.ends_with("capabilities = [\"pull\", \"resolve\"]\n"),
+            "{added}"
+        );
+        assert_eq!(edit_hosts_toml(&added, true).unwrap(), hosts);
     }
 
     #[test]
