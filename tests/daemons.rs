@@ -249,9 +249,14 @@ fn a_legacy_build_asks_the_helper_once_per_cred_helpers_entry() {
         "{}",
         out.stdout
     );
+    let gets = successful_gets_since(&rig, mark);
+    eprintln!(
+        "legacy build: {} get(s) for {} credHelpers entries",
+        gets.len(),
+        keys.len()
+    );
     assert_eq!(
-        successful_gets_since(&rig, mark),
-        keys,
+        gets, keys,
         "one get per credHelpers entry, whatever the Dockerfile pulls"
     );
     assert_eq!(
