@@ -106,7 +106,9 @@ enum Command {
     /// By default adds https://mirror.gcr.io to registry-mirrors in dockerd's daemon.json.
     /// --containerd writes certs.d/docker.io/hosts.toml; --podman adds a docker.io mirror to
     /// registries.conf. Everything already in those files is kept; the mirror goes after any
-    /// mirrors already listed.
+    /// mirrors already listed. A registries.conf in the old v1 format is refused (with how to
+    /// migrate), and daemon.json is left alone while dockerd's service files
+    /// (/etc/default/docker, systemd) give it --registry-mirror: dockerd refuses both at once.
     ConfigureMirror(mirror::Options),
     /// Check the whole set-up and print one line per check with the fix for each failure.
     ///

@@ -24,13 +24,19 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("podman", &["podman"]),
     ("buildah", &["buildah"]),
     ("flock", &["flock"]),
-    ("dockerd", &["dockerd", "unshare", "openssl"]),
-    ("containerd", &["containerd", "ctr", "unshare", "openssl"]),
+    ("dockerd", &["dockerd"]),
+    ("containerd", &["containerd", "ctr"]),
     ("unshare", &["unshare", "python3", "ip"]),
     ("squid", &["squid"]),
     ("tinyproxy", &["tinyproxy"]),
     // Test names in a private mount namespace (tests/support/proxy.rs), a test CA.
-    ("namespaces", &["unshare", "mount", "openssl"]),
+    // What the daemon and proxy tests build their private namespaces, test CA and images with.
+    (
+        "namespaces",
+        &[
+            "unshare", "nsenter", "setpriv", "mount", "openssl", "busybox",
+        ],
+    ),
 ];
 
 fn main() {

@@ -20,6 +20,8 @@ mod architecture;
 mod cached_path;
 #[cfg(unix)]
 mod configure;
+#[cfg(target_os = "linux")]
+mod daemons;
 #[cfg(unix)]
 mod discover;
 #[cfg(target_os = "linux")]

@@ -1,6 +1,7 @@
 //! Facts about the user's Docker set-up shared by `configure-docker`, `configure-mirror` and
 //! `doctor`: this helper's credHelpers name and whether docker can find it, the docker client
-//! program and its version, the docker config path, and what the running daemon reports.
+//! program and its version, the docker config path, what the running daemon reports, and the
+//! dockerd processes on this machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
+use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, BaseDirs, Os};
 use crate::util::{env, process};
 
@@ -121,6 +123,44 @@ pub(crate) fn daemon_mirrors() -> Option<Vec<String>> {
     serde_json::from_slice::<Option<Vec<String>>>(&out.stdout)
         .ok()
         .map(Option::unwrap_or_default)
+}
+
+/// The dockerd processes running on this machine (Linux `/proc`; nothing elsewhere): process
+/// id and command line. Processes that end meanwhile, or whose command line cannot be read,
+/// are left out.
+pub(crate) fn running_dockerds() -> Vec<(u32, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let read = |path: PathBuf| {
+        files::read_bounded(&path, 256 * 1024, Symlinks::Follow, Trust::Anyone)
+            .ok()
+            .flatten()
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if read(entry.path().join("comm")).as_deref() != Some(b"dockerd\n") {
+            continue;
+        }
+        let Some(cmdline) = read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let argv = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        found.push((pid, argv));
+    }
+    found.sort();
+    found
 }
 
 #[cfg(test)]

@@ -7,8 +7,11 @@
 //! One rule places the mirror in all three files: after the mirrors already there, which keep
 //! their priority; Docker Hub itself stays the last resort. A file is never left in a form its
 //! program refuses: a registries.conf in the old v1 format (which has no mirrors) is refused
-//! with how to migrate, and daemon.json is not touched while dockerd gets `--registry-mirror`
-//! on its command line from a file (dockerd refuses to start with both).
+//! with how to migrate, and daemon.json is not touched while the system dockerd that reads it
+//! gets `--registry-mirror` from its service files (`/etc/default/docker`, systemd units and
+//! drop-ins): dockerd refuses to start with both. A running dockerd whose command line has the
+//! flag only draws a warning, since its next start is decided by those files. The decisions
+//! are plain functions (`DockerdFlags`, `service_conflict`, `live_conflicts`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,7 +21,7 @@ use serde_json::Value;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
 use super::edit::{self, Edit, Outcome};
-use super::json_file;
+use super::{docker, json_file};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, BaseDirs, Engine, Os};
 use crate::util::{env, ui};
@@ -81,10 +84,19 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
             Some(p) => p.clone(),
             None => default_daemon_json(engine)?,
         };
-        if !opts.remove {
-            refuse_if_flag_given(&flag_sources())?;
+        // Only the system dockerd is started from service files (and found among processes).
+        let system_default = (engine == Engine::SystemDockerd)
+            .then(|| default_daemon_json(engine).ok())
+            .flatten();
+        if let (false, Some(default)) = (opts.remove, &system_default) {
+            refuse_if_flag_given(service_conflict(&service_lines(), &path, default).as_ref())?;
         }
-        if edit_file(&path, opts, edit_daemon_json)? {
+        let changed = edit_file(&path, opts, edit_daemon_json)?;
+        if let (false, false, Some(default)) = (opts.remove, opts.dry_run, &system_default) {
+            let running = docker::running_dockerds();
+            warn_about_live_flags(&live_conflicts(&running, &path, default), &path);
+        }
+        if changed {
             next.push(format!(
                 "{}, then check that `docker system info` shows Registry Mirrors: {MIRROR_URL}/",
                 engine.restart_advice()
@@ -244,12 +256,16 @@ fn edit_hosts_toml(old: &str, remove: bool) -> Result<String> {
         if !has_mirror {
             return Ok(old.to_owned());
         }
+        let mut prefix = None;
         if let Some(hosts) = doc.get_mut("host").and_then(Item::as_table_like_mut) {
-            hosts.remove(MIRROR_URL);
+            prefix = hosts
+                .remove(MIRROR_URL)
+                .and_then(|m| m.as_table().and_then(decor_prefix));
             if hosts.is_empty() {
                 doc.remove("host");
             }
         }
+        give_back_trailer(&mut doc, prefix);
         // The server line this helper added goes too when nothing else is left.
         if doc.len() == 1 && doc.get("server").and_then(Item::as_str) == Some(DOCKER_HUB_SERVER) {
             doc.remove("server");
@@ -267,14 +283,18 @@ fn edit_hosts_toml(old: &str, remove: bool) -> Result<String> {
         t.set_implicit(true);
         Item::Table(t)
     });
-    let Some(hosts) = hosts.as_table_like_mut() else {
+    if hosts.as_table_like().is_none() {
         bail!("\"host\" is not a table");
-    };
+    }
     let mut mirror = Table::new();
     let mut caps = toml_edit::Array::new();
     caps.push("pull");
     caps.push("resolve");
     mirror.insert("capabilities", value(caps));
+    take_trailer_into(&mut doc, &mut mirror);
+    let Some(hosts) = doc.get_mut("host").and_then(Item::as_table_like_mut) else {
+        bail!("\"host\" is not a table");
+    };
     hosts.insert(MIRROR_URL, Item::Table(mirror));
     Ok(doc.to_string())
 }
@@ -315,12 +335,20 @@ fn edit_registries_conf(old: &str, remove: bool) -> Result<String> {
             entry.remove("mirror");
         }
         // An entry this helper added goes too once it holds nothing but the docker.io name.
+        let mut prefix = None;
         if let Some(Item::ArrayOfTables(regs)) = doc.get_mut("registry") {
-            regs.retain(|r| !(is_docker_io(r) && added_by_us(r) && holds_only_names(r)));
+            regs.retain(|r| {
+                let ours = is_docker_io(r) && added_by_us(r) && holds_only_names(r);
+                if ours {
+                    prefix = decor_prefix(r);
+                }
+                !ours
+            });
             if regs.is_empty() {
                 doc.remove("registry");
             }
         }
+        give_back_trailer(&mut doc, prefix);
         return Ok(doc.to_string());
     }
     let mut mirror = Table::new();
@@ -351,6 +379,7 @@ fn edit_registries_conf(old: &str, remove: bool) -> Result<String> {
             let mut mirrors = ArrayOfTables::new();
             mirrors.push(mirror);
             entry.insert("mirror", Item::ArrayOfTables(mirrors));
+            take_trailer_into(&mut doc, &mut entry);
             let regs = doc
                 .entry("registry")
                 .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
@@ -361,6 +390,46 @@ fn edit_registries_conf(old: &str, remove: bool) -> Result<String> {
         }
     }
     Ok(doc.to_string())
+}
+
+/// A table this command adds goes at the very end of the file, after the comments that end
+/// it: toml_edit keeps those as the document's trailing decor and would print the new table
+/// before them, which puts it at the top of a file that is all comments (Debian's
+/// registries.conf). They become the new table's leading decor instead (`give_back_trailer`
+/// undoes this on `--remove`).
+fn take_trailer_into(doc: &mut DocumentMut, table: &mut Table) {
+    let trailer = doc.trailing().as_str().unwrap_or_default().to_owned();
+    if trailer.trim().is_empty() {
+        return;
+    }
+    let separator = if trailer.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    table
+        .decor_mut()
+        .set_prefix(format!("{trailer}{separator}"));
+    doc.set_trailing("");
+}
+
+/// When a table this command added is removed, the comments it carried (`take_trailer_into`)
+/// end the file again.
+fn give_back_trailer(doc: &mut DocumentMut, prefix: Option<String>) {
+    let Some(prefix) = prefix.filter(|p| !p.trim().is_empty()) else {
+        return;
+    };
+    let comments = prefix.strip_suffix('\n').unwrap_or(&prefix);
+    let rest = doc.trailing().as_str().unwrap_or_default().to_owned();
+    doc.set_trailing(format!("{comments}{rest}"));
+}
+
+fn decor_prefix(table: &Table) -> Option<String> {
+    table
+        .decor()
+        .prefix()
+        .and_then(|p| p.as_str())
+        .map(str::to_owned)
 }
 
 /// The comment on a `[[registry]]` header this helper wrote, so `--remove` takes only that.
@@ -384,11 +453,15 @@ fn is_docker_io(r: &Table) -> bool {
     field("prefix").or(field("location")) == Some("docker.io")
 }
 
-/// Where dockerd may already get `--registry-mirror` from a file, and the line that says so.
-fn flag_sources() -> Vec<(PathBuf, String)> {
+/// The files the system dockerd's command line comes from: Debian's and Ubuntu's
+/// `/etc/default/docker` (`DOCKER_OPTS`, read by the init script and by docker.service), systemd
+/// drop-ins, and the unit files themselves.
+fn service_files() -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from(ETC_DEFAULT_DOCKER)];
     if let Ok(dir) = std::fs::read_dir(SYSTEMD_DROP_INS) {
-        files.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
+        let mut drop_ins: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        drop_ins.sort();
+        files.extend(drop_ins);
     }
     files.extend(
         [
@@ -398,27 +471,118 @@ fn flag_sources() -> Vec<(PathBuf, String)> {
         .map(PathBuf::from),
     );
     files
-        .into_iter()
-        .filter_map(|path| {
-            let bytes =
-                files::read_bounded(&path, 1024 * 1024, Symlinks::Follow, Trust::Anyone).ok()??;
-            let line = flag_line(&String::from_utf8_lossy(&bytes))?;
-            Some((path, line))
-        })
-        .collect()
 }
 
-/// The first uncommented line that passes `--registry-mirror` to dockerd.
-fn flag_line(text: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.contains("--registry-mirror"))
-        .map(str::to_owned)
+/// Each uncommented line of the service files, with the file it is in.
+fn service_lines() -> Vec<(PathBuf, String)> {
+    let mut lines = Vec::new();
+    for path in service_files() {
+        let Ok(Some(bytes)) =
+            files::read_bounded(&path, 1024 * 1024, Symlinks::Follow, Trust::Anyone)
+        else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&bytes).lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                lines.push((path.clone(), line.to_owned()));
+            }
+        }
+    }
+    lines
 }
 
-fn refuse_if_flag_given(sources: &[(PathBuf, String)]) -> Result<()> {
-    let Some((path, line)) = sources.first() else {
+/// What a dockerd command line says about the two options that matter here.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct DockerdFlags {
+    /// `--registry-mirror` is given: dockerd then refuses to start, and to reload, with
+    /// `registry-mirrors` in its config file ("specified both as a flag and in the
+    /// configuration file").
+    registry_mirror: bool,
+    /// `--config-file PATH`; without it dockerd reads the system default daemon.json.
+    config_file: Option<PathBuf>,
+}
+
+impl DockerdFlags {
+    /// Reads dockerd's arguments (`--name value` and `--name=value` forms).
+    pub(crate) fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> DockerdFlags {
+        let mut flags = DockerdFlags::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (arg, None),
+            };
+            match name {
+                "--registry-mirror" => flags.registry_mirror = true,
+                "--config-file" => {
+                    flags.config_file = inline.or_else(|| args.next()).map(PathBuf::from);
+                }
+                _ => {}
+            }
+        }
+        flags
+    }
+
+    /// Reads the arguments out of shell and systemd lines such as
+    /// `DOCKER_OPTS="--registry-mirror=https://m.example"` or
+    /// `ExecStart=/usr/bin/dockerd --config-file /etc/docker/x.json`.
+    fn parse_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> DockerdFlags {
+        let words: Vec<&str> = lines
+            .into_iter()
+            .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '"' || c == '\''))
+            .filter(|w| !w.is_empty())
+            // `DOCKER_OPTS=--flag`: the flag starts after the variable's name.
+            .map(|w| match w.find("=--") {
+                Some(at) if !w.starts_with('-') => &w[at + 1..],
+                _ => w,
+            })
+            .collect();
+        DockerdFlags::parse(words)
+    }
+
+    /// Whether a dockerd started with these flags reads `target` (the daemon.json being edited;
+    /// `default` is the one it reads without `--config-file`) and so would refuse a
+    /// `registry-mirrors` list in it.
+    fn conflicts_with(&self, target: &Path, default: &Path) -> bool {
+        self.registry_mirror && same_file(self.config_file.as_deref().unwrap_or(default), target)
+    }
+}
+
+/// Whether two paths name the same file, also when it does not exist yet.
+fn same_file(a: &Path, b: &Path) -> bool {
+    fn resolved(p: &Path) -> PathBuf {
+        if let Ok(full) = std::fs::canonicalize(p) {
+            return full;
+        }
+        match (p.parent(), p.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| p.to_path_buf()),
+            _ => p.to_path_buf(),
+        }
+    }
+    a == b || resolved(a) == resolved(b)
+}
+
+/// The service-file line that gives the system dockerd `--registry-mirror`, if that dockerd
+/// reads `target`: writing `registry-mirrors` there would stop it from starting.
+fn service_conflict(
+    lines: &[(PathBuf, String)],
+    target: &Path,
+    default: &Path,
+) -> Option<(PathBuf, String)> {
+    let flags = DockerdFlags::parse_lines(lines.iter().map(|(_, l)| l.as_str()));
+    if !flags.conflicts_with(target, default) {
+        return None;
+    }
+    lines
+        .iter()
+        .find(|(_, l)| l.contains("--registry-mirror"))
+        .cloned()
+}
+
+fn refuse_if_flag_given(conflict: Option<&(PathBuf, String)>) -> Result<()> {
+    let Some((path, line)) = conflict else {
         return Ok(());
     };
     bail!(
@@ -428,6 +592,33 @@ fn refuse_if_flag_given(sources: &[(PathBuf, String)]) -> Result<()> {
          there, move its mirrors to daemon.json and run this again",
         path.display()
     )
+}
+
+/// The running dockerd processes that read `target` and were started with
+/// `--registry-mirror`: their process ids.
+fn live_conflicts(running: &[(u32, Vec<String>)], target: &Path, default: &Path) -> Vec<u32> {
+    running
+        .iter()
+        .filter(|(_, argv)| {
+            DockerdFlags::parse(argv.iter().skip(1).map(String::as_str))
+                .conflicts_with(target, default)
+        })
+        .map(|(pid, _)| *pid)
+        .collect()
+}
+
+/// Only a warning: the running daemon's command line may be gone by its next start, which is
+/// what the service files (checked above, and refused) decide.
+fn warn_about_live_flags(pids: &[u32], target: &Path) {
+    for pid in pids {
+        ui::note(format_args!(
+            "warning: the running dockerd (pid {pid}) was started with --registry-mirror and \
+             reads {}; started that way again it will refuse to start (and a reload is refused) \
+             now that registry-mirrors is in the file. Start it without --registry-mirror, or \
+             run `docker-credential-gcp configure-mirror --remove` to undo this",
+            target.display()
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -530,6 +721,40 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_comments_gets_the_new_table_at_its_end_and_back_on_remove() {
+        // Debian's registries.conf is all comments, as is many a hosts.toml template.
+        let comments = "# For more information on this configuration file, see containers-registries.conf(5).\n#\n# unqualified-search-registries = [\"example.com\"]\n\n# [[registry]]\n# location = \"example.com\"\n";
+        let added = edit_registries_conf(comments, false).unwrap();
+        assert!(added.starts_with(comments), "{added}");
+        assert!(
+            added.ends_with("[[registry.mirror]]\nlocation = \"mirror.gcr.io\"\n"),
+            "{added}"
+        );
+        assert_eq!(edit_registries_conf(&added, false).unwrap(), added);
+        assert_eq!(edit_registries_conf(&added, true).unwrap(), comments);
+        let no_newline = "# only a comment";
+        let added = edit_registries_conf(no_newline, false).unwrap();
+        assert!(
+            added.starts_with("# only a comment\n\n[[registry]]"),
+            "{added}"
+        );
+        // ...which then ends with a newline.
+        assert_eq!(
+            edit_registries_conf(&added, true).unwrap(),
+            "# only a comment\n"
+        );
+
+        let hosts = "server = \"https://registry-1.docker.io\"\nskip_verify = false\n\n# [host.\"https://example\"]\n#   capabilities = [\"pull\"]\n";
+        let added = edit_hosts_toml(hosts, false).unwrap();
+        assert!(added.starts_with(hosts), "{added}");
+        assert!(
+            added.ends_with("capabilities = [\"pull\", \"resolve\"]\n"),
+            "{added}"
+        );
+        assert_eq!(edit_hosts_toml(&added, true).unwrap(), hosts);
+    }
+
+    #[test]
     fn a_v1_registries_conf_is_refused_with_how_to_migrate() {
         let v1 = "[registries.search]\nregistries = ['docker.io', 'quay.io']\n";
         let e = format!("{:#}", edit_registries_conf(v1, false).unwrap_err());
@@ -554,23 +779,137 @@ mod tests {
         );
     }
 
+    fn lines(file: &str, text: &str) -> Vec<(PathBuf, String)> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| (PathBuf::from(file), l.to_owned()))
+            .collect()
+    }
+
+    const DEFAULT: &str = "/etc/docker/daemon.json";
+
     #[test]
-    fn a_registry_mirror_flag_in_dockerds_files_is_found_and_refused() {
+    fn dockerd_flags_are_read_in_both_forms() {
+        let f = DockerdFlags::parse([
+            "--registry-mirror",
+            "https://m.example",
+            "--config-file=/x.json",
+        ]);
+        assert!(f.registry_mirror);
+        assert_eq!(f.config_file.as_deref(), Some(Path::new("/x.json")));
+        let f = DockerdFlags::parse(["-H", "fd://", "--config-file", "/y.json"]);
+        assert!(!f.registry_mirror);
+        assert_eq!(f.config_file.as_deref(), Some(Path::new("/y.json")));
         assert_eq!(
-            flag_line("# DOCKER_OPTS=\"--registry-mirror=x\"\nDOCKER_OPTS=\"--registry-mirror=https://m.example\"\n").as_deref(),
-            Some("DOCKER_OPTS=\"--registry-mirror=https://m.example\"")
+            DockerdFlags::parse(["--registry-mirrors-x"]),
+            DockerdFlags::default()
         );
-        assert_eq!(flag_line("#DOCKER_OPTS=\"--dns 8.8.8.8\"\n"), None);
-        let e = refuse_if_flag_given(&[(
+        let f = DockerdFlags::parse_lines([
+            "DOCKER_OPTS=\"--registry-mirror=https://m.example --dns 8.8.8.8\"",
+            "ExecStart=/usr/sbin/dockerd -H fd:// $DOCKER_OPTS",
+        ]);
+        assert!(f.registry_mirror && f.config_file.is_none(), "{f:?}");
+        let f = DockerdFlags::parse_lines(["DOCKER_OPTS='--config-file=/etc/docker/other.json'"]);
+        assert_eq!(
+            f.config_file.as_deref(),
+            Some(Path::new("/etc/docker/other.json"))
+        );
+    }
+
+    #[test]
+    fn a_registry_mirror_flag_in_dockerds_files_is_refused_for_the_file_that_dockerd_reads() {
+        let debian = lines(
+            "/etc/default/docker",
+            "# DOCKER_OPTS=\"--registry-mirror=x\"\nDOCKER_OPTS=\"--registry-mirror=https://m.example\"\n",
+        );
+        let (path, line) = service_conflict(&debian, Path::new(DEFAULT), Path::new(DEFAULT))
+            .expect("the default daemon.json conflicts");
+        assert_eq!(path, Path::new("/etc/default/docker"));
+        assert_eq!(line, "DOCKER_OPTS=\"--registry-mirror=https://m.example\"");
+        // The system dockerd does not read another file: no conflict there.
+        assert_eq!(
+            service_conflict(
+                &debian,
+                Path::new("/srv/other/daemon.json"),
+                Path::new(DEFAULT)
+            ),
+            None
+        );
+        // ...unless its command line names that file.
+        let mut moved = debian.clone();
+        moved.extend(lines(
+            "/etc/systemd/system/docker.service.d/override.conf",
+            "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd --config-file /srv/other/daemon.json\n",
+        ));
+        assert!(
+            service_conflict(
+                &moved,
+                Path::new("/srv/other/daemon.json"),
+                Path::new(DEFAULT)
+            )
+            .is_some()
+        );
+        assert!(service_conflict(&moved, Path::new(DEFAULT), Path::new(DEFAULT)).is_none());
+        // Commented lines and other flags say nothing.
+        let quiet = lines(
+            "/etc/default/docker",
+            "#DOCKER_OPTS=\"--registry-mirror=x\"\nDOCKER_OPTS=\"--dns 8.8.8.8\"\n",
+        );
+        assert_eq!(
+            service_conflict(&quiet, Path::new(DEFAULT), Path::new(DEFAULT)),
+            None
+        );
+
+        let e = refuse_if_flag_given(Some(&(
             PathBuf::from("/etc/default/docker"),
             "DOCKER_OPTS=\"--registry-mirror=x\"".into(),
-        )])
+        )))
         .unwrap_err()
         .to_string();
         assert!(
             e.contains("/etc/default/docker") && e.contains("refuses to start"),
             "{e}"
         );
-        assert!(refuse_if_flag_given(&[]).is_ok());
+        assert!(refuse_if_flag_given(None).is_ok());
+    }
+
+    #[test]
+    fn a_running_dockerd_conflicts_only_if_it_reads_the_file_and_has_the_flag() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let running = vec![
+            (
+                10,
+                argv(&[
+                    "/usr/sbin/dockerd",
+                    "-H",
+                    "fd://",
+                    "--registry-mirror=https://m.example",
+                ]),
+            ),
+            (
+                11,
+                argv(&[
+                    "dockerd",
+                    "--config-file",
+                    "/srv/a/daemon.json",
+                    "--registry-mirror",
+                    "https://m",
+                ]),
+            ),
+            (
+                12,
+                argv(&["dockerd", "--config-file", "/srv/b/daemon.json"]),
+            ),
+            // The program name is not an argument.
+            (13, argv(&["--registry-mirror"])),
+        ];
+        let default = Path::new(DEFAULT);
+        assert_eq!(live_conflicts(&running, default, default), [10]);
+        assert_eq!(
+            live_conflicts(&running, Path::new("/srv/a/daemon.json"), default),
+            [11]
+        );
+        assert!(live_conflicts(&running, Path::new("/srv/b/daemon.json"), default).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Test support: run the built helper the way docker does (argv + stdin, environment), and
 //! loopback HTTP servers that stand in for Google's token endpoint and metadata server.
 #![allow(dead_code)]
+pub(crate) mod daemons;
 pub(crate) mod go;
 pub(crate) mod kubelet;
 pub(crate) mod proxy;

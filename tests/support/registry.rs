@@ -395,33 +395,69 @@ pub(crate) fn sha256(data: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// A tar archive with one regular file.
-fn tar_one_file(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut header = [0u8; 512];
+/// One entry of a tar archive.
+pub(crate) enum TarEntry<'a> {
+    Dir(&'a str),
+    File {
+        name: &'a str,
+        mode: u32,
+        content: &'a [u8],
+    },
+    Symlink {
+        name: &'a str,
+        target: &'a str,
+    },
+}
+
+/// A ustar archive of `entries`, owned by root, with a fixed mtime: reproducible digests.
+pub(crate) fn tar(entries: &[TarEntry<'_>]) -> Vec<u8> {
     let put = |h: &mut [u8; 512], at: usize, s: &[u8]| h[at..at + s.len()].copy_from_slice(s);
-    put(&mut header, 0, name.as_bytes());
-    put(&mut header, 100, b"0000644\0");
-    put(&mut header, 108, b"0000000\0");
-    put(&mut header, 116, b"0000000\0");
-    put(
-        &mut header,
-        124,
-        format!("{:011o}\0", content.len()).as_bytes(),
-    );
-    put(&mut header, 136, b"14000000000\0"); // a fixed mtime: reproducible digests
-    put(&mut header, 148, b"        ");
-    header[156] = b'0';
-    put(&mut header, 257, b"ustar\0");
-    put(&mut header, 263, b"00");
-    put(&mut header, 265, b"root");
-    put(&mut header, 297, b"root");
-    let sum: u32 = header.iter().map(|&b| b as u32).sum();
-    put(&mut header, 148, format!("{sum:06o}\0 ").as_bytes());
-    let mut tar = header.to_vec();
-    tar.extend_from_slice(content);
-    tar.resize(tar.len().div_ceil(512) * 512, 0);
+    let mut tar = Vec::new();
+    for entry in entries {
+        let (name, mode, content, kind, link): (&str, u32, &[u8], u8, &str) = match entry {
+            TarEntry::Dir(name) => (name, 0o755, b"", b'5', ""),
+            TarEntry::File {
+                name,
+                mode,
+                content,
+            } => (name, *mode, content, b'0', ""),
+            TarEntry::Symlink { name, target } => (name, 0o777, b"", b'2', target),
+        };
+        let mut header = [0u8; 512];
+        put(&mut header, 0, name.as_bytes());
+        put(&mut header, 100, format!("{mode:07o}\0").as_bytes());
+        put(&mut header, 108, b"0000000\0");
+        put(&mut header, 116, b"0000000\0");
+        put(
+            &mut header,
+            124,
+            format!("{:011o}\0", content.len()).as_bytes(),
+        );
+        put(&mut header, 136, b"14000000000\0");
+        put(&mut header, 148, b"        ");
+        header[156] = kind;
+        put(&mut header, 157, link.as_bytes());
+        put(&mut header, 257, b"ustar\0");
+        put(&mut header, 263, b"00");
+        put(&mut header, 265, b"root");
+        put(&mut header, 297, b"root");
+        let sum: u32 = header.iter().map(|&b| b as u32).sum();
+        put(&mut header, 148, format!("{sum:06o}\0 ").as_bytes());
+        tar.extend_from_slice(&header);
+        tar.extend_from_slice(content);
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    }
     tar.resize(tar.len() + 1024, 0);
     tar
+}
+
+/// A tar archive with one regular file.
+fn tar_one_file(name: &str, content: &[u8]) -> Vec<u8> {
+    tar(&[TarEntry::File {
+        name,
+        mode: 0o644,
+        content,
+    }])
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -465,6 +501,44 @@ fn go_arch() -> &'static str {
 
 /// Writes an OCI image layout with one image tagged `tag` into `dir`.
 pub(crate) fn write_oci_image(dir: &Path, tag: &str, file_content: &str) -> OciImage {
+    let tar = tar_one_file("hello.txt", file_content.as_bytes());
+    write_oci_layout(dir, tag, &tar, serde_json::json!({"Cmd": ["/hello.txt"]}))
+}
+
+/// An image that runs: Debian's static `/bin/busybox` with `sh`, `echo` and `cat` links to it
+/// (package busybox-static), so builds can `RUN` in it.
+pub(crate) fn write_busybox_image(dir: &Path, tag: &str) -> OciImage {
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
+    let mut entries = vec![
+        TarEntry::Dir("bin/"),
+        TarEntry::Dir("tmp/"),
+        TarEntry::File {
+            name: "bin/busybox",
+            mode: 0o755,
+            content: &busybox,
+        },
+    ];
+    for name in ["bin/sh", "bin/echo", "bin/cat"] {
+        entries.push(TarEntry::Symlink {
+            name,
+            target: "busybox",
+        });
+    }
+    write_oci_layout(
+        dir,
+        tag,
+        &tar(&entries),
+        serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}),
+    )
+}
+
+/// Writes an OCI image layout into `dir`: one image tagged `tag` whose single layer is `tar`.
+pub(crate) fn write_oci_layout(
+    dir: &Path,
+    tag: &str,
+    tar: &[u8],
+    config: serde_json::Value,
+) -> OciImage {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {
@@ -472,14 +546,13 @@ pub(crate) fn write_oci_image(dir: &Path, tag: &str, file_content: &str) -> OciI
         std::fs::write(blobs.join(&digest["sha256:".len()..]), data).unwrap();
         digest
     };
-    let tar = tar_one_file("hello.txt", file_content.as_bytes());
-    let diff_id = sha256(&tar);
-    let layer = gzip_stored(&tar);
+    let diff_id = sha256(tar);
+    let layer = gzip_stored(tar);
     let layer_digest = put(&layer);
     let config = serde_json::json!({
         "architecture": go_arch(),
         "os": "linux",
-        "config": {"Cmd": ["/hello.txt"]},
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     })
     .to_string();
@@ -517,6 +590,47 @@ pub(crate) fn write_oci_image(dir: &Path, tag: &str, file_content: &str) -> OciI
         layer_digest,
         diff_id,
     }
+}
+
+/// Puts the image of an OCI layout straight into a distribution registry's filesystem storage
+/// (`rootdirectory`), as a push would leave it: the blobs, the repository's layer and manifest
+/// links, and the tag. No registry needs to run, and no client to push.
+pub(crate) fn store_in_registry_storage(
+    storage: &Path,
+    layout: &Path,
+    image: &OciImage,
+    repo: &str,
+    tag: &str,
+) {
+    let v2 = storage.join("docker/registry/v2");
+    let hex = |d: &str| d["sha256:".len()..].to_owned();
+    let link = |dir: PathBuf, digest: &str| {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("link"), digest).unwrap();
+    };
+    for digest in [
+        &image.layer_digest,
+        &image.config_digest,
+        &image.manifest_digest,
+    ] {
+        let h = hex(digest);
+        let dir = v2.join("blobs/sha256").join(&h[..2]).join(&h);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(layout.join("blobs/sha256").join(&h), dir.join("data")).unwrap();
+    }
+    let repo_dir = v2.join("repositories").join(repo);
+    for digest in [&image.layer_digest, &image.config_digest] {
+        link(repo_dir.join("_layers/sha256").join(hex(digest)), digest);
+    }
+    let manifest = &image.manifest_digest;
+    let m = hex(manifest);
+    link(
+        repo_dir.join("_manifests/revisions/sha256").join(&m),
+        manifest,
+    );
+    let tag_dir = repo_dir.join("_manifests/tags").join(tag);
+    link(tag_dir.join("current"), manifest);
+    link(tag_dir.join("index/sha256").join(&m), manifest);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -741,6 +855,31 @@ impl Rig {
             ],
             b"",
         );
+        image
+    }
+
+    /// Puts a test image straight into the registry's storage, as a push would leave it: no
+    /// client and no token involved (skopeo as root also writes a blob cache under
+    /// /var/lib/containers, which the daemon tests keep clear of).
+    pub(crate) fn store_image(&self, repo_tag: &str) -> OciImage {
+        self.store_with(repo_tag, |layout, tag| {
+            write_oci_image(layout, tag, "hello from the stored image\n")
+        })
+    }
+
+    /// Like `store_image`, with an image that can run (busybox): for builds that `RUN`.
+    pub(crate) fn store_busybox(&self, repo_tag: &str) -> OciImage {
+        self.store_with(repo_tag, write_busybox_image)
+    }
+
+    fn store_with(&self, repo_tag: &str, write: impl FnOnce(&Path, &str) -> OciImage) -> OciImage {
+        let layout = self
+            .env
+            .path(&format!("stored-{}", repo_tag.replace(['/', ':'], "-")));
+        let (repo, tag) = repo_tag.rsplit_once(':').unwrap();
+        let image = write(&layout, tag);
+        let storage = self.registry.dir.path().join("storage");
+        store_in_registry_storage(&storage, &layout, &image, repo, tag);
         image
     }
 }
