@@ -928,3 +928,64 @@ fn the_mirror_world_is_out_of_the_machines_reach() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(handshakes(), before);
 }
+
+/// `docker login HOST` with no user name, against a real daemon (which is what checks the
+/// credentials): docker asks the helper (`get`), receives a minted token and hands it back
+/// (`store`). The helper keeps nothing, so after a token rotation `get` mints again and pulls
+/// keep working.
+#[test]
+#[cfg_attr(
+    any(
+        missing_dockerd,
+        missing_namespaces,
+        missing_registry,
+        missing_root,
+        missing_keyring
+    ),
+    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, root, dbus-daemon and gnome-keyring-daemon"
+)]
+fn docker_login_with_no_user_name_stores_nothing_and_pulls_work_after_a_rotation() {
+    require_daemon_tools("dockerd");
+    let dockerd = dockerd();
+    // Tokens live 200 s: never "fresh" (5-minute margin), so every get mints: a rotation.
+    let mut rig = Rig::start_with_token_lifetime(200);
+    let ss = SecretService::start(rig.env.home.path());
+    rig.env.set("DBUS_SESSION_BUS_ADDRESS", ss.address.clone());
+    rig.store_image("test/img:v1");
+
+    let mark = rig.mark();
+    let out = docker_ok(&rig, dockerd, &["login", &rig.host], &[]);
+    assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
+    let calls: Vec<_> = rig.helper_calls_since(mark);
+    let verbs: Vec<&str> = calls.iter().map(|c| c.verb.as_str()).collect();
+    assert_eq!(verbs, ["get", "store"], "the verbs docker sends: {calls:?}");
+    let issued: serde_json::Value = serde_json::from_str(&calls[0].output).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&calls[1].input).unwrap();
+    assert_eq!(
+        stored["Secret"], issued["Secret"],
+        "docker hands our own token back"
+    );
+    assert_eq!(calls[1].code, 0, "store succeeds, as docker expects");
+    assert_eq!(
+        rig.env.run(&["list"], b"unused").stdout,
+        "{}\n",
+        "nothing was stored"
+    );
+
+    // The token rotates: a fresh one is minted and the pull uses it.
+    let first = issued["Secret"].as_str().unwrap().to_owned();
+    let mark = rig.mark();
+    docker_ok(&rig, dockerd, &["pull", &rig.image_ref("test/img:v1")], &[]);
+    assert_eq!(
+        rig.google_requests_since(mark),
+        1,
+        "minted again, not the echo of the login"
+    );
+    let gets: Vec<_> = rig
+        .helper_calls_since(mark)
+        .into_iter()
+        .filter(|c| c.verb == "get" && c.code == 0)
+        .collect();
+    assert!(!gets.is_empty());
+    assert!(gets.iter().all(|c| !c.output.contains(&first)), "{gets:?}");
+}
