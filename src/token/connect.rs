@@ -199,6 +199,10 @@ fn printable(bytes: &[u8]) -> String {
         .to_owned()
 }
 
+/// How every proxy failure's message starts. Callers that only see the message (a failure
+/// that went through yup-oauth2 keeps no typed cause) recognise proxy trouble by it.
+pub(crate) const THROUGH_PROXY: &str = "through proxy ";
+
 /// A failure on the way through a proxy: `through proxy http://host:port: what happened`.
 #[derive(Debug)]
 pub(crate) struct ProxyError {
@@ -254,7 +258,7 @@ impl ProxyError {
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "through proxy {}: ", self.proxy)?;
+        write!(f, "{THROUGH_PROXY}{}: ", self.proxy)?;
         match &self.kind {
             ProxyErrorKind::Connect => f.write_str("cannot connect to the proxy"),
             ProxyErrorKind::Refused { status, reason } => {

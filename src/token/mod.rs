@@ -244,7 +244,7 @@ fn mint_in_order(
         .map(|(c, e)| {
             let text = format!("{e:#}");
             // A proxy in the way is not the credentials' fault (see token::connect).
-            let advice = if text.contains("through proxy ") {
+            let advice = if text.contains(connect::THROUGH_PROXY) {
                 PROXY_ADVICE
             } else {
                 c.advice()
