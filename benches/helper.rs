@@ -185,7 +185,7 @@ impl Bench {
         let minted = self.requests.load(Ordering::SeqCst) - before;
         let met = if ratio <= 1.0 { "met" } else { "**not met**" };
         self.line(format!(
-            "| 1a | cached `get` of the installed (static) executable vs `/bin/true` ({ROUNDS} paired rounds) | {:.3} ms vs {:.3} ms, ratio **{ratio:.2}**; {minted} token requests | ratio <= 1.0: {met} |",
+            "| 1a | cached `get` of the installed (static) executable vs `/bin/true` ({ROUNDS} paired rounds) | {:.3} ms vs {:.3} ms, ratio **{ratio:.3}**; {minted} token requests | ratio <= 1.0: {met} |",
             ms(median(&get)),
             ms(median(&floor))
         ));

@@ -329,7 +329,7 @@ fn config() -> Result<ExitCode> {
     writeln!(out, "token sources present (in order of use):")?;
     for kind in &s.token_sources.value {
         match sources::probe(*kind) {
-            Some(c) => writeln!(out, "  {:<9} present: {}", kind.name(), c.describe)?,
+            Some(c) => writeln!(out, "  {:<9} present: {}", kind.name(), c.describe())?,
             None => writeln!(out, "  {:<9} absent", kind.name())?,
         }
     }
@@ -344,7 +344,7 @@ fn config() -> Result<ExitCode> {
 fn list_details() -> Result<ExitCode> {
     let settings = Settings::load()?;
     let mut out = ui::stdout();
-    let logins = Store::open()
+    let logins = Store::open(&settings)
         .map(|s| s.logins())
         .transpose()?
         .unwrap_or_default();

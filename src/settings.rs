@@ -155,6 +155,9 @@ pub(crate) struct Settings {
     /// Problems that did not stop the program: invalid list entries that were skipped,
     /// unknown keys in the config file.
     pub(crate) warnings: Vec<String>,
+    /// Where the index of `docker login` credentials lives (the platform's user data
+    /// directory; not a setting, but resolved here once with the other directories).
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 pub(crate) const DEFAULT_SOURCES: [SourceKind; 3] =
@@ -255,6 +258,7 @@ impl Settings {
             ca_file: inputs.get(&CA_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
             config_file,
             warnings,
+            data_dir: dirs.data_dir(),
         })
     }
 

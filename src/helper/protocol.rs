@@ -120,8 +120,8 @@ fn answer(verb: Verb, input: &str) -> Answer {
     let result = match verb {
         Verb::Get => get(input, &settings),
         Verb::Store => store(input, &settings),
-        Verb::Erase => erase(input),
-        Verb::List => list(),
+        Verb::Erase => erase(input, &settings),
+        Verb::List => list(&settings),
     };
     result.unwrap_or_else(|e| Answer::Error(format!("{e:#}")))
 }
@@ -142,7 +142,7 @@ fn get(input: &str, settings: &Settings) -> Result<Answer> {
     };
     let host = registry.to_string();
     let class = hosts::classify(&registry, &settings.registries.value);
-    if let Some(answer) = stored(server, &host, class == HostClass::Google)? {
+    if let Some(answer) = stored(server, &host, class == HostClass::Google, settings)? {
         return Ok(answer);
     }
     match class {
@@ -177,8 +177,8 @@ fn get(input: &str, settings: &Settings) -> Result<Answer> {
 /// Explicitly stored credentials for `host` win over minted tokens, except an access token
 /// stored for a Google host that can no longer be valid: that one is removed, and the token
 /// sources mint as usual.
-fn stored(server: &str, host: &str, google: bool) -> Result<Option<Answer>> {
-    let Some(store) = Store::open() else {
+fn stored(server: &str, host: &str, google: bool, settings: &Settings) -> Result<Option<Answer>> {
+    let Some(store) = Store::open(settings) else {
         return Ok(None);
     };
     let login = match store.login(host) {
@@ -274,7 +274,7 @@ fn store(input: &str, settings: &Settings) -> Result<Answer> {
         ));
         return Ok(Answer::Output(String::new()));
     }
-    let store = Store::open()
+    let store = Store::open(settings)
         .ok_or_else(|| anyhow!("no data directory for stored credentials (is HOME set?)"))?;
     if google && kind == Kind::AccessToken {
         log::warn!(
@@ -290,19 +290,19 @@ fn store(input: &str, settings: &Settings) -> Result<Answer> {
     Ok(Answer::Output(String::new()))
 }
 
-fn erase(input: &str) -> Result<Answer> {
+fn erase(input: &str, settings: &Settings) -> Result<Answer> {
     if input.trim().is_empty() {
         return Ok(Answer::Error(NO_SERVER_URL.to_owned()));
     }
     let host = registry_key(input)?;
-    let store = Store::open()
+    let store = Store::open(settings)
         .ok_or_else(|| anyhow!("no data directory for stored credentials (is HOME set?)"))?;
     store.erase(&host)?;
     Ok(Answer::Output(String::new()))
 }
 
-fn list() -> Result<Answer> {
-    let listed: std::collections::BTreeMap<String, String> = match Store::open() {
+fn list(settings: &Settings) -> Result<Answer> {
+    let listed: std::collections::BTreeMap<String, String> = match Store::open(settings) {
         Some(store) => store
             .logins()?
             .into_iter()

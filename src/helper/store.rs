@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::settings::Settings;
 use crate::util::files::{self, Lock};
-use crate::util::platform::{BaseDirs, Os};
+use crate::util::platform::Os;
 use crate::util::secret::Secret;
 
 const SERVICE: &str = "docker-credential-gcp";
@@ -92,8 +93,8 @@ struct Payload {
 
 impl Store {
     /// The store under the user's data directory, or `None` if the platform names none.
-    pub(crate) fn open() -> Option<Store> {
-        BaseDirs::current().data_dir().map(|dir| Store { dir })
+    pub(crate) fn open(settings: &Settings) -> Option<Store> {
+        settings.data_dir.clone().map(|dir| Store { dir })
     }
 
     fn index_path(&self) -> PathBuf {

@@ -297,7 +297,7 @@ fn check_docker_client(r: &mut Report<'_>) -> Result<()> {
 
 fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
     let present: Vec<String> = sources::present(&settings.token_sources.value)
-        .map(|c| format!("{} ({})", c.kind.name(), c.describe))
+        .map(|c| format!("{} ({})", c.kind.name(), c.describe()))
         .collect();
     if present.is_empty() {
         return r.fail(
@@ -391,7 +391,7 @@ fn check_keyring(r: &mut Report<'_>) -> Result<()> {
 /// `docker login` credentials for Google hosts, with their kind; an expired access token is a
 /// failure with its fix (it is also removed by the next `get`).
 fn check_stored_logins(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
-    let logins = match Store::open().map(|s| s.logins()).transpose() {
+    let logins = match Store::open(settings).map(|s| s.logins()).transpose() {
         Ok(l) => l.unwrap_or_default(),
         Err(e) => {
             return r.fail(

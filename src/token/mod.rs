@@ -188,7 +188,7 @@ fn cached(
             if !earlier.is_empty() {
                 log::debug!(
                     "serving the cached token of {}, minted when the sources before it failed",
-                    candidate.describe
+                    candidate.describe()
                 );
             }
             return Some(entry);
@@ -208,7 +208,7 @@ fn mint_in_order(
     let mut failures: Vec<(Candidate, anyhow::Error)> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
     for candidate in sources::present(kinds) {
-        log::info!("minting a token with {}", candidate.describe);
+        log::info!("minting a token with {}", candidate.describe());
         match candidate.mint(&mut ctx) {
             Ok(Minted::Token(token)) => {
                 if let Some(cache) = cache
@@ -252,7 +252,7 @@ fn mint_in_order(
             format!(
                 "{} ({}): {text} (to fix: {advice})",
                 c.kind.name(),
-                c.describe
+                c.describe()
             )
         })
         .collect();

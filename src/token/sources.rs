@@ -27,15 +27,13 @@ pub(crate) struct Candidate {
     pub(crate) kind: SourceKind,
     /// Cache key: the source, everything that selects its identity, and the scope.
     pub(crate) key: String,
-    /// What to call this source in messages (a path, a host).
-    pub(crate) describe: String,
     what: What,
 }
 
 #[derive(Debug, Clone)]
 enum What {
     Adc { path: PathBuf, explicit: bool },
-    Gcloud,
+    Gcloud { dir: PathBuf },
     Metadata { host: String },
 }
 
@@ -67,15 +65,9 @@ pub(crate) fn probe(kind: SourceKind) -> Option<Candidate> {
                 var("AWS_REGION"),
                 var("AWS_DEFAULT_REGION"),
             );
-            let describe = if explicit {
-                format!("GOOGLE_APPLICATION_CREDENTIALS={}", path.display())
-            } else {
-                path.display().to_string()
-            };
             Some(Candidate {
                 kind,
                 key,
-                describe,
                 what: What::Adc { path, explicit },
             })
         }
@@ -88,8 +80,7 @@ pub(crate) fn probe(kind: SourceKind) -> Option<Candidate> {
             Some(Candidate {
                 kind,
                 key,
-                describe: format!("config directory {}", dir.display()),
-                what: What::Gcloud,
+                what: What::Gcloud { dir },
             })
         }
         SourceKind::Metadata => {
@@ -97,7 +88,6 @@ pub(crate) fn probe(kind: SourceKind) -> Option<Candidate> {
             Some(Candidate {
                 kind,
                 key: format!("metadata|{host}|{SCOPE}"),
-                describe: format!("metadata server {host}"),
                 what: What::Metadata { host },
             })
         }
@@ -115,6 +105,22 @@ pub(crate) fn adc_file() -> Option<(PathBuf, bool)> {
 }
 
 impl Candidate {
+    /// What to call this source in messages (a path, a host). Built only for messages: the
+    /// cached `get` never needs it.
+    pub(crate) fn describe(&self) -> String {
+        match &self.what {
+            What::Adc {
+                path,
+                explicit: true,
+            } => {
+                format!("GOOGLE_APPLICATION_CREDENTIALS={}", path.display())
+            }
+            What::Adc { path, .. } => path.display().to_string(),
+            What::Gcloud { dir } => format!("config directory {}", dir.display()),
+            What::Metadata { host } => format!("metadata server {host}"),
+        }
+    }
+
     /// Obtains a new token from this source within the context's deadline.
     pub(crate) fn mint(&self, ctx: &mut MintContext) -> Result<Minted> {
         match &self.what {
@@ -137,7 +143,9 @@ impl Candidate {
                 })?;
                 credentials::mint_file(path, &bytes, ctx).map(Minted::Token)
             }
-            What::Gcloud => Ok(gcloud::mint(ctx.deadline)?.map_or(Minted::Absent, Minted::Token)),
+            What::Gcloud { .. } => {
+                Ok(gcloud::mint(ctx.deadline)?.map_or(Minted::Absent, Minted::Token))
+            }
             What::Metadata { host } => metadata::mint(host, ctx).map(Minted::Token),
         }
     }
@@ -149,7 +157,9 @@ impl Candidate {
                 "check the file GOOGLE_APPLICATION_CREDENTIALS names, or unset it"
             }
             What::Adc { .. } => "run `gcloud auth application-default login` again",
-            What::Gcloud => "run `gcloud auth login` (check with `gcloud auth print-access-token`)",
+            What::Gcloud { .. } => {
+                "run `gcloud auth login` (check with `gcloud auth print-access-token`)"
+            }
             What::Metadata { .. } => {
                 "check that the VM or node has a service account with the cloud-platform scope"
             }
