@@ -543,10 +543,26 @@ pub(crate) struct SecretService {
 }
 
 impl SecretService {
-    /// Starts dbus-daemon and an unlocked gnome-keyring for `home`.
+    /// Starts dbus-daemon and an unlocked gnome-keyring for `home`. On a loaded machine a
+    /// fresh gnome-keyring now and then never makes its login collection usable; such a start
+    /// is abandoned and made again (at most three times), with the keyring's files removed.
     pub(crate) fn start(home: &Path) -> SecretService {
         require("dbus-daemon");
         require("gnome-keyring-daemon");
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let service = SecretService::launch(home);
+            match service.wait_until_usable(Duration::from_secs(20)) {
+                Ok(()) => return service,
+                Err(e) => failures.push(e),
+            }
+            drop(service);
+            let _ = std::fs::remove_dir_all(home.join(".local/share/keyrings"));
+        }
+        panic!("the headless Secret Service never became usable: {failures:?}");
+    }
+
+    fn launch(home: &Path) -> SecretService {
         let mut dbus = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
             .stdout(Stdio::piped())
@@ -585,23 +601,20 @@ impl SecretService {
             ready.starts_with("GNOME_KEYRING_CONTROL="),
             "gnome-keyring printed {ready:?}"
         );
-        let service = SecretService {
+        SecretService {
             address,
             children: vec![keyring, dbus],
-        };
-        service.wait_until_usable();
-        service
+        }
     }
 
     /// gnome-keyring announces itself before its secrets service and login collection are
     /// ready, and under load a test's first store can race them. Probe with a real store
     /// (from a separate HOME, so the test's own index stays untouched) until one succeeds.
-    fn wait_until_usable(&self) {
+    fn wait_until_usable(&self, within: Duration) -> Result<(), String> {
         let probe_home = tempfile::tempdir().unwrap();
         let body = br#"{"ServerURL":"probe.invalid","Username":"probe","Secret":"probe"}"#;
         let mut last = String::new();
-        // Generous: on a loaded 2-core machine gnome-keyring can take seconds to settle.
-        let give_up = std::time::Instant::now() + Duration::from_secs(45);
+        let give_up = std::time::Instant::now() + within;
         while std::time::Instant::now() < give_up {
             let mut cmd = Command::new(BIN);
             cmd.arg("store")
@@ -611,12 +624,12 @@ impl SecretService {
                 .env("DBUS_SESSION_BUS_ADDRESS", &self.address);
             let out = run_command(cmd, body);
             if out.code == 0 {
-                return;
+                return Ok(());
             }
             last = out.stdout;
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the headless Secret Service never became usable: {last}");
+        Err(last)
     }
 }
 
