@@ -227,7 +227,7 @@ fn accept(found: &mut Discovery, id: Option<&str>) -> Result<()> {
 
 /// What an error answer means and what to do about it.
 fn refusal(resp: &Response, project: &Project, secret: &Secret<String>) -> String {
-    let said = oauth::redact(&oauth::google_error(resp), secret);
+    let said = secret.scrub(&oauth::google_error(resp));
     let said = said.trim_end_matches('.');
     let what = format!(
         "the Artifact Registry API refused to list the locations of project {} (from {}): {said}",

@@ -188,7 +188,7 @@ pub(crate) fn sts_exchange(http: &Http, x: &StsExchange<'_>, deadline: Instant) 
     }
     let step = format!("STS token exchange at {}", http::redacted_url(x.sts_url));
     token_request(http, req, deadline, &step)
-        .map_err(|e| anyhow!("{}", redact(&format!("{e:#}"), x.subject_token)))
+        .map_err(|e| anyhow!("{}", x.subject_token.scrub(&format!("{e:#}"))))
 }
 
 /// Service account impersonation: `bearer` (the caller's token) for a token of the account
@@ -221,7 +221,7 @@ pub(crate) fn impersonate(
     let req = Request::post(target.url, Body::Json(&body))
         .secret_header("authorization", authorization.as_deref());
     let resp = http.send(&req, deadline).with_context(|| step.clone())?;
-    parse_generated_token(&resp).map_err(|e| anyhow!("{step}: {}", redact(&e, bearer)))
+    parse_generated_token(&resp).map_err(|e| anyhow!("{step}: {}", bearer.scrub(&e)))
 }
 
 /// The IAM Credentials API URL that impersonates `email`.
@@ -275,16 +275,6 @@ pub(crate) fn google_error(resp: &Response) -> String {
 pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     u64::try_from(t.unix_timestamp()).ok()
-}
-
-/// A remote error message should never echo what we sent, but make sure.
-pub(crate) fn redact(message: &str, secret: &Secret<String>) -> String {
-    let value = secret.expose();
-    if value.len() >= 8 {
-        message.replace(value.as_str(), "REDACTED")
-    } else {
-        message.to_owned()
-    }
 }
 
 #[cfg(test)]

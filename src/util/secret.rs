@@ -40,6 +40,39 @@ impl<T: AsRef<str>> Secret<T> {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.as_ref().is_empty()
     }
+
+    /// `message` with every run that also occurs in this secret (12 bytes or longer, or the
+    /// whole secret if shorter) replaced by REDACTED: a remote error should never echo what we
+    /// sent, and an echo cut short by an excerpt is caught too.
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let secret = self.0.as_ref().as_bytes();
+        if secret.is_empty() {
+            return message.to_owned();
+        }
+        let window = secret.len().min(12);
+        let pieces: std::collections::HashSet<&[u8]> = secret.windows(window).collect();
+        let bytes = message.as_bytes();
+        let mut hidden = vec![false; bytes.len()];
+        for (i, w) in bytes.windows(window).enumerate() {
+            if pieces.contains(w) {
+                hidden[i..i + window].iter_mut().for_each(|h| *h = true);
+            }
+        }
+        let mut out = String::with_capacity(message.len());
+        let mut in_run = false;
+        for (i, c) in message.char_indices() {
+            if hidden[i..i + c.len_utf8()].iter().any(|h| *h) {
+                if !in_run {
+                    out.push_str("REDACTED");
+                }
+                in_run = true;
+            } else {
+                out.push(c);
+                in_run = false;
+            }
+        }
+        out
+    }
 }
 
 impl<T> From<T> for Secret<T> {
@@ -81,6 +114,27 @@ mod tests {
         assert_eq!(bearer.expose(), "Bearer tok");
         assert!(!s.is_empty());
         assert!(Secret::new(String::new()).is_empty());
+    }
+
+    #[test]
+    fn token_fragments_are_redacted_even_when_cut_short() {
+        let token =
+            Secret::new("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJl".to_owned());
+        let whole = format!("bad subject {} (rejected)", token.expose());
+        assert_eq!(token.scrub(&whole), "bad subject REDACTED (rejected)");
+        let cut = format!("invalid: {}…", &token.expose()[..30]);
+        assert_eq!(token.scrub(&cut), "invalid: REDACTED…");
+        let tail = format!("sig {} end", &token.expose()[40..]);
+        assert_eq!(token.scrub(&tail), "sig REDACTED end");
+        assert_eq!(
+            token.scrub("HTTP 400 invalid_grant: the audience does not match"),
+            "HTTP 400 invalid_grant: the audience does not match"
+        );
+        assert_eq!(token.scrub("ünïcode"), "ünïcode");
+        assert_eq!(
+            Secret::new("abc".to_owned()).scrub("a abc b"),
+            "a REDACTED b"
+        );
     }
 
     /// `Secret` must never implement `Display`. If it did, both impls below would apply and
