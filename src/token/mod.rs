@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 
-use crate::settings::{Settings, SourceKind};
+use crate::settings::Settings;
 use crate::util::secret::Secret;
 use access::STALE_MARGIN_SECS;
 pub(crate) use access::{Token, now_secs};
@@ -54,15 +54,19 @@ pub(crate) enum Outcome {
 pub(crate) fn google_token(settings: &Settings) -> Result<Outcome> {
     let kinds = &settings.token_sources.value;
     let cache = settings.effective_cache_dir().map(Cache::new);
+    // The fast path probes lazily: when the first source's token is cached, the later
+    // sources are never looked at.
     if let Some(cache) = &cache
-        && let Some(entry) = cached(cache, kinds, |t| t.is_fresh(now_secs()))
+        && let Some(entry) = cached(cache, sources::present(kinds), |t| t.is_fresh(now_secs()))
     {
         if refresh_is_due(&entry, settings.refresh_ahead.value, now_secs()) {
             refresh_in_background(cache, &entry.token);
         }
         return Ok(Outcome::Token(entry.token));
     }
-    if sources::present(kinds).next().is_none() {
+    // From here on, every source is probed once.
+    let candidates: Vec<Candidate> = sources::present(kinds).collect();
+    if candidates.is_empty() {
         return Ok(Outcome::NoSource);
     }
     log::debug!("no fresh cached token");
@@ -79,13 +83,15 @@ pub(crate) fn google_token(settings: &Settings) -> Result<Outcome> {
         other => other.and_then(Result::ok),
     };
     if let Some(cache) = &cache
-        && let Some(entry) = cached(cache, kinds, |t| t.is_fresh(now_secs()))
+        && let Some(entry) = cached(cache, candidates.iter().cloned(), |t| {
+            t.is_fresh(now_secs())
+        })
     {
         log::debug!("another process refreshed the token meanwhile");
         return Ok(Outcome::Token(entry.token));
     }
     mint_in_order(
-        kinds,
+        &candidates,
         cache.as_ref(),
         deadline,
         settings.ca_file.value.clone(),
@@ -135,16 +141,17 @@ pub(crate) fn refresh_ahead(settings: &Settings, after: u64) -> Result<()> {
         log::debug!("another process is minting; no background refresh");
         return Ok(());
     };
-    let kinds = &settings.token_sources.value;
-    if let Some(entry) = cached(&cache, kinds, |t| t.is_fresh(now_secs()))
-        && entry.token.expires_at > after
+    let candidates: Vec<Candidate> = sources::present(&settings.token_sources.value).collect();
+    if let Some(entry) = cached(&cache, candidates.iter().cloned(), |t| {
+        t.is_fresh(now_secs())
+    }) && entry.token.expires_at > after
     {
         log::debug!("already refreshed by another process");
         return Ok(());
     }
     let deadline = Instant::now() + settings.timeout.value;
     match mint_in_order(
-        kinds,
+        &candidates,
         Some(&cache),
         deadline,
         settings.ca_file.value.clone(),
@@ -165,9 +172,11 @@ pub(crate) fn issued_by_us(settings: &Settings, secret: &Secret<String>) -> bool
         return false;
     };
     let cache = Cache::new(dir);
-    cached(&cache, &settings.token_sources.value, |t| {
-        t.secret.expose() == secret.expose()
-    })
+    cached(
+        &cache,
+        sources::present(&settings.token_sources.value),
+        |t| t.secret.expose() == secret.expose(),
+    )
     .is_some()
 }
 
@@ -176,11 +185,11 @@ pub(crate) fn issued_by_us(settings: &Settings, secret: &Secret<String>) -> bool
 /// earlier source failed, with the identity it has now, when that token was minted.
 fn cached(
     cache: &Cache,
-    kinds: &[SourceKind],
+    candidates: impl IntoIterator<Item = Candidate>,
     usable: impl Fn(&Token) -> bool,
 ) -> Option<cache::Entry> {
     let mut earlier: Vec<String> = Vec::new();
-    for candidate in sources::present(kinds) {
+    for candidate in candidates {
         if let Some(entry) = cache.read(&candidate.key)
             && usable(&entry.token)
             && earlier.iter().all(|d| entry.shadowed.contains(d))
@@ -199,7 +208,7 @@ fn cached(
 }
 
 fn mint_in_order(
-    kinds: &[SourceKind],
+    candidates: &[Candidate],
     cache: Option<&Cache>,
     deadline: Instant,
     ca_file: Option<std::path::PathBuf>,
@@ -207,7 +216,7 @@ fn mint_in_order(
     let mut ctx = MintContext::new(deadline, ca_file);
     let mut failures: Vec<(Candidate, anyhow::Error)> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
-    for candidate in sources::present(kinds) {
+    for candidate in candidates {
         log::info!("minting a token with {}", candidate.describe());
         match candidate.mint(&mut ctx) {
             Ok(Minted::Token(token)) => {
@@ -222,12 +231,12 @@ fn mint_in_order(
             Err(e) => {
                 log::warn!("{} failed: {e:#}", candidate.kind.name());
                 tried.push(candidate.key.clone());
-                failures.push((candidate, e));
+                failures.push((candidate.clone(), e));
             }
         }
     }
     if let Some(stale) = cache.and_then(|c| {
-        cached(c, kinds, |t| {
+        cached(c, candidates.iter().cloned(), |t| {
             t.remaining_secs(now_secs()) > STALE_MARGIN_SECS
         })
         .map(|e| e.token)
