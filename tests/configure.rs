@@ -167,7 +167,9 @@ fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
     );
     assert!(
         out.stderr
-            .contains("mapped 96 host(s) to docker-credential-gcp (96 new: gcr.io, "),
+            .contains(
+                "mapped 96 host(s) to docker-credential-gcp (95 new, 1 taken over from another helper: gcr.io, "
+            ),
         "{}",
         out.stderr
     );

@@ -154,10 +154,24 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
             text::abbreviate(&names, 8)
         ));
     } else {
+        // Hosts taken over from another helper were already warned about above.
+        let taken = changes
+            .iter()
+            .filter(|c| matches!(c, Change::Replaced { .. }))
+            .count();
+        let taken = if taken > 0 {
+            format!(", {taken} taken over from another helper")
+        } else {
+            String::new()
+        };
         ui::note(format_args!(
-            "{}: mapped {mapped} host(s) to docker-credential-{suffix} ({} new: {})",
+            "{}: mapped {mapped} host(s) to docker-credential-{suffix} ({} new{taken}: {})",
             edit.path.display(),
-            names.len(),
+            names.len()
+                - changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Replaced { .. }))
+                    .count(),
             text::abbreviate(&names, 8)
         ));
     }
