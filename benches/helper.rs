@@ -19,6 +19,10 @@
 // the house rules for the program (util::ui, util::env) do not apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
+/// The token cache entry on disk, as the tests reach it.
+#[path = "../tests/support/cache.rs"]
+mod cache;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -391,7 +395,7 @@ impl Bench {
             let mut warm = self.helper("get", &cache);
             warm.env("GCE_METADATA_HOST", addr.to_string());
             assert!(run(warm, &self.input).1, "warm-up get failed");
-            age_entry(&cache);
+            cache::age_entry_in(&cache);
             let mut get = self.helper("get", &cache);
             get.env("GCE_METADATA_HOST", addr.to_string());
             let (t, ok) = run_to_eof(get, &self.input);
@@ -969,29 +973,6 @@ fn keyring_session(home: &Path) -> Option<Session> {
         address,
         children: vec![keyring, dbus],
     })
-}
-
-/// Makes a cache entry in `cache` look minted 50 minutes ago with 10 minutes left.
-fn age_entry(cache: &Path) {
-    let entry = std::fs::read_dir(cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("token-")
-        })
-        .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
-    doc["expires_at"] = serde_json::json!(now + 600);
-    doc["minted_at"] = serde_json::json!(now - 3000);
-    std::fs::write(&entry, doc.to_string()).unwrap();
 }
 
 /// Like `run`, but with stdout piped and read to its end, as docker reads a helper's answer.

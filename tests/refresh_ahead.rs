@@ -32,20 +32,6 @@ fn metadata_env(server: &Server) -> Env {
     env
 }
 
-/// Makes the cached token look minted 50 minutes ago, with 10 minutes left.
-fn age_cache_entry(env: &Env) {
-    let entry = env.cache_entry();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
-    doc["expires_at"] = serde_json::json!(now + 600);
-    doc["minted_at"] = serde_json::json!(now - 3000);
-    std::fs::write(&entry, doc.to_string()).unwrap();
-}
-
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + limit;
     while !done() {
@@ -60,7 +46,7 @@ fn a_get_near_expiry_answers_at_once_and_one_background_refresh_replaces_the_tok
     let (server, issued) = slow_metadata_server(delay);
     let env = metadata_env(&server);
     assert_eq!(creds(&env.get("gcr.io")).2, "ya29.md-1");
-    age_cache_entry(&env);
+    cache::age_entry_in(&env.cache_dir());
 
     // The caller is not held by the refresh: its stdout ends when it exits (run_command
     // reads it to the end, as docker does), well before the 3 s token request returns.
@@ -98,7 +84,7 @@ fn refresh_ahead_can_be_turned_off() {
     let mut env = metadata_env(&server);
     env.set("DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD", "0");
     creds(&env.get("gcr.io"));
-    age_cache_entry(&env);
+    cache::age_entry_in(&env.cache_dir());
     assert_eq!(creds(&env.get("gcr.io")).2, "ya29.md-1");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(server.count(), 1, "no background refresh");
@@ -126,7 +112,7 @@ fn a_failed_background_refresh_only_reaches_the_log_file() {
     let log = env.path("helper.log");
     env.set("DOCKER_CREDENTIAL_GCP_LOG_FILE", log.display().to_string());
     creds(&env.get("gcr.io"));
-    age_cache_entry(&env);
+    cache::age_entry_in(&env.cache_dir());
     let out = env.get("gcr.io");
     assert_eq!(creds(&out).2, "ya29.md-1");
     assert!(

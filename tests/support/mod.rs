@@ -1,6 +1,7 @@
 //! Test support: run the built helper the way docker does (argv + stdin, environment), and
 //! loopback HTTP servers that stand in for Google's token endpoint and metadata server.
 #![allow(dead_code)]
+pub(crate) mod cache;
 pub(crate) mod daemons;
 pub(crate) mod go;
 pub(crate) mod kubelet;
@@ -108,7 +109,7 @@ impl Env {
 
     /// The token cache entry in `cache_dir` (there is one after a first `get`).
     pub(crate) fn cache_entry(&self) -> PathBuf {
-        cache_entry_in(&self.cache_dir())
+        cache::entry_in(&self.cache_dir())
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {
@@ -138,20 +139,6 @@ impl Env {
         self.set("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string());
         path
     }
-}
-
-/// The `token-*.json` entry in the cache directory `dir`.
-pub(crate) fn cache_entry_in(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("token-")
-        })
-        .unwrap_or_else(|| panic!("no token cache entry in {}", dir.display()))
 }
 
 pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
