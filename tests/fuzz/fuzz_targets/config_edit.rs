@@ -9,7 +9,9 @@ use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
     let hosts = vec!["gcr.io".to_owned(), "us-docker.pkg.dev".to_owned()];
-    let Some(rendered) = add_cred_helpers(data, &hosts) else { return };
+    let Some(rendered) = add_cred_helpers(data, &hosts) else {
+        return;
+    };
     let parsed = parse_config(data).expect("accepted input parses");
     let Ok(Value::Object(before)) = serde_json::from_slice::<Value>(&parsed) else {
         panic!("accepted input that is not a JSON object");
@@ -19,8 +21,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let foreign_before: Vec<_> = before.iter().filter(|(k, _)| *k != "credHelpers").collect();
     let foreign_after: Vec<_> = after.iter().filter(|(k, _)| *k != "credHelpers").collect();
-    assert_eq!(foreign_before, foreign_after, "foreign keys, values and order are kept");
-    let helpers = after["credHelpers"].as_object().expect("credHelpers is an object");
+    assert_eq!(
+        foreign_before, foreign_after,
+        "foreign keys, values and order are kept"
+    );
+    let helpers = after["credHelpers"]
+        .as_object()
+        .expect("credHelpers is an object");
     if let Some(Value::Object(old)) = before.get("credHelpers") {
         for (host, helper) in old {
             if !hosts.contains(host) {

@@ -6,8 +6,12 @@ use docker_credential_gcp::fuzz_api::host_policy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(input) = std::str::from_utf8(data) else { return };
-    let Some((normalised, host, google)) = host_policy(input) else { return };
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Some((normalised, host, google)) = host_policy(input) else {
+        return;
+    };
     assert_eq!(
         host_policy(&normalised),
         Some((normalised.clone(), host.clone(), google)),
@@ -21,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
             || (h.starts_with("docker.") && h.ends_with(".rep.pkg.dev"));
         assert!(ok, "{input:?} accepted as {h:?}");
         assert!(!h.contains(['@', '/', '\\', '?', '#', '%', ' ']), "{h:?}");
-        assert!(!input.contains('\\'), "a backslash form was accepted: {input:?}");
+        assert!(
+            !input.contains('\\'),
+            "a backslash form was accepted: {input:?}"
+        );
     }
 });
