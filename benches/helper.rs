@@ -144,6 +144,17 @@ impl Bench {
         self.home.path().join(name)
     }
 
+    /// The cache every "cached `get`" section reads, holding a token: each section warms it
+    /// itself, so that it measures a cached `get` when run alone (`-- NAME`).
+    fn warm_cache(&self) -> PathBuf {
+        let cache = self.cache("c1");
+        assert!(
+            run(self.helper("get", &cache), &self.input).1,
+            "warm-up get failed"
+        );
+        cache
+    }
+
     fn line(&mut self, text: impl AsRef<str>) {
         self.report.push_str(text.as_ref());
         self.report.push('\n');
@@ -175,11 +186,7 @@ impl Bench {
 
     /// 1. A cached `get` against the process floor.
     fn cached_get(&mut self) {
-        let cache = self.cache("c1");
-        assert!(
-            run(self.helper("get", &cache), &self.input).1,
-            "warm-up get failed"
-        );
+        let cache = self.warm_cache();
         let before = self.requests.load(Ordering::SeqCst);
         let (floor, get, ratio) = paired(
             ROUNDS,
@@ -492,7 +499,7 @@ impl Bench {
 
     /// 5. Peak RSS of a cached `get` and the size of the stripped release binary.
     fn size_and_rss(&mut self) {
-        let cache = self.cache("c1");
+        let cache = self.warm_cache();
         let rss = max_rss_kib(self.helper("get", &cache), &self.input);
         let size = std::fs::metadata(&self.bin).unwrap().len();
         let dynamic = std::fs::metadata(&self.dynamic).unwrap().len();
@@ -513,7 +520,7 @@ impl Bench {
             self.line("| 5c | instructions of a cached `get` | valgrind not installed | |");
             return;
         }
-        let cache = self.cache("c1");
+        let cache = self.warm_cache();
         let count = |cmd: Command| {
             let out = self.home.path().join("callgrind.out");
             let mut vg = Command::new("valgrind");
@@ -541,8 +548,13 @@ impl Bench {
         let true_count = count(Command::new("/bin/true"));
         let installed = count(self.helper("get", &cache));
         let dynamic = count(self.with_program(self.helper("get", &cache), &self.dynamic));
+        let met = if installed < true_count {
+            "met"
+        } else {
+            "**not met**"
+        };
         self.line(format!(
-            "| 5c | instructions of one cached `get` (callgrind) | installed **{}k**, dynamic build {}k, `/bin/true` {}k | fewer than `/bin/true` |",
+            "| 5c | instructions of one cached `get` (callgrind) | installed **{}k**, dynamic build {}k, `/bin/true` {}k | fewer than `/bin/true`: {met} |",
             installed / 1000,
             dynamic / 1000,
             true_count / 1000
@@ -556,7 +568,7 @@ impl Bench {
         self.line("");
         self.line("| helper | per call | ratio to `/bin/true` | notes |");
         self.line("|---|---|---|---|");
-        let cache = self.cache("c1");
+        let cache = self.warm_cache();
         let (f, g, r) = paired(
             300,
             || run(Command::new("/bin/true"), &self.input).0,
