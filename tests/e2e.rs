@@ -351,11 +351,7 @@ fn docker_login_credentials_win_until_logout() {
 
     // docker login: the registry checks the key (through its token server), docker stores it.
     let mark = rig.mark();
-    rig.ok(
-        "docker",
-        &["login", "-u", "_json_key", "--password-stdin", &rig.host],
-        key.as_bytes(),
-    );
+    rig.docker_login("_json_key", key.as_bytes());
     let calls = rig.helper_calls_since(mark);
     let stores: Vec<_> = calls.iter().filter(|c| c.verb == "store").collect();
     assert_eq!(stores.len(), 1, "{calls:?}");

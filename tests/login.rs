@@ -35,17 +35,7 @@ fn our_own_token_piped_into_docker_login_is_not_stored() {
     let (rig, _ss) = keyring_rig(3600);
     let token = rig.ok_helper(&["print-access-token"]);
     let mark = rig.mark();
-    rig.ok(
-        "docker",
-        &[
-            "login",
-            "-u",
-            "oauth2accesstoken",
-            "--password-stdin",
-            &rig.host,
-        ],
-        token.trim().as_bytes(),
-    );
+    rig.docker_login("oauth2accesstoken", token.trim().as_bytes());
     let calls = rig.helper_calls_since(mark);
     assert!(verbs(&calls).contains(&"store".to_owned()), "{calls:?}");
     assert_eq!(
@@ -70,17 +60,7 @@ fn a_pasted_token_is_served_while_it_can_be_valid_then_removed() {
     rig.env.unset("GOOGLE_APPLICATION_CREDENTIALS");
 
     let mark = rig.mark();
-    rig.ok(
-        "docker",
-        &[
-            "login",
-            "-u",
-            "oauth2accesstoken",
-            "--password-stdin",
-            &rig.host,
-        ],
-        token.as_bytes(),
-    );
+    rig.docker_login("oauth2accesstoken", token.as_bytes());
     let calls = rig.helper_calls_since(mark);
     assert!(verbs(&calls).contains(&"store".to_owned()), "{calls:?}");
     let (_, user, secret) = creds(&rig.env.get(&rig.host));

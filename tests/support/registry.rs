@@ -788,6 +788,15 @@ impl Rig {
         out
     }
 
+    /// `docker login -u USER --password-stdin HOST` to the rig's registry; it must succeed.
+    pub(crate) fn docker_login(&self, user: &str, secret: &[u8]) -> Output {
+        self.ok(
+            "docker",
+            &["login", "-u", user, "--password-stdin", &self.host],
+            secret,
+        )
+    }
+
     /// Runs the helper itself (not through a client) and returns its stdout; it must succeed.
     pub(crate) fn ok_helper(&self, args: &[&str]) -> String {
         let out = self.env.run(args, b"");
