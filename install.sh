@@ -46,7 +46,10 @@ if [ -z "$binary" ]; then
   command -v cargo >/dev/null 2>&1 || { echo "install.sh: cargo is needed to build from source (https://rustup.rs), or pass --binary PATH" >&2; exit 1; }
   here=$(cd "$(dirname "$0")" && pwd)
   echo "building $name (release; a static executable on Linux)..."
-  binary=$(sh "$here/packaging/build-static.sh" | tail -n 1)
+  # The build prints the executable's path last; its own errors go to stderr.
+  built=$(sh "$here/packaging/build-static.sh") ||
+    { echo "install.sh: the build failed (its errors are above); nothing was installed" >&2; exit 1; }
+  binary=$(printf '%s\n' "$built" | tail -n 1)
 fi
 [ -f "$binary" ] || { echo "install.sh: no binary at $binary" >&2; exit 1; }
 

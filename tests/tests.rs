@@ -39,6 +39,8 @@ mod hardening;
 #[cfg(target_os = "linux")]
 mod hostile;
 #[cfg(unix)]
+mod install;
+#[cfg(unix)]
 mod kubelet;
 #[cfg(unix)]
 mod kubelet_rules;
