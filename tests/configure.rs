@@ -167,9 +167,10 @@ fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
     );
     assert!(
         out.stderr
-            .contains(
-                "mapped 96 host(s) to docker-credential-gcp (95 new, 1 taken over from another helper: gcr.io, "
-            ),
+            .contains("mapped 96 host(s) to docker-credential-gcp: 95 new (us.gcr.io, ")
+            && out
+                .stderr
+                .contains(", 1 taken over from another helper (gcr.io)\n"),
         "{}",
         out.stderr
     );
@@ -783,4 +784,24 @@ fn configure_mirror_refuses_malformed_files() {
     );
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("line 1"), "{}", out.stderr);
+}
+
+#[test]
+#[cfg_attr(missing_docker, ignore = "needs the docker CLI")]
+fn a_docker_cli_that_cannot_start_is_reported_with_its_own_reason() {
+    // A config left pointing at a context that no longer exists (a removed colima or
+    // Docker Desktop): the real docker CLI then prints no version at all.
+    let s = Setup::new();
+    s.write_config("{\n\t\"currentContext\": \"gone-away\"\n}\n");
+    let out = s.configure(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("note: could not read the Docker client version (`docker version` failed: ")
+            && out.stderr.contains("gone-away"),
+        "docker's own reason: {}",
+        out.stderr
+    );
+    assert_eq!(s.read_json()["currentContext"], "gone-away");
+    assert_eq!(ours(&s.read_json()).len(), KNOWN_HOSTS);
 }

@@ -145,34 +145,39 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     edit.finish(&new, false, &mut std::io::sink())?;
-    let names: Vec<String> = changes.iter().map(|c| c.host().to_owned()).collect();
+    let hosts = |group: &[&Change]| {
+        let names: Vec<String> = group.iter().map(|c| c.host().to_owned()).collect();
+        text::abbreviate(&names, 8)
+    };
     if opts.remove {
+        let removed: Vec<&Change> = changes.iter().collect();
         ui::note(format_args!(
             "{}: {} host(s) no longer use docker-credential-{suffix}: {}",
             edit.path.display(),
-            names.len(),
-            text::abbreviate(&names, 8)
+            removed.len(),
+            hosts(&removed)
         ));
     } else {
-        // Hosts taken over from another helper were already warned about above.
-        let taken = changes
+        // Hosts taken over from another helper were already warned about above; the summary
+        // names them apart from the new ones.
+        let (taken, added): (Vec<&Change>, Vec<&Change>) = changes
             .iter()
-            .filter(|c| matches!(c, Change::Replaced { .. }))
-            .count();
-        let taken = if taken > 0 {
-            format!(", {taken} taken over from another helper")
-        } else {
-            String::new()
-        };
+            .partition(|c| matches!(c, Change::Replaced { .. }));
+        let mut parts = Vec::new();
+        if !added.is_empty() {
+            parts.push(format!("{} new ({})", added.len(), hosts(&added)));
+        }
+        if !taken.is_empty() {
+            parts.push(format!(
+                "{} taken over from another helper ({})",
+                taken.len(),
+                hosts(&taken)
+            ));
+        }
         ui::note(format_args!(
-            "{}: mapped {mapped} host(s) to docker-credential-{suffix} ({} new{taken}: {})",
+            "{}: mapped {mapped} host(s) to docker-credential-{suffix}: {}",
             edit.path.display(),
-            names.len()
-                - changes
-                    .iter()
-                    .filter(|c| matches!(c, Change::Replaced { .. }))
-                    .count(),
-            text::abbreviate(&names, 8)
+            parts.join(", ")
         ));
     }
     report_path_and_size(&suffix, &root);

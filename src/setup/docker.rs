@@ -11,7 +11,7 @@ use anyhow::{Result, anyhow};
 
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, BaseDirs, Os};
-use crate::util::{env, process};
+use crate::util::{env, process, text};
 
 /// The credHelpers value that selects this binary: its file name without `docker-credential-`
 /// (and `.exe`). The name it was invoked as counts (a symlink may rename it).
@@ -68,13 +68,22 @@ pub(crate) fn docker_client() -> DockerClient {
     cmd.args(["version", "--format", "{{.Client.Version}}"]);
     // Without a daemon docker still prints the client version, then fails; only stdout matters.
     match process::run(cmd, Instant::now() + Duration::from_secs(10)) {
-        Ok(out) => parse_docker_version(String::from_utf8_lossy(&out.stdout).trim()),
+        Ok(out) => parse_docker_version(&out.stdout, &out.stderr),
         Err(e) => DockerClient::Unknown(format!("docker {e}")),
     }
 }
 
-fn parse_docker_version(text: &str) -> DockerClient {
-    let first = text.lines().next().unwrap_or("").trim();
+/// Reads `docker version`'s output. When it printed no version, what it said on stderr is
+/// the reason (e.g. a `currentContext` that no longer exists).
+fn parse_docker_version(stdout: &[u8], stderr: &[u8]) -> DockerClient {
+    let stdout = String::from_utf8_lossy(stdout);
+    let first = stdout.trim().lines().next().unwrap_or("").trim();
+    if first.is_empty() && !stderr.trim_ascii().is_empty() {
+        return DockerClient::Unknown(format!(
+            "`docker version` failed: {}",
+            text::excerpt(stderr.trim_ascii())
+        ));
+    }
     let mut parts = first.split(['.', '-', '+']);
     let major = parts.next().and_then(|p| p.parse().ok());
     let minor = parts.next().and_then(|p| p.parse().ok());
@@ -170,7 +179,7 @@ mod tests {
     #[test]
     fn docker_versions_are_parsed_and_judged() {
         assert_eq!(
-            parse_docker_version("28.2.2\n"),
+            parse_docker_version(b"28.2.2\n", b""),
             DockerClient::Version {
                 major: 28,
                 minor: 2,
@@ -178,14 +187,25 @@ mod tests {
             }
         );
         assert!(matches!(
-            parse_docker_version("17.12.1-ce"),
+            parse_docker_version(b"17.12.1-ce", b""),
             DockerClient::Version {
                 major: 17,
                 minor: 12,
                 ..
             }
         ));
-        assert!(matches!(parse_docker_version(""), DockerClient::Unknown(_)));
+        assert!(matches!(
+            parse_docker_version(b"", b""),
+            DockerClient::Unknown(_)
+        ));
+        assert_eq!(
+            parse_docker_version(b"", b"Failed to initialize: context \"colima\": context not found\n"),
+            DockerClient::Unknown(
+                "`docker version` failed: Failed to initialize: context \"colima\": context not found"
+                    .into()
+            ),
+            "docker's own reason, not an empty version"
+        );
         assert!(matches!(judge(1, 5), VersionVerdict::TooOld));
         assert!(matches!(judge(1, 6), VersionVerdict::SlowBuilds));
         assert!(matches!(judge(17, 12), VersionVerdict::SlowBuilds));
