@@ -2,6 +2,7 @@
 //! no threads (async runtime), no subprocess, no sockets (network, D-Bus keyring) and no TLS
 //! certificate loading. Counted with strace, which does not depend on how fast the machine is.
 
+use crate::support::peers::{Peer, need};
 use crate::support::*;
 
 /// Runs `get` under strace and returns the trace lines.
@@ -23,8 +24,10 @@ fn calls<'a>(trace: &'a [String], name: &str) -> Vec<&'a String> {
 }
 
 #[test]
-#[cfg_attr(missing_strace, ignore = "needs strace")]
 fn a_cached_get_spawns_nothing_connects_nowhere_and_opens_three_files() {
+    if !need(&[Peer::Strace]) {
+        return;
+    }
     require("strace");
     let md = metadata_server(3600);
     let mut env = Env::new();
@@ -83,8 +86,10 @@ fn a_cached_get_spawns_nothing_connects_nowhere_and_opens_three_files() {
 }
 
 #[test]
-#[cfg_attr(missing_strace, ignore = "needs strace")]
 fn a_non_google_host_touches_no_cache_and_no_token_source() {
+    if !need(&[Peer::Strace]) {
+        return;
+    }
     require("strace");
     let md = metadata_server(3600);
     let mut env = Env::new();

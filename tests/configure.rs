@@ -1,6 +1,7 @@
 //! `configure-docker`, `configure-mirror`, `doctor` and `print-access-token`, run as a user
 //! would, against real files in a temporary HOME.
 
+use crate::support::peers::{Peer, need};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -787,8 +788,10 @@ fn configure_mirror_refuses_malformed_files() {
 }
 
 #[test]
-#[cfg_attr(missing_docker, ignore = "needs the docker CLI")]
 fn a_docker_cli_that_cannot_start_is_reported_with_its_own_reason() {
+    if !need(&[Peer::Docker]) {
+        return;
+    }
     // A config left pointing at a context that no longer exists (a removed colima or
     // Docker Desktop): the real docker CLI then prints no version at all.
     let s = Setup::new();

@@ -14,6 +14,7 @@
 //!   its service files or on a running dockerd's command line, doctor against a live daemon, and
 //!   where mirror.gcr.io goes among existing mirrors.
 
+use crate::support::peers::{Peer, need};
 use std::path::Path;
 
 use crate::support::daemons::*;
@@ -120,11 +121,10 @@ fn stored_manifest(rig: &Rig, repo: &str, tag: &str) -> serde_json::Value {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let dockerd = dockerd();
     let rig = Rig::start();
@@ -164,11 +164,10 @@ fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn dockerd_cannot_pull_the_private_image_anonymously() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let dockerd = dockerd();
     let rig = Rig::start();
@@ -229,11 +228,10 @@ fn build_set_up(rig: &Rig, marker: &str) -> (Vec<String>, std::path::PathBuf) {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn a_legacy_build_asks_the_helper_once_per_cred_helpers_entry() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let dockerd = dockerd();
     let rig = Rig::start();
@@ -274,11 +272,10 @@ fn a_legacy_build_asks_the_helper_once_per_cred_helpers_entry() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn a_buildkit_build_asks_only_for_the_registry_it_pulls_from() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let dockerd = dockerd();
     let rig = Rig::start();
@@ -365,11 +362,10 @@ fn assert_fell_back_to_docker_hub(world: &MirrorWorld, repo: &str) {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn dockerd_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let world = mirror_world();
     let wd = world_dockerd();
@@ -430,11 +426,15 @@ fn dockerd_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_containerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs containerd and ctr, docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn containerd_pulls_through_the_hosts_toml_configure_mirror_writes() {
+    if !need(&[
+        Peer::Containerd,
+        Peer::Namespaces,
+        Peer::Registry,
+        Peer::Root,
+    ]) {
+        return;
+    }
     require_daemon_tools("containerd");
     require("ctr");
     let world = mirror_world();
@@ -526,11 +526,10 @@ fn podman_tried(stderr: &str) -> Vec<String> {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_podman, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs podman, docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn podman_pulls_through_the_registries_conf_configure_mirror_writes() {
+    if !need(&[Peer::Podman, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("podman");
     let world = mirror_world();
     let env = Env::new();
@@ -579,11 +578,10 @@ fn podman_pulls_through_the_registries_conf_configure_mirror_writes() {
 /// Debian 12's registries.conf (package golang-github-containers-image 5.23.1) is all comments:
 /// the docker.io entry goes at its end, podman uses it, and `--remove` gives the file back.
 #[test]
-#[cfg_attr(
-    any(missing_podman, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs podman, docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn podman_uses_the_mirror_added_to_debians_own_registries_conf() {
+    if !need(&[Peer::Podman, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("podman");
     let world = mirror_world();
     let env = Env::new();
@@ -626,11 +624,10 @@ fn podman_uses_the_mirror_added_to_debians_own_registries_conf() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_podman, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs podman, docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn a_v1_registries_conf_is_refused_and_podman_still_reads_it() {
+    if !need(&[Peer::Podman, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("podman");
     let world = mirror_world();
     let env = Env::new();
@@ -666,11 +663,10 @@ fn a_v1_registries_conf_is_refused_and_podman_still_reads_it() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn doctor_agrees_with_the_running_daemon_about_the_mirror() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let wd = world_dockerd();
     let mut env = Env::new();
@@ -749,11 +745,10 @@ fn run_with_etc(env: &Env, etc: &[(&Path, &str)], args: &[&str]) -> Output {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_namespaces, missing_root),
-    ignore = "needs util-linux and root (a private mount namespace)"
-)]
 fn configure_mirror_leaves_daemon_json_alone_when_dockerds_service_passes_registry_mirror() {
+    if !need(&[Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     require_root("a private mount namespace");
     require("unshare");
     for dir in ["/etc/default", "/etc/docker"] {
@@ -848,11 +843,10 @@ fn configure_mirror_leaves_daemon_json_alone_when_dockerds_service_passes_regist
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_root),
-    ignore = "needs dockerd (docker.io), util-linux, openssl, busybox, and root"
-)]
 fn configure_mirror_warns_about_a_running_dockerd_started_with_registry_mirror() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let dir = fresh_dir("flag-dockerd");
     let flag = ["--registry-mirror", "https://corp-mirror.test"];
@@ -910,11 +904,10 @@ fn configure_mirror_warns_about_a_running_dockerd_started_with_registry_mirror()
 /// `[::1]:443` (if anything listens there at all) never gets to the world's mirror, which would
 /// log a TLS handshake error for it.
 #[test]
-#[cfg_attr(
-    any(missing_dockerd, missing_namespaces, missing_registry, missing_root),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, and root"
-)]
 fn the_mirror_world_is_out_of_the_machines_reach() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let world = mirror_world();
     let handshakes = || world.mirror.log().matches("TLS handshake error").count();
@@ -934,17 +927,16 @@ fn the_mirror_world_is_out_of_the_machines_reach() {
 /// (`store`). The helper keeps nothing, so after a token rotation `get` mints again and pulls
 /// keep working.
 #[test]
-#[cfg_attr(
-    any(
-        missing_dockerd,
-        missing_namespaces,
-        missing_registry,
-        missing_root,
-        missing_keyring
-    ),
-    ignore = "needs dockerd (docker.io), docker-registry and skopeo, util-linux, openssl, busybox, root, dbus-daemon and gnome-keyring-daemon"
-)]
 fn docker_login_with_no_user_name_stores_nothing_and_pulls_work_after_a_rotation() {
+    if !need(&[
+        Peer::Dockerd,
+        Peer::Namespaces,
+        Peer::Registry,
+        Peer::Root,
+        Peer::Keyring,
+    ]) {
+        return;
+    }
     require_daemon_tools("dockerd");
     let dockerd = dockerd();
     // Tokens live 200 s: never "fresh" (5-minute margin), so every get mints: a rotation.

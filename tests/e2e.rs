@@ -3,6 +3,7 @@
 //! the helper, configured as a `credHelpers` entry exactly as users configure it. Every test
 //! checks what the client achieved and the helper calls and token requests it caused.
 
+use crate::support::peers::{Peer, need};
 use crate::support::registry::*;
 use crate::support::*;
 
@@ -66,8 +67,10 @@ fn assert_gets_for(rig: &Rig, mark: Mark, host: &str) -> usize {
 }
 
 #[test]
-#[cfg_attr(missing_registry, ignore = "needs docker-registry and skopeo")]
 fn skopeo_pushes_inspects_lists_and_pulls_with_a_minted_token() {
+    if !need(&[Peer::Registry]) {
+        return;
+    }
     let rig = Rig::start();
     let layout = rig.env.path("layout");
     let image = write_oci_image(&layout, "v1", "hello from the e2e test\n");
@@ -159,11 +162,10 @@ fn docker_manifest_inspect(rig: &Rig, image: &str) -> serde_json::Value {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry),
-    ignore = "needs the docker CLI, docker-registry and skopeo"
-)]
 fn docker_cli_inspects_a_manifest_with_a_minted_token() {
+    if !need(&[Peer::Docker, Peer::Registry]) {
+        return;
+    }
     require("docker");
     let rig = Rig::start();
     let image = rig.seed_image("test/img:v1");
@@ -195,11 +197,10 @@ fn assert_refused(rig: &Rig, client: &str, image: &str) {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry),
-    ignore = "needs the docker CLI, docker-registry and skopeo"
-)]
 fn without_the_helper_the_registry_refuses_the_client() {
+    if !need(&[Peer::Docker, Peer::Registry]) {
+        return;
+    }
     let rig = Rig::start();
     rig.seed_image("test/img:v1");
     rig.set_cred_helpers(&[]);
@@ -218,11 +219,10 @@ fn without_the_helper_the_registry_refuses_the_client() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry),
-    ignore = "needs the docker CLI, docker-registry and skopeo"
-)]
 fn a_token_the_registry_does_not_know_is_refused() {
+    if !need(&[Peer::Docker, Peer::Registry]) {
+        return;
+    }
     let mut rig = Rig::start();
     rig.seed_image("test/img:v1");
     // The helper now mints at a token endpoint the registry's token server does not trust.
@@ -256,8 +256,10 @@ fn a_token_the_registry_does_not_know_is_refused() {
 /// Tokens with less than the helper's 5-minute margin left are minted anew on every `get`:
 /// each client run then presents a new token, and the registry accepts each of them.
 #[test]
-#[cfg_attr(missing_registry, ignore = "needs docker-registry and skopeo")]
 fn a_token_about_to_expire_is_replaced_and_the_new_one_is_accepted() {
+    if !need(&[Peer::Registry]) {
+        return;
+    }
     let rig = Rig::start_with_token_lifetime(200);
     let image = rig.seed_image("test/img:v1");
     let mut seen = Vec::new();
@@ -278,11 +280,10 @@ fn a_token_about_to_expire_is_replaced_and_the_new_one_is_accepted() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry),
-    ignore = "needs the docker CLI, docker-registry and skopeo"
-)]
 fn a_host_the_helper_does_not_serve_is_accessed_anonymously() {
+    if !need(&[Peer::Docker, Peer::Registry]) {
+        return;
+    }
     let rig = Rig::start();
     // A second registry, open to anyone, also routed to the helper (as a too-wide credHelpers
     // configuration would); it is not a Google registry for the helper.
@@ -337,11 +338,10 @@ fn a_host_the_helper_does_not_serve_is_accessed_anonymously() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry, missing_keyring),
-    ignore = "needs the docker CLI, docker-registry and skopeo, dbus-daemon and gnome-keyring-daemon"
-)]
 fn docker_login_credentials_win_until_logout() {
+    if !need(&[Peer::Docker, Peer::Registry, Peer::Keyring]) {
+        return;
+    }
     require("docker");
     let mut rig = Rig::start();
     let ss = SecretService::start(rig.env.home.path());
@@ -414,11 +414,10 @@ fn docker_login_credentials_win_until_logout() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_registry, missing_gcloud),
-    ignore = "needs docker-registry and skopeo, gcloud"
-)]
 fn gcloud_supplies_the_token_end_to_end() {
+    if !need(&[Peer::Registry, Peer::Gcloud]) {
+        return;
+    }
     require("gcloud");
     let mut rig = Rig::start();
     let image = rig.seed_image("test/img:v1");
@@ -536,20 +535,18 @@ fn pull_and_push_with(tool: &str) {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_podman, missing_root, missing_registry),
-    ignore = "needs podman, root, docker-registry and skopeo"
-)]
 fn podman_pulls_and_pushes_with_a_minted_token() {
+    if !need(&[Peer::Podman, Peer::Root, Peer::Registry]) {
+        return;
+    }
     pull_and_push_with("podman");
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_buildah, missing_root, missing_registry),
-    ignore = "needs buildah, root, docker-registry and skopeo"
-)]
 fn buildah_pulls_and_pushes_with_a_minted_token() {
+    if !need(&[Peer::Buildah, Peer::Root, Peer::Registry]) {
+        return;
+    }
     pull_and_push_with("buildah");
 }
 
@@ -624,8 +621,10 @@ fn google_hosts(count: usize) -> Vec<String> {
 /// Legacy `docker build` runs `get` once for every `credHelpers` key before it starts. With 96
 /// keys that is 96 helper processes; all of them share one token request.
 #[test]
-#[cfg_attr(missing_registry, ignore = "needs docker-registry and skopeo")]
 fn a_legacy_build_sweep_over_96_cred_helpers_makes_one_token_request() {
+    if !need(&[Peer::Registry]) {
+        return;
+    }
     let rig = Rig::start();
     let mut hosts = google_hosts(95);
     hosts.push(rig.host.clone());

@@ -6,22 +6,14 @@
 //! The executable is the one `packaging/build-static.sh` builds (`./install.sh` and CI run it
 //! first); rebuild it after changing the code.
 
+use crate::support::peers::{self, Peer, need};
 use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
 /// packaging/build-static.sh's output for this machine.
 fn static_binary() -> PathBuf {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    let arch = std::env::consts::ARCH;
-    ["musl", "gnu"]
-        .iter()
-        .map(|libc| {
-            target.join(format!(
-                "{arch}-unknown-linux-{libc}/release/docker-credential-gcp"
-            ))
-        })
-        .find(|p| p.is_file())
+    peers::static_binary()
         .expect("the static executable: run packaging/build-static.sh (./install.sh does) first")
 }
 
@@ -57,11 +49,10 @@ fn chroot_get(root: &Path, vars: &[(&str, String)]) -> Output {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_root, missing_static_binary),
-    ignore = "needs root and the static executable (packaging/build-static.sh)"
-)]
 fn the_static_executable_mints_from_the_metadata_server_in_an_empty_root() {
+    if !need(&[Peer::Root, Peer::StaticBinary]) {
+        return;
+    }
     require_root("chroot");
     let output = std::process::Command::new("file")
         .arg(static_binary())
@@ -90,11 +81,10 @@ fn the_static_executable_mints_from_the_metadata_server_in_an_empty_root() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_root, missing_static_binary),
-    ignore = "needs root and the static executable (packaging/build-static.sh)"
-)]
 fn the_static_executable_mints_with_a_key_file_in_an_empty_root() {
+    if !need(&[Peer::Root, Peer::StaticBinary]) {
+        return;
+    }
     require_root("chroot");
     let endpoint = token_endpoint(3600);
     let env = Env::new();

@@ -2,6 +2,7 @@
 //! Transient failures are retried a bounded number of times; final ones are not; every mint
 //! ends within DOCKER_CREDENTIAL_GCP_TIMEOUT; errors name the source and the next step.
 
+use crate::support::peers::{Peer, need};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -338,8 +339,10 @@ fn a_hanging_gcloud_is_killed_at_the_deadline_with_its_children() {
 }
 
 #[test]
-#[cfg_attr(missing_flock, ignore = "needs flock")]
 fn a_lock_held_by_a_stuck_process_delays_but_does_not_block_and_a_dead_holder_frees_it() {
+    if !need(&[Peer::Flock]) {
+        return;
+    }
     require("flock");
     let server = token_endpoint(3600);
     let mut env = Env::new();

@@ -1,6 +1,7 @@
 //! The gcloud token source with the real gcloud CLI, offline: its `auth/access_token_file`
 //! property makes `gcloud config config-helper` print a token without any network.
 
+use crate::support::peers::{Peer, need};
 use crate::support::*;
 
 fn gcloud_env() -> Env {
@@ -18,8 +19,10 @@ fn gcloud_set(env: &Env, args: &[&str]) {
 }
 
 #[test]
-#[cfg_attr(missing_gcloud, ignore = "needs gcloud")]
 fn gcloud_tokens_are_used_and_cached_until_its_configuration_changes() {
+    if !need(&[Peer::Gcloud]) {
+        return;
+    }
     let env = gcloud_env();
     let token_file = env.path("access-token");
     std::fs::write(&token_file, "ya29.from-gcloud-1\n").unwrap();
@@ -54,8 +57,10 @@ fn gcloud_tokens_are_used_and_cached_until_its_configuration_changes() {
 }
 
 #[test]
-#[cfg_attr(missing_gcloud, ignore = "needs gcloud")]
 fn gcloud_without_an_account_is_reported_with_the_fix() {
+    if !need(&[Peer::Gcloud]) {
+        return;
+    }
     let env = gcloud_env();
     std::fs::create_dir_all(env.path("gcloud-config")).unwrap();
     let out = env.get("gcr.io");

@@ -4,6 +4,7 @@
 //! identity includes every input that changes its answer, edits of other programs' files keep
 //! everything, and no subcommand panics on a closed or full stdout.
 
+use crate::support::peers::{Peer, need};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -266,11 +267,10 @@ fn a_child_printing_too_much_is_reported_as_such_not_as_a_timeout() {
 // answers, inside a private mount and network namespace where only loopback exists).
 
 #[test]
-#[cfg_attr(
-    any(missing_root, missing_unshare),
-    ignore = "needs root, unshare and python3"
-)]
 fn a_slow_name_lookup_does_not_hold_the_process_past_the_deadline() {
+    if !need(&[Peer::Root, Peer::Unshare]) {
+        return;
+    }
     require_root("the slow-DNS namespace");
     require("unshare");
     require("python3");
@@ -347,8 +347,10 @@ fn a_cache_directory_others_can_write_is_not_used() {
 }
 
 #[test]
-#[cfg_attr(missing_root, ignore = "needs root")]
 fn a_cache_directory_owned_by_another_user_is_not_used() {
+    if !need(&[Peer::Root]) {
+        return;
+    }
     require_root("chown");
     let server = token_endpoint(3600);
     let env = sa_env(&server);
@@ -455,8 +457,10 @@ fn parallel_cold_gets_through_a_fallback_source_make_one_request() {
 // gcloud's identity is the whole of its inputs.
 
 #[test]
-#[cfg_attr(missing_gcloud, ignore = "needs gcloud")]
 fn gclouds_environment_overrides_are_part_of_its_identity() {
+    if !need(&[Peer::Gcloud]) {
+        return;
+    }
     require("gcloud");
     let mut env = Env::new();
     let config = env.path("gcloud-config");
@@ -482,8 +486,10 @@ fn gclouds_environment_overrides_are_part_of_its_identity() {
 // Edits of other programs' files keep everything.
 
 #[test]
-#[cfg_attr(missing_root, ignore = "needs root")]
 fn editing_a_users_files_as_root_keeps_their_owner() {
+    if !need(&[Peer::Root]) {
+        return;
+    }
     require_root("chown");
     let mut env = Env::new();
     let docker = env.path("docker");

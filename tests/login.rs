@@ -7,6 +7,7 @@
 //!   an hour, then removed; the token sources mint again.
 //! - Keys (`_json_key`) keep today's rule: they win until `docker logout` (tests/e2e.rs).
 
+use crate::support::peers::{Peer, need};
 use crate::support::registry::*;
 use crate::support::*;
 
@@ -27,11 +28,10 @@ fn verbs(calls: &[HelperCall]) -> Vec<String> {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry, missing_keyring),
-    ignore = "needs the docker CLI, docker-registry and skopeo, dbus-daemon and gnome-keyring-daemon"
-)]
 fn our_own_token_piped_into_docker_login_is_not_stored() {
+    if !need(&[Peer::Docker, Peer::Registry, Peer::Keyring]) {
+        return;
+    }
     let (rig, _ss) = keyring_rig(3600);
     let token = rig.ok_helper(&["print-access-token"]);
     let mark = rig.mark();
@@ -46,11 +46,10 @@ fn our_own_token_piped_into_docker_login_is_not_stored() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry, missing_keyring),
-    ignore = "needs the docker CLI, docker-registry and skopeo, dbus-daemon and gnome-keyring-daemon"
-)]
 fn a_pasted_token_is_served_while_it_can_be_valid_then_removed() {
+    if !need(&[Peer::Docker, Peer::Registry, Peer::Keyring]) {
+        return;
+    }
     let (mut rig, _ss) = keyring_rig(3600);
     rig.seed_image("test/img:v1");
     // A token the registry accepts, from elsewhere (as `gcloud auth print-access-token` on
@@ -120,11 +119,10 @@ fn a_pasted_token_is_served_while_it_can_be_valid_then_removed() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_registry, missing_keyring),
-    ignore = "needs the docker CLI, docker-registry and skopeo, dbus-daemon and gnome-keyring-daemon"
-)]
 fn an_expired_pasted_token_gives_way_to_a_token_source() {
+    if !need(&[Peer::Docker, Peer::Registry, Peer::Keyring]) {
+        return;
+    }
     let (rig, _ss) = keyring_rig(3600);
     // A token the registry would reject by now, pasted more than an hour ago.
     let stored = serde_json::json!({"ServerURL": rig.host, "Username": "oauth2accesstoken", "Secret": "ya29.pasted-long-ago"});

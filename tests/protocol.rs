@@ -2,6 +2,7 @@
 //! panic; the command line for humans; and conformance with the reference implementation,
 //! Debian's docker-credential-secretservice, for the cases both must answer alike.
 
+use crate::support::peers::{Peer, need};
 use crate::support::*;
 
 /// A panic exits with 101 and writes "panicked" to stderr; no input may cause one.
@@ -219,11 +220,10 @@ fn a_closed_stdout_does_not_crash_the_helper() {
 /// The reference implementation and ours, in the same Secret Service session, must print the
 /// same bytes and exit codes for the cases the protocol defines.
 #[test]
-#[cfg_attr(
-    any(missing_keyring, missing_secretservice),
-    ignore = "needs dbus-daemon and gnome-keyring-daemon, docker-credential-secretservice"
-)]
 fn matches_the_reference_helper_for_the_shared_cases() {
+    if !need(&[Peer::Keyring, Peer::SecretService]) {
+        return;
+    }
     require("docker-credential-secretservice");
     let mut env = Env::new();
     let ss = SecretService::start(env.home.path());

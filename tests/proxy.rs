@@ -6,6 +6,7 @@
 //! resolve to 127.0.0.1 only inside the tests' private mount namespaces (see
 //! `support::proxy` for why names).
 
+use crate::support::peers::{Peer, need};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -125,11 +126,10 @@ impl Lab {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn a_token_is_minted_through_the_proxy_in_https_proxy() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     let proxy_url = lab.proxy.url();
     lab.env.set("HTTPS_PROXY", proxy_url);
@@ -151,11 +151,10 @@ fn a_token_is_minted_through_the_proxy_in_https_proxy() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn lowercase_proxy_variables_are_honoured() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     let proxy_url = lab.proxy.url();
     lab.env.set("https_proxy", proxy_url);
@@ -176,11 +175,10 @@ fn lowercase_proxy_variables_are_honoured() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn no_proxy_entries_send_requests_directly() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     let proxy_url = lab.proxy.url();
     lab.env.set("HTTPS_PROXY", proxy_url);
@@ -219,11 +217,10 @@ fn no_proxy_entries_send_requests_directly() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_squid, missing_namespaces, missing_root),
-    ignore = "needs squid, unshare, openssl and root"
-)]
 fn proxy_credentials_reach_the_proxy_and_nothing_else() {
+    if !need(&[Peer::Squid, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let password = "pa55:w@rd";
     let encoded = "pa55%3Aw%40rd";
     let mut lab = Lab::new(
@@ -300,11 +297,10 @@ fn proxy_credentials_reach_the_proxy_and_nothing_else() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn a_proxy_that_wants_credentials_says_where_they_go() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(
         Kind::Tinyproxy,
         ProxyOpts {
@@ -330,11 +326,10 @@ fn a_proxy_that_wants_credentials_says_where_they_go() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_squid, missing_namespaces, missing_root),
-    ignore = "needs squid, unshare, openssl and root"
-)]
 fn a_proxy_refusing_connect_is_a_clear_error_within_the_deadline() {
+    if !need(&[Peer::Squid, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(
         Kind::Squid,
         ProxyOpts {
@@ -379,11 +374,10 @@ fn a_proxy_refusing_connect_is_a_clear_error_within_the_deadline() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn the_metadata_server_is_reached_directly_while_proxy_variables_are_set() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     let metadata = metadata_server(3600);
     let proxy_url = lab.proxy.url();
@@ -410,11 +404,10 @@ fn the_metadata_server_is_reached_directly_while_proxy_variables_are_set() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn an_unknown_certificate_authority_fails_until_it_is_added() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     let proxy_url = lab.proxy.url();
     lab.env
@@ -467,11 +460,10 @@ fn an_unknown_certificate_authority_fails_until_it_is_added() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn external_account_federation_and_impersonation_go_through_the_proxy() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     let adc = json!({
         "type": "external_account",
@@ -503,11 +495,10 @@ fn external_account_federation_and_impersonation_go_through_the_proxy() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn the_kubelet_provider_uses_the_proxy_in_its_environment() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     // The kubelet's environment under systemd: no HOME; the provider config's env adds the rest.
     let proxy_url = lab.proxy.url();
@@ -554,11 +545,10 @@ fn the_kubelet_provider_uses_the_proxy_in_its_environment() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_tinyproxy, missing_namespaces, missing_root),
-    ignore = "needs tinyproxy, unshare, openssl and root"
-)]
 fn a_cached_get_does_no_proxy_work() {
+    if !need(&[Peer::Tinyproxy, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     let mut lab = Lab::new(Kind::Tinyproxy, ProxyOpts::default());
     let proxy_url = lab.proxy.url();
     lab.env
@@ -575,11 +565,10 @@ fn a_cached_get_does_no_proxy_work() {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_namespaces, missing_root),
-    ignore = "needs unshare, openssl and root"
-)]
 fn ca_file_adds_to_the_os_roots_and_mozillas_roots_stand_in_only_for_none() {
+    if !need(&[Peer::Namespaces, Peer::Root]) {
+        return;
+    }
     require("unshare");
     require_root("hiding /etc/ssl in a private mount namespace");
     let pki = Pki::new();

@@ -1,6 +1,7 @@
 //! `store`, `erase` and `list` against a real headless Secret Service (gnome-keyring on a
 //! private D-Bus), and the docker CLI's `login` / `logout` driving them.
 
+use crate::support::peers::{Peer, need};
 use std::os::unix::fs::PermissionsExt;
 
 use crate::support::*;
@@ -19,8 +20,10 @@ fn store_json(server: &str, user: &str, secret: &str) -> Vec<u8> {
 }
 
 #[test]
-#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn store_get_list_erase_round_trip_through_the_secret_service() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
     let (env, _ss) = keyring_env();
     let out = env.run(
         &["store"],
@@ -52,8 +55,10 @@ fn store_get_list_erase_round_trip_through_the_secret_service() {
 }
 
 #[test]
-#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn stored_credentials_win_over_minted_tokens_until_erased() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
     let (mut env, _ss) = keyring_env();
     let server = token_endpoint(3600);
     env.use_service_account(&server.url("/token"));
@@ -79,8 +84,10 @@ fn stored_credentials_win_over_minted_tokens_until_erased() {
 }
 
 #[test]
-#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn the_index_file_holds_no_secret_and_is_private() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
     let (env, _ss) = keyring_env();
     let stored = env.run(&["store"], &store_json("ghcr.io", "bob", "ghp_topsecret"));
     assert_eq!(stored.code, 0, "{} {}", stored.stdout, stored.stderr);
@@ -102,8 +109,10 @@ fn the_index_file_holds_no_secret_and_is_private() {
 }
 
 #[test]
-#[cfg_attr(missing_keyring, ignore = "needs dbus-daemon and gnome-keyring-daemon")]
 fn identity_tokens_are_stored_and_returned_as_given() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
     let (env, _ss) = keyring_env();
     let out = env.run(&["store"], &store_json("quay.io", "<token>", "refresh-abc"));
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
@@ -148,11 +157,10 @@ fn login_registry() -> Server {
 }
 
 #[test]
-#[cfg_attr(
-    any(missing_docker, missing_keyring),
-    ignore = "needs the docker CLI, dbus-daemon and gnome-keyring-daemon"
-)]
 fn docker_login_and_logout_store_and_erase_through_the_helper() {
+    if !need(&[Peer::Docker, Peer::Keyring]) {
+        return;
+    }
     require("docker");
     let (mut env, _ss) = keyring_env();
     let registry = login_registry();

@@ -1,7 +1,7 @@
 //! The integration tests: one binary (as in ripgrep), so the support code is compiled once.
 //! Each module drives the built helper the way docker does (argv and stdin) against loopback
-//! servers and real peers the test starts itself. Tests whose peer programs were missing when
-//! this was built are reported as ignored (see tests/peers.rs); in CI they run and fail.
+//! servers and real peers the test starts itself. A test whose peer programs are missing says
+//! so and returns outside CI, and fails in CI (see support/peers.rs).
 
 // Modules that use Unix APIs (FIFOs, signals, shell scripts) are built on Unix only, and those
 // that need Linux peers or could reach the OS keyring (the Keychain on macOS, Credential
