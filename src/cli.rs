@@ -15,7 +15,7 @@ use crate::helper::protocol::{self, Verb};
 use crate::helper::store::Store;
 use crate::settings::{self, SPECS, Settings};
 use crate::setup::{configure, doctor, mirror};
-use crate::token::{self, Outcome, now_secs, sources};
+use crate::token::{self, now_secs};
 use crate::util::platform::{self, Os};
 use crate::util::ui;
 
@@ -294,17 +294,11 @@ fn refresh_ahead(after: u64) -> Result<ExitCode> {
 fn print_access_token() -> Result<ExitCode> {
     let settings = Settings::load()?;
     settings::init_logging(&settings);
-    match token::google_token(&settings)? {
-        Outcome::Token(t) => {
-            let mut out = ui::stdout();
-            writeln!(out, "{}", t.secret.expose())?;
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Outcome::NoSource => anyhow::bail!(
-            "no Google credentials on this machine; run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS"
-        ),
-    }
+    let t = token::google_token(&settings)?;
+    let mut out = ui::stdout();
+    writeln!(out, "{}", t.secret.expose())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config() -> Result<ExitCode> {
@@ -327,9 +321,9 @@ fn config() -> Result<ExitCode> {
         writeln!(out, "{name:<14} {value:<40} ({origin})")?;
     }
     writeln!(out, "token sources present (in order of use):")?;
-    for kind in &s.token_sources.value {
-        match sources::probe(*kind) {
-            Some(c) => writeln!(out, "  {:<9} present: {}", kind.name(), c.describe())?,
+    for (kind, state) in token::source_states(&s) {
+        match state {
+            Some(what) => writeln!(out, "  {:<9} present: {what}", kind.name())?,
             None => writeln!(out, "  {:<9} absent", kind.name())?,
         }
     }

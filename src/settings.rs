@@ -75,14 +75,27 @@ pub(crate) const REFRESH_AHEAD: Spec = Spec {
     help: "minutes before expiry to refresh a cached token in the background (default 15; 0 off)",
 };
 
+pub(crate) const ON_ERROR: Spec = Spec {
+    key: "on_error",
+    env: "DOCKER_CREDENTIAL_GCP_ON_ERROR",
+    help: "fail (default) or anonymous: what `get` answers when Google cannot be reached or refuses (anonymous: \"not found\", so public images still pull)",
+};
+pub(crate) const REMEMBER_FAILURES: Spec = Spec {
+    key: "remember_failures",
+    env: "DOCKER_CREDENTIAL_GCP_REMEMBER_FAILURES",
+    help: "seconds a failed mint is remembered per identity, so repeated gets answer at once (default 30; 0 off)",
+};
+
 /// Every setting, in the order `config` and `--help` show them.
-pub(crate) const SPECS: [&Spec; 9] = [
+pub(crate) const SPECS: [&Spec; 11] = [
     &TOKEN_SOURCES,
     &REGISTRIES,
     &CACHE_DIR,
     &NO_CACHE,
     &TIMEOUT,
     &REFRESH_AHEAD,
+    &ON_ERROR,
+    &REMEMBER_FAILURES,
     &LOG,
     &LOG_FILE,
     &CA_FILE,
@@ -109,6 +122,32 @@ impl SourceKind {
         [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata]
             .into_iter()
             .find(|k| k.name() == s)
+    }
+}
+
+/// What `get` answers when no token can be had for a reason other than missing credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnError {
+    /// The error, which aborts the pull.
+    Fail,
+    /// "not found", so the pull goes on anonymously (public images pull).
+    Anonymous,
+}
+
+impl OnError {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OnError::Fail => "fail",
+            OnError::Anonymous => "anonymous",
+        }
+    }
+
+    fn parse(v: &str) -> Result<OnError> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "fail" => Ok(OnError::Fail),
+            "anonymous" => Ok(OnError::Anonymous),
+            other => bail!("{other:?} is not fail or anonymous"),
+        }
     }
 }
 
@@ -146,6 +185,9 @@ pub(crate) struct Settings {
     pub(crate) timeout: Setting<Duration>,
     /// Zero turns refreshing ahead off.
     pub(crate) refresh_ahead: Setting<Duration>,
+    pub(crate) on_error: Setting<OnError>,
+    /// How long a failed mint is remembered per identity; zero: not at all.
+    pub(crate) remember_failures: Setting<Duration>,
     pub(crate) log_level: Setting<LevelFilter>,
     pub(crate) log_file: Setting<Option<PathBuf>>,
     /// Extra certificate authorities (read only when a token is minted).
@@ -164,6 +206,7 @@ pub(crate) const DEFAULT_SOURCES: [SourceKind; 3] =
     [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata];
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_REMEMBER_FAILURES: Duration = Duration::from_secs(30);
 const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 
 /// Where raw values come from: a variable lookup and the parsed config file.
@@ -253,6 +296,10 @@ impl Settings {
             no_cache: inputs.get(&NO_CACHE, parse_bool, || false)?,
             timeout: inputs.get(&TIMEOUT, parse_timeout, || DEFAULT_TIMEOUT)?,
             refresh_ahead: inputs.get(&REFRESH_AHEAD, parse_minutes, || DEFAULT_REFRESH_AHEAD)?,
+            on_error: inputs.get(&ON_ERROR, OnError::parse, || OnError::Fail)?,
+            remember_failures: inputs.get(&REMEMBER_FAILURES, parse_remember, || {
+                DEFAULT_REMEMBER_FAILURES
+            })?,
             log_level: inputs.get(&LOG, logging::parse_level, || LevelFilter::Warn)?,
             log_file: inputs.get(&LOG_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
             ca_file: inputs.get(&CA_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
@@ -310,6 +357,16 @@ impl Settings {
                 REFRESH_AHEAD.key,
                 format!("{}m", self.refresh_ahead.value.as_secs() / 60),
                 &self.refresh_ahead.origin,
+            ),
+            (
+                ON_ERROR.key,
+                self.on_error.value.name().to_owned(),
+                &self.on_error.origin,
+            ),
+            (
+                REMEMBER_FAILURES.key,
+                format!("{}s", self.remember_failures.value.as_secs()),
+                &self.remember_failures.origin,
             ),
             (
                 LOG.key,
@@ -423,6 +480,18 @@ fn parse_timeout(v: &str) -> Result<Duration> {
         .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 3600.0)
         .with_context(|| format!("{v:?} is not a number of seconds between 0 and 3600"))?;
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Whole seconds from 0 (off) to 3600.
+fn parse_remember(v: &str) -> Result<Duration> {
+    let secs: u64 = v
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .ok()
+        .filter(|s| *s <= 3600)
+        .with_context(|| format!("{v:?} is not a whole number of seconds from 0 to 3600"))?;
+    Ok(Duration::from_secs(secs))
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::login::{self, Kind, Stored};
 use super::store::{Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
-use crate::settings::{self, Settings};
-use crate::token::{self, Outcome, now_secs};
+use crate::settings::{self, OnError, Settings};
+use crate::token::{self, NoToken, now_secs};
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, one_line};
 use crate::util::ui;
@@ -155,23 +155,30 @@ fn get(input: &str, settings: &Settings) -> Result<Answer> {
             return Ok(Answer::NotFound);
         }
     }
-    match token::google_token(settings)? {
-        Outcome::Token(token) => Ok(credentials(server, OAUTH_USERNAME, token.secret.expose())),
-        Outcome::NoSource => {
-            let names: Vec<&str> = settings
-                .token_sources
-                .value
-                .iter()
-                .map(|k| k.name())
-                .collect();
-            log::warn!(
-                "no Google credentials on this machine (sources tried: {}); run `gcloud auth login` \
-                 or set GOOGLE_APPLICATION_CREDENTIALS. Answering \"not found\" so {host} is tried anonymously",
-                names.join(", ")
-            );
-            Ok(Answer::NotFound)
-        }
+    match token::google_token(settings) {
+        Ok(token) => Ok(credentials(server, OAUTH_USERNAME, token.secret.expose())),
+        Err(no) => Ok(no_token(&no, &host, settings)),
     }
+}
+
+/// The answer when no token can be had: "not found" when the user simply has no (valid)
+/// credentials, so public images pull anonymously, and then one line on stderr naming the
+/// fix; the error otherwise, unless `on_error` is `anonymous`.
+fn no_token(no: &NoToken, host: &str, settings: &Settings) -> Answer {
+    if no.kind.is_absent() {
+        log::warn!(
+            "{}. Answering \"not found\" so {host} is tried anonymously",
+            no.hint()
+        );
+        return Answer::NotFound;
+    }
+    if settings.on_error.value == OnError::Anonymous {
+        log::warn!(
+            "{no}. Answering \"not found\" (on_error is anonymous) so {host} is tried anonymously"
+        );
+        return Answer::NotFound;
+    }
+    Answer::Error(no.to_string())
 }
 
 /// Explicitly stored credentials for `host` win over minted tokens, except an access token

@@ -16,9 +16,10 @@ use crate::helper::login::{self, Stored};
 use crate::helper::protocol;
 use crate::helper::store::{self, Store};
 use crate::hosts::{self, HostClass};
-use crate::settings::Settings;
-use crate::token::proxy::Proxies;
-use crate::token::{self, Outcome, now_secs, oauth, sources, tls};
+use crate::net::proxy::Proxies;
+use crate::net::tls;
+use crate::settings::{OnError, Settings};
+use crate::token::{self, now_secs};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::{text, ui};
 
@@ -296,8 +297,9 @@ fn check_docker_client(r: &mut Report<'_>) -> Result<()> {
 }
 
 fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
-    let present: Vec<String> = sources::present(&settings.token_sources.value)
-        .map(|c| format!("{} ({})", c.kind.name(), c.describe()))
+    let present: Vec<String> = token::source_states(settings)
+        .into_iter()
+        .filter_map(|(kind, state)| Some(format!("{} ({})", kind.name(), state?)))
         .collect();
     if present.is_empty() {
         return r.fail(
@@ -307,7 +309,7 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
     }
     r.pass(format!("token source in use: {}", present[0]))?;
     match token::google_token(settings) {
-        Ok(Outcome::Token(t)) => {
+        Ok(t) => {
             let left = t.remaining_secs(now_secs());
             r.pass(format!(
                 "a Google access token is available; it expires in {} min {} s",
@@ -315,11 +317,23 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
                 left % 60
             ))
         }
-        Ok(Outcome::NoSource) => r.fail("no token source could be used", "run `gcloud auth login`"),
-        Err(e) => r.fail(
-            format!("{e:#}"),
-            "follow the fix named for each source above",
-        ),
+        Err(e) => {
+            let answer = if e.kind.is_absent() || settings.on_error.value == OnError::Anonymous {
+                "`get` answers \"not found\": public images pull anonymously, private ones get \
+                 the registry's \"unauthorized\""
+            } else {
+                "`get` fails every pull from a Google registry (set on_error to anonymous to let \
+                 public images pull)"
+            };
+            let fix = e.failures.first().map_or(
+                "run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS",
+                |f| f.fix.as_str(),
+            );
+            r.fail(
+                format!("no token: {e}. Kind: {} ({}); {answer}", e.kind, e.kind.explain()),
+                fix,
+            )
+        }
     }
 }
 
@@ -333,9 +347,9 @@ fn check_network(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
         )?,
         Ok(proxies) => {
             for (what, url) in [
-                ("token endpoint", oauth::DEFAULT_TOKEN_URI),
-                ("STS", oauth::DEFAULT_STS_URL),
-                ("IAM credentials", oauth::DEFAULT_IAM_ENDPOINT),
+                ("token endpoint", token::DEFAULT_TOKEN_URI),
+                ("STS", token::DEFAULT_STS_URL),
+                ("IAM credentials", token::DEFAULT_IAM_ENDPOINT),
             ] {
                 let uri: http::Uri = url.parse()?;
                 let host = uri.host().unwrap_or_default();

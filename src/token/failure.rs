@@ -135,8 +135,8 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<FailureKind> {
     if let Some(f) = cause.downcast_ref::<Failure>() {
         return Some(f.kind);
     }
-    if cause.downcast_ref::<crate::token::http::HttpError>().is_some()
-        || crate::token::connect::proxy_error(cause).is_some()
+    if cause.downcast_ref::<crate::net::http::HttpError>().is_some()
+        || crate::net::connect::proxy_error(cause).is_some()
     {
         return Some(FailureKind::Unreachable);
     }

@@ -16,36 +16,42 @@
 //! so a sweep of `get`s against a hanging endpoint costs one deadline, not one per call. If
 //! every source fails, a cached token with a little life left is served rather than failing
 //! the pull; otherwise the caller gets a [`NoToken`] whose kind decides its answer.
+//!
+//! What the rest of the crate may use is re-exported or defined here: a token for the
+//! configured sources ([`google_token`]), the background refresh ([`refresh_ahead`]), whether
+//! a token is ours ([`issued_by_us`]), the kubelet's pod-token exchange
+//! ([`exchange_pod_token`]), the user's default project ([`default_project`]) and which
+//! sources are present ([`source_states`]). The sources, the cache and the credential files
+//! stay private to this folder (`tests/architecture.rs` checks it).
 
-pub(crate) mod access;
+mod access;
 mod aws;
-pub(crate) mod cache;
-mod connect;
-pub(crate) mod credentials;
+mod cache;
+mod credentials;
 mod executable;
-pub(crate) mod failure;
-pub(crate) mod federation;
+mod failure;
+mod federation;
 mod gcloud;
-pub(crate) mod http;
 mod metadata;
-pub(crate) mod oauth;
-pub(crate) mod project;
-pub(crate) mod proxy;
-pub(crate) mod sources;
-pub(crate) mod tls;
+mod oauth;
+mod project;
+mod sources;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::settings::Settings;
+use crate::net::http::MintContext;
+use crate::settings::{Settings, SourceKind};
 use crate::util::secret::Secret;
 use access::STALE_MARGIN_SECS;
-pub(crate) use access::{Token, now_secs};
+pub(crate) use access::{FRESH_MARGIN_SECS, Token, now_secs};
 use cache::Cache;
 pub(crate) use failure::FailureKind;
-use http::MintContext;
+pub(crate) use federation::{PodExchange, exchange_pod_token};
+pub(crate) use oauth::{DEFAULT_IAM_ENDPOINT, DEFAULT_STS_URL, DEFAULT_TOKEN_URI, google_error};
+pub(crate) use project::Project;
 use sources::{Candidate, SourceFailure};
 
 /// No token could be had: every present source failed (or none is present). The kind, the
@@ -189,12 +195,15 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 /// A lock holder still at work this long after its own deadline has stopped (a suspended
 /// `docker pull`, SIGSTOP): the others stop waiting for it.
 const HOLDER_GRACE: Duration = Duration::from_secs(1);
+/// How long a holder must look stuck before the others stop waiting for it.
+const STUCK_CONFIRM: Duration = Duration::from_millis(200);
 
 /// Takes the minting lock, or waits for the process that holds it: as soon as that one's
 /// token or remembered failure is in the cache, this process answers with it, so a stampede of
 /// cold `get`s makes one request however slow the endpoint is.
 fn wait_for_turn(cache: &Cache, mint: &Mint<'_>) -> Turn {
     let mut poll = Duration::from_millis(5);
+    let mut stuck_since: Option<Instant> = None;
     loop {
         match cache.try_lock() {
             Ok(Some(lock)) => {
@@ -223,9 +232,18 @@ fn wait_for_turn(cache: &Cache, mint: &Mint<'_>) -> Turn {
             log::debug!("another process just failed to mint; answering with its failure");
             return Turn::Done(answer);
         }
+        // A new holder announces itself a moment after taking the lock; until then the
+        // record may still be its predecessor's, so a stuck holder must be seen twice.
         if cache.holder_is_stuck(HOLDER_GRACE) {
-            log::info!("the process holding the minting lock is past its deadline; minting alone");
-            return Turn::Alone;
+            let since = *stuck_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= STUCK_CONFIRM {
+                log::info!(
+                    "the process holding the minting lock is past its deadline; minting alone"
+                );
+                return Turn::Alone;
+            }
+        } else {
+            stuck_since = None;
         }
     }
 }
@@ -321,7 +339,7 @@ const MIN_AGE_FOR_REFRESH_SECS: u64 = 60;
 
 /// Whether a cached, still fresh token is close enough to its expiry to be refreshed in the
 /// background: less than `window` left (and the window on), and not minted a moment ago.
-fn refresh_is_due(entry: &cache::Entry, window: std::time::Duration, now: u64) -> bool {
+fn refresh_is_due(entry: &cache::Entry, window: Duration, now: u64) -> bool {
     !window.is_zero()
         && entry.token.remaining_secs(now) < window.as_secs()
         && now.saturating_sub(entry.minted_at) >= MIN_AGE_FOR_REFRESH_SECS
@@ -398,6 +416,30 @@ pub(crate) fn issued_by_us(settings: &Settings, secret: &Secret<String>) -> bool
         |t| t.secret.expose() == secret.expose(),
     )
     .is_some()
+}
+
+/// Each configured source in order, with what it is when present (a path, a host) or `None`
+/// when absent; environment and `stat` only (for `config` and `doctor`).
+pub(crate) fn source_states(settings: &Settings) -> Vec<(SourceKind, Option<String>)> {
+    settings
+        .token_sources
+        .value
+        .iter()
+        .map(|kind| (*kind, sources::probe(*kind).map(|c| c.describe())))
+        .collect()
+}
+
+/// The user's default project (gcloud's `core/project`, the ADC file, the metadata server),
+/// for the set-up commands; `ctx` carries the deadline and the HTTP stack.
+pub(crate) fn default_project(settings: &Settings, ctx: &mut MintContext) -> Result<Project> {
+    project::find(settings, ctx)
+}
+
+/// Parses and validates a credentials file the way a mint does, without minting (the fuzz
+/// entry point).
+#[cfg(fuzzing)]
+pub(crate) fn check_credentials_file(bytes: &[u8]) -> Result<()> {
+    credentials::CredentialFile::parse(bytes).and_then(|f| f.validate())
 }
 
 /// The first cached entry, walking the present sources in order, whose token `usable` accepts

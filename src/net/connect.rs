@@ -27,20 +27,23 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::proxy::{self, Proxies, Proxy, Route};
+use super::tap::{Sent, Tap};
 
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
-pub(crate) type Connector = hyper_rustls::HttpsConnector<ProxyConnector>;
+pub(crate) type Connector = Tap<hyper_rustls::HttpsConnector<ProxyConnector>>;
 
 /// Largest CONNECT response head accepted from a proxy.
 const MAX_CONNECT_HEAD: usize = 8 * 1024;
 
-/// The connector for a client: TLS with `tls` over the routes of `proxies`.
-pub(crate) fn connector(proxies: Proxies, tls: rustls::ClientConfig) -> Connector {
-    hyper_rustls::HttpsConnectorBuilder::new()
+/// The connector for a client: TLS with `tls` over the routes of `proxies`, tapped (bounded
+/// reads, written requests noted in `sent`).
+pub(crate) fn connector(proxies: Proxies, tls: rustls::ClientConfig, sent: Sent) -> Connector {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(ProxyConnector::new(proxies))
+        .wrap_connector(ProxyConnector::new(proxies));
+    Tap::new(https, sent)
 }
 
 /// Connects to each destination directly or through its proxy.
@@ -358,7 +361,7 @@ impl hyper::rt::Write for ProxyStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::proxy::ProxyEnv;
+    use crate::net::proxy::ProxyEnv;
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
