@@ -1,6 +1,6 @@
 //! What the documentation promises its readers: README.md stays a front door (at most 25 KB),
 //! every relative link in the docs leads to a file in the repository and, with `#anchor`, to a
-//! heading there, and docs/commands.md covers every subcommand the built binary lists.
+//! heading there, and docs/commands.md covers every subcommand and flag the built binary lists.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -137,6 +137,42 @@ fn docs_commands_describes_every_subcommand_the_binary_lists() {
         missing.is_empty(),
         "docs/commands.md does not mention {missing:?} (as `name`)"
     );
+}
+
+#[test]
+fn docs_commands_describes_every_flag_of_every_subcommand() {
+    let page = read(&Path::new(ROOT).join("docs/commands.md"));
+    let out = Command::new(BIN).arg("help").output().unwrap();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for command in subcommands(&String::from_utf8(out.stdout).unwrap()) {
+        let out = Command::new(BIN).args(["help", &command]).output().unwrap();
+        assert!(out.status.success(), "help {command} failed: {out:?}");
+        for flag in long_flags(&String::from_utf8(out.stdout).unwrap()) {
+            seen += 1;
+            if flag != "--help" && !page.contains(&format!("`{flag}")) {
+                missing.push(format!("{command} {flag}"));
+            }
+        }
+    }
+    assert!(seen > 20, "only {seen} flags found in the help texts");
+    assert!(
+        missing.is_empty(),
+        "docs/commands.md does not mention these flags (as `--flag`): {missing:?}"
+    );
+}
+
+/// The long flags (`--name`) that start the lines of clap's "Options:" list.
+fn long_flags(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            l.split([' ', ',', '='])
+                .find(|w| w.starts_with("--") && w.len() > 2)
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// The names under "Commands:" in clap's help, up to the next blank line.

@@ -24,7 +24,7 @@ mod configure;
 mod daemons;
 #[cfg(unix)]
 mod discover;
-// The docs: README.md's size, relative links and anchors, every subcommand in docs/commands.md.
+// The docs: README.md's size, relative links and anchors, every subcommand and flag in docs/commands.md.
 mod docs;
 #[cfg(target_os = "linux")]
 mod e2e;
