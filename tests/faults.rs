@@ -83,41 +83,6 @@ fn persistent_server_errors_stop_after_three_attempts_with_the_status() {
 }
 
 #[test]
-fn invalid_grant_is_not_retried_and_says_to_log_in_again() {
-    let server = flaky(usize::MAX, || {
-        Reply::json(
-            400,
-            serde_json::json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
-        )
-    });
-    let mut env = user_env(&server.url("/token"));
-    // The well-known file, not an explicit path: the advice is to log in again.
-    let dir = env.path("gcloud");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::rename(
-        env.path("user.json"),
-        dir.join("application_default_credentials.json"),
-    )
-    .unwrap();
-    env.unset("GOOGLE_APPLICATION_CREDENTIALS");
-    env.set("CLOUDSDK_CONFIG", dir.display().to_string());
-    let out = env.get("gcr.io");
-    assert_eq!(out.code, 1);
-    assert_eq!(server.count(), 1, "no retry for invalid_grant");
-    assert!(
-        out.stdout
-            .contains("invalid_grant: Token has been expired or revoked."),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("gcloud auth application-default login"),
-        "{}",
-        out.stdout
-    );
-}
-
-#[test]
 fn malformed_json_and_html_answers_are_reported_not_trusted() {
     for (reply, needle) in [
         (
@@ -313,7 +278,7 @@ fn a_hanging_gcloud_is_killed_at_the_deadline_with_its_children() {
     std::fs::write(&script, format!("#!/bin/sh\nsleep {marker}.123 &\nwait\n")).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = env.path("gcloud-config");
-    std::fs::create_dir_all(&config).unwrap();
+    signed_in_gcloud_config(&config);
     env.set("PATH", format!("{}:/usr/bin:/bin", bin.display()));
     env.set("CLOUDSDK_CONFIG", config.display().to_string());
     env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud");
@@ -346,6 +311,8 @@ fn a_lock_held_by_a_stuck_process_delays_but_does_not_block_and_a_dead_holder_fr
     require("flock");
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "2");
     let cache = env.cache_dir();

@@ -95,6 +95,8 @@ fn malformed_credential_files_of_every_type_give_clear_errors() {
 fn a_cache_entry_owned_by_another_user_is_not_trusted() {
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-1");
     let entry = env.cache_entry();
@@ -116,6 +118,8 @@ fn a_cache_entry_owned_by_another_user_is_not_trusted() {
 fn a_group_writable_cache_entry_is_not_trusted() {
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     creds(&env.get("gcr.io"));
     std::fs::set_permissions(env.cache_entry(), std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -132,6 +136,8 @@ fn a_group_writable_cache_entry_is_not_trusted() {
 fn an_unusable_cache_directory_still_answers() {
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     // A directory below a regular file cannot be created, not even by root.
     let file = env.path("plain-file");

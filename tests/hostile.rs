@@ -46,7 +46,9 @@ fn sa_env(server: &Server) -> Env {
 #[test]
 fn a_fifo_at_the_token_cache_entry_is_ignored_and_a_token_minted() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     mkfifo(&env.cache_entry());
     let (out, took) = timed(|| env.get("gcr.io"));
@@ -58,7 +60,9 @@ fn a_fifo_at_the_token_cache_entry_is_ignored_and_a_token_minted() {
 #[test]
 fn a_fifo_at_the_lock_file_does_not_block_minting() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     mkfifo(&env.cache_dir().join("mint.lock"));
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let (out, took) = timed(|| env.get("gcr.io"));
@@ -89,7 +93,9 @@ fn a_fifo_at_the_settings_file_is_a_prompt_clear_error() {
 #[test]
 fn a_fifo_at_the_stored_hosts_index_is_ignored_with_a_warning() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     mkfifo(&env.path(&format!("{DATA_DIR}/stored-hosts.json")));
     let (out, took) = timed(|| env.get("gcr.io"));
     assert!(took < PROMPTLY, "{took:?}");
@@ -220,7 +226,7 @@ fn fake_gcloud(env: &mut Env, script: &str) {
     std::fs::write(&gcloud, format!("#!/bin/sh\n{script}\n")).unwrap();
     std::fs::set_permissions(&gcloud, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = env.path("gcloud-config");
-    std::fs::create_dir_all(&config).unwrap();
+    signed_in_gcloud_config(&config);
     env.set("CLOUDSDK_CONFIG", config.display().to_string());
     env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud");
     env.set("PATH", format!("{}:/usr/bin:/bin", bin.display()));
@@ -319,7 +325,9 @@ fn a_slow_name_lookup_does_not_hold_the_process_past_the_deadline() {
 #[test]
 fn a_cache_directory_others_can_write_is_not_used() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = env.get("gcr.io");
@@ -353,7 +361,9 @@ fn a_cache_directory_owned_by_another_user_is_not_used() {
     }
     require_root("chown");
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     std::os::unix::fs::chown(env.cache_dir(), Some(65534), Some(65534)).unwrap();
     let out = env.get("gcr.io");
@@ -368,7 +378,9 @@ fn a_cache_directory_owned_by_another_user_is_not_used() {
 #[test]
 fn a_symlink_planted_at_the_lock_path_is_never_followed() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     std::fs::create_dir_all(env.cache_dir()).unwrap();
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let target = env.path("victim-file");
@@ -382,7 +394,9 @@ fn a_symlink_planted_at_the_lock_path_is_never_followed() {
 #[test]
 fn a_cache_entry_claiming_more_life_than_any_token_has_is_ignored() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     let entry = env.cache_entry();
     let mut doc: serde_json::Value =
@@ -672,6 +686,8 @@ fn backslash_forms_of_a_google_host_are_not_google() {
 fn one_invalid_registry_entry_is_reported_and_the_valid_ones_used() {
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     env.set(
         "DOCKER_CREDENTIAL_GCP_REGISTRIES",

@@ -21,8 +21,8 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 
 use super::connect::{self, Connector, ProxyError, ProxyErrorKind};
-use super::tap::Sent;
 use super::proxy::{self, Bypass, Proxies, Route};
+use super::tap::Sent;
 use super::tls;
 use crate::util::secret::{Secret, Secrets};
 
@@ -143,11 +143,10 @@ impl Request {
 
     /// Adds a credential header (`authorization`, a session token), marked sensitive.
     pub(crate) fn secret_header(mut self, name: &'static str, value: Secret<&str>) -> Request {
-        self.secrets.add(value.expose());
-        // `Bearer TOKEN`, `Basic CREDENTIALS`: the credential alone may be echoed too.
-        if let Some((_, credential)) = value.expose().split_once(' ') {
-            self.secrets.add(credential);
-        }
+        // `Bearer TOKEN`, `Basic CREDENTIALS`: the credential is the secret.
+        let value_text = *value.expose();
+        self.secrets
+            .add(value_text.split_once(' ').map_or(value_text, |(_, c)| c));
         if let Ok(mut value) = HeaderValue::from_str(value.expose()) {
             value.set_sensitive(true);
             self.headers.append(HeaderName::from_static(name), value);

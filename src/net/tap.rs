@@ -62,10 +62,8 @@ fn secrets_in(stream: &[u8], secret_fields: &[&str]) -> Secrets {
             let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
             match name.as_str() {
                 "authorization" | "proxy-authorization" => {
-                    secrets.add(value);
-                    if let Some((_, credential)) = value.split_once(' ') {
-                        secrets.add(credential);
-                    }
+                    // `Bearer TOKEN`, `Basic CREDENTIALS`: the credential is the secret.
+                    secrets.add(value.split_once(' ').map_or(value, |(_, c)| c));
                 }
                 "content-length" => length = value.parse().unwrap_or(0),
                 _ => {}

@@ -330,7 +330,11 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
                 |f| f.fix.as_str(),
             );
             r.fail(
-                format!("no token: {e}. Kind: {} ({}); {answer}", e.kind, e.kind.explain()),
+                format!(
+                    "no token: {e}. Kind: {} ({}); {answer}",
+                    e.kind,
+                    e.kind.explain()
+                ),
                 fix,
             )
         }

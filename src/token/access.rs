@@ -28,7 +28,11 @@ impl Token {
     /// control characters: it goes into HTTP headers and shell commands) or when it expires
     /// within [`STALE_MARGIN_SECS`]; an expiry beyond any token's life is cut to
     /// [`MAX_LIFETIME_SECS`], so the cache does not distrust it and mint again on every `get`.
-    pub(crate) fn issued(secret: Secret<String>, expires_at: i64, now: u64) -> Result<Token, Failure> {
+    pub(crate) fn issued(
+        secret: Secret<String>,
+        expires_at: i64,
+        now: u64,
+    ) -> Result<Token, Failure> {
         if !is_plain_token(secret.expose()) {
             return Err(Failure::new(
                 FailureKind::Unreachable,
@@ -52,7 +56,9 @@ impl Token {
     /// [`Token::issued`] for an OAuth `expires_in` (seconds from now).
     pub(crate) fn issued_for(secret: Secret<String>, expires_in: i64) -> Result<Token, Failure> {
         let now = now_secs();
-        let at = i64::try_from(now).unwrap_or(i64::MAX).saturating_add(expires_in);
+        let at = i64::try_from(now)
+            .unwrap_or(i64::MAX)
+            .saturating_add(expires_in);
         Token::issued(secret, at, now)
     }
 
@@ -124,7 +130,11 @@ mod tests {
             assert!(!e.to_string().contains("ya29"), "{e}");
         }
         let day = Token::issued(s("t"), now as i64 + 86_400, now).unwrap();
-        assert_eq!(day.expires_at, now + MAX_LIFETIME_SECS, "cut to what the cache believes");
+        assert_eq!(
+            day.expires_at,
+            now + MAX_LIFETIME_SECS,
+            "cut to what the cache believes"
+        );
         assert!(day.is_plausible(now));
         let far = Token::issued(s("t"), i64::MAX, now).unwrap();
         assert!(far.is_plausible(now));

@@ -257,17 +257,22 @@ impl Cache {
         }
     }
 
-    /// Whether the lock holder is still at work `grace` after its own deadline (stopped, or
-    /// an older version that never says): then waiting for it is pointless.
-    pub(crate) fn holder_is_stuck(&self, grace: std::time::Duration) -> bool {
-        let Some(owner) = files::read_trusted(&self.owner_path(), 1024)
+    /// Whether the lock holder is still at work `grace` after its own deadline (a stopped
+    /// process): then waiting for it is pointless. A holder that never said until when (an
+    /// older version) counts as stuck when `unannounced_is_stuck`.
+    pub(crate) fn holder_is_stuck(
+        &self,
+        grace: std::time::Duration,
+        unannounced_is_stuck: bool,
+    ) -> bool {
+        match files::read_trusted(&self.owner_path(), 1024)
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
-        else {
-            return false;
-        };
-        now_millis() > owner.deadline_ms + grace.as_millis()
+        {
+            Some(owner) => now_millis() > owner.deadline_ms + grace.as_millis(),
+            None => unannounced_is_stuck,
+        }
     }
 
     /// The minting lock if no other process holds it right now (a background refresh that

@@ -302,7 +302,10 @@ impl YupFailure {
                     .as_deref()
                     .map(|d| format!(": {}", excerpt(d.as_bytes())))
                     .unwrap_or_default();
-                Failure::new(kind, format!("{}{desc}", excerpt(e.error.as_str().as_bytes())))
+                Failure::new(
+                    kind,
+                    format!("{}{desc}", excerpt(e.error.as_str().as_bytes())),
+                )
             }
             YupFailure::Yup(yup_oauth2::Error::JSONError(_)) => Failure::new(
                 FailureKind::Unreachable,
@@ -314,7 +317,10 @@ impl YupFailure {
             ),
             YupFailure::Yup(
                 e @ (yup_oauth2::Error::HttpError(_) | yup_oauth2::Error::HttpClientError(_)),
-            ) => Failure::new(FailureKind::Unreachable, excerpt(http::describe(&e).as_bytes())),
+            ) => Failure::new(
+                FailureKind::Unreachable,
+                excerpt(http::describe(&e).as_bytes()),
+            ),
             YupFailure::Yup(e) => {
                 Failure::new(FailureKind::Broken, excerpt(http::describe(&e).as_bytes()))
             }

@@ -135,7 +135,9 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<FailureKind> {
     if let Some(f) = cause.downcast_ref::<Failure>() {
         return Some(f.kind);
     }
-    if cause.downcast_ref::<crate::net::http::HttpError>().is_some()
+    if cause
+        .downcast_ref::<crate::net::http::HttpError>()
+        .is_some()
         || crate::net::connect::proxy_error(cause).is_some()
     {
         return Some(FailureKind::Unreachable);
@@ -163,13 +165,8 @@ mod tests {
         let inner_wins: anyhow::Result<()> =
             Err(Failure::new(FailureKind::Unreachable, "HTTP 503"))
                 .context("source_credentials")
-                .map_err(|e| {
-                    e.context(Failure::new(FailureKind::Denied, "impersonation refused"))
-                });
-        assert_eq!(
-            classify(&inner_wins.unwrap_err()),
-            FailureKind::Unreachable
-        );
+                .map_err(|e| e.context(Failure::new(FailureKind::Denied, "impersonation refused")));
+        assert_eq!(classify(&inner_wins.unwrap_err()), FailureKind::Unreachable);
     }
 
     #[test]

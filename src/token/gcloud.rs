@@ -198,7 +198,10 @@ pub(crate) fn mint(deadline: Instant) -> Result<Option<Token>> {
     let expires_at = match out.credential.token_expiry.as_deref() {
         // gcloud prints `%Y-%m-%dT%H:%M:%SZ`, a subset of RFC 3339.
         Some(s) => parse_rfc3339(s).with_context(|| {
-            format!("gcloud printed an unreadable token_expiry {:?}", excerpt(s.as_bytes()))
+            format!(
+                "gcloud printed an unreadable token_expiry {:?}",
+                excerpt(s.as_bytes())
+            )
         })?,
         None => now.saturating_add(UNKNOWN_EXPIRY_SECS) as i64,
     };
@@ -276,7 +279,10 @@ mod tests {
                 "ERROR: (gcloud.config.config-helper) There was a problem refreshing your current auth tokens: Unable to find the server at oauth2.googleapis.com\nPlease run:\n\n  $ gcloud auth login\n",
                 FailureKind::Unreachable,
             ),
-            ("Traceback (most recent call last):\n  ...", FailureKind::Broken),
+            (
+                "Traceback (most recent call last):\n  ...",
+                FailureKind::Broken,
+            ),
         ];
         for (stderr, kind) in cases {
             assert_eq!(verdict(stderr.as_bytes()), kind, "{stderr}");
@@ -295,12 +301,23 @@ mod tests {
             return; // the test's own environment decides; the integration tests cover it
         }
         assert!(!may_have_credentials(dir));
-        std::fs::write(dir.join("configurations/config_default"), "[core]\nproject = p\n").unwrap();
+        std::fs::write(
+            dir.join("configurations/config_default"),
+            "[core]\nproject = p\n",
+        )
+        .unwrap();
         assert!(!may_have_credentials(dir));
-        std::fs::write(dir.join("configurations/config_default"), "[core]\naccount = a@b.c\n").unwrap();
+        std::fs::write(
+            dir.join("configurations/config_default"),
+            "[core]\naccount = a@b.c\n",
+        )
+        .unwrap();
         assert!(may_have_credentials(dir));
         std::fs::write(dir.join("active_config"), "other").unwrap();
-        assert!(!may_have_credentials(dir), "the account is in another configuration");
+        assert!(
+            !may_have_credentials(dir),
+            "the account is in another configuration"
+        );
         std::fs::write(
             dir.join("configurations/config_other"),
             "[auth]\naccess_token_file = /t\n",

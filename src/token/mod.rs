@@ -70,7 +70,12 @@ impl NoToken {
         NoToken {
             kind: FailureKind::NoCredentials,
             failures: Vec::new(),
-            sources: settings.token_sources.value.iter().map(|k| k.name()).collect(),
+            sources: settings
+                .token_sources
+                .value
+                .iter()
+                .map(|k| k.name())
+                .collect(),
         }
     }
 
@@ -204,6 +209,7 @@ const STUCK_CONFIRM: Duration = Duration::from_millis(200);
 fn wait_for_turn(cache: &Cache, mint: &Mint<'_>) -> Turn {
     let mut poll = Duration::from_millis(5);
     let mut stuck_since: Option<Instant> = None;
+    let half_time = Instant::now() + mint.deadline.saturating_duration_since(Instant::now()) / 2;
     loop {
         match cache.try_lock() {
             Ok(Some(lock)) => {
@@ -233,12 +239,14 @@ fn wait_for_turn(cache: &Cache, mint: &Mint<'_>) -> Turn {
             return Turn::Done(answer);
         }
         // A new holder announces itself a moment after taking the lock; until then the
-        // record may still be its predecessor's, so a stuck holder must be seen twice.
-        if cache.holder_is_stuck(HOLDER_GRACE) {
+        // record may still be its predecessor's, so a stuck holder must be seen twice. A
+        // holder that never says (an older version) gets half of this process's time.
+        let unannounced_too_long = Instant::now() >= half_time;
+        if cache.holder_is_stuck(HOLDER_GRACE, unannounced_too_long) {
             let since = *stuck_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= STUCK_CONFIRM {
-                log::info!(
-                    "the process holding the minting lock is past its deadline; minting alone"
+                log::warn!(
+                    "minting without the cache lock: the process holding it is past its deadline"
                 );
                 return Turn::Alone;
             }
@@ -309,7 +317,15 @@ impl Mint<'_> {
                     return Ok(token);
                 }
                 Err(failure) => {
-                    log::info!(
+                    // A source that is simply not signed in is normal (the next one may
+                    // serve); one that is broken is worth a warning even when another serves.
+                    let level = if failure.kind.is_absent() {
+                        log::Level::Info
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
                         "{} failed ({}): {}",
                         failure.source,
                         failure.kind,

@@ -92,10 +92,17 @@ pub(crate) fn parse_token_response(resp: &Response, grant: Grant) -> Result<Toke
                 let code = error_subtype.as_deref().unwrap_or(error);
                 (
                     Some(code),
-                    format!("HTTP {} {}{subtype}{desc}", resp.status, excerpt(error.as_bytes())),
+                    format!(
+                        "HTTP {} {}{subtype}{desc}",
+                        resp.status,
+                        excerpt(error.as_bytes())
+                    ),
                 )
             }
-            _ => (None, format!("HTTP {}: {}", resp.status, excerpt(&resp.body))),
+            _ => (
+                None,
+                format!("HTTP {}: {}", resp.status, excerpt(&resp.body)),
+            ),
         };
         return Err(Failure::new(grant.failure_kind(resp.status, error), text).into());
     }
@@ -358,8 +365,8 @@ mod tests {
         .unwrap();
         assert_eq!(t.secret.expose(), "ya29.x");
         assert!(t.remaining_secs(now_secs()) >= 3598);
-        let t =
-            parse_token_response_t(&resp(200, r#"{"access_token":"y","expires_in":"60"}"#)).unwrap();
+        let t = parse_token_response_t(&resp(200, r#"{"access_token":"y","expires_in":"60"}"#))
+            .unwrap();
         assert!(t.remaining_secs(now_secs()) <= 60);
     }
 
@@ -375,7 +382,8 @@ mod tests {
         assert_eq!(e.to_string(), "HTTP 500: <html> <body>oops</body></html>");
         let e = parse_token_response_t(&resp(200, "not json")).unwrap_err();
         assert!(e.to_string().contains("not valid JSON"), "{e}");
-        let e = parse_token_response_t(&resp(200, r#"{"access_token":"secret-value"}"#)).unwrap_err();
+        let e =
+            parse_token_response_t(&resp(200, r#"{"access_token":"secret-value"}"#)).unwrap_err();
         assert!(!e.to_string().contains("secret-value"), "{e}");
         let e = parse_token_response_t(&resp(200, r#"{"access_token":7}"#)).unwrap_err();
         assert!(!e.to_string().contains('7'), "{e}");

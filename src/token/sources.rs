@@ -174,18 +174,24 @@ impl Candidate {
         }
     }
 
-    fn mint_adc(&self, path: &std::path::Path, explicit: bool, ctx: &mut MintContext) -> Result<Token> {
-        let bytes = files::read_bounded(path, MAX_CREDENTIALS_FILE, Symlinks::Follow, Trust::Anyone)?
-            .ok_or_else(|| {
-                if explicit {
-                    anyhow!(
-                        "GOOGLE_APPLICATION_CREDENTIALS names {}, which does not exist",
-                        path.display()
-                    )
-                } else {
-                    anyhow!("{} disappeared", path.display())
-                }
-            })?;
+    fn mint_adc(
+        &self,
+        path: &std::path::Path,
+        explicit: bool,
+        ctx: &mut MintContext,
+    ) -> Result<Token> {
+        let bytes =
+            files::read_bounded(path, MAX_CREDENTIALS_FILE, Symlinks::Follow, Trust::Anyone)?
+                .ok_or_else(|| {
+                    if explicit {
+                        anyhow!(
+                            "GOOGLE_APPLICATION_CREDENTIALS names {}, which does not exist",
+                            path.display()
+                        )
+                    } else {
+                        anyhow!("{} disappeared", path.display())
+                    }
+                })?;
         credentials::mint_file(path, &bytes, ctx)
     }
 
@@ -257,4 +263,3 @@ fn bounded(message: &str) -> String {
     }
     format!("{}…", &message[..end])
 }
-

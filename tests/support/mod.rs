@@ -34,6 +34,17 @@ pub(crate) fn require(program: &str) {
     );
 }
 
+/// A gcloud configuration directory with an account, as `gcloud auth login` leaves it: the
+/// helper runs gcloud only when it could have credentials.
+pub(crate) fn signed_in_gcloud_config(dir: &Path) {
+    std::fs::create_dir_all(dir.join("configurations")).unwrap();
+    std::fs::write(
+        dir.join("configurations/config_default"),
+        "[core]\naccount = someone@example.com\n",
+    )
+    .unwrap();
+}
+
 /// Tests that need root (podman and buildah storage, daemons) fail without it.
 pub(crate) fn require_root(what: &str) {
     // SAFETY: geteuid has no preconditions and cannot fail.
