@@ -153,7 +153,7 @@ fn discover_maps_every_listed_location_across_pages_including_ones_this_release_
     let helpers = after["credHelpers"].as_object().unwrap();
     assert_eq!(helpers["mars-north1-docker.pkg.dev"], "gcp");
     assert_eq!(helpers["europe-west1-docker.pkg.dev"], "gcp");
-    assert_eq!(helpers.len(), 97, "the 96 known hosts and the new region");
+    assert_eq!(helpers.len(), 99, "the 98 known hosts and the new region");
     assert!(
         !helpers
             .keys()

@@ -618,8 +618,8 @@ fn google_hosts(count: usize) -> Vec<String> {
     hosts
 }
 
-/// Legacy `docker build` runs `get` once for every `credHelpers` key before it starts. With 96
-/// keys that is 96 helper processes; all of them share one token request.
+/// Legacy `docker build` runs `get` once for every `credHelpers` key before it starts. With 98
+/// keys that is 98 helper processes; all of them share one token request.
 #[test]
 fn a_legacy_build_sweep_over_96_cred_helpers_makes_one_token_request() {
     if !need(&[Peer::Registry]) {
@@ -639,7 +639,7 @@ fn a_legacy_build_sweep_over_96_cred_helpers_makes_one_token_request() {
         .keys()
         .cloned()
         .collect();
-    assert_eq!(keys.len(), 96);
+    assert_eq!(keys.len(), 98);
 
     let mut times = Vec::new();
     for round in 0..2 {
