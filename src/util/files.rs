@@ -13,7 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -440,12 +440,25 @@ fn wait_for(file: File, deadline: Instant, what: &Path) -> Result<Lock> {
     match rx.recv_timeout(wait) {
         Ok(Ok(file)) => Ok(Lock { _file: file }),
         Ok(Err(e)) => Err(e).with_context(|| format!("cannot lock {}", what.display())),
-        Err(_) => bail!(
-            "timed out waiting for the lock on {}, held by another process",
-            what.display()
-        ),
+        Err(_) => Err(LockTimeout(what.to_path_buf()).into()),
     }
 }
+
+/// The lock stayed held by another process until the deadline.
+#[derive(Debug)]
+pub(crate) struct LockTimeout(PathBuf);
+
+impl std::fmt::Display for LockTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "timed out waiting for the lock on {}, held by another process",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for LockTimeout {}
 
 #[cfg(all(test, unix))]
 mod tests {
@@ -547,11 +560,16 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(
+            err.is::<LockTimeout>(),
+            "a timeout is told apart by its type"
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(held);
         Lock::file(&p, Instant::now()).unwrap();
         let dir = Lock::dir(tmp.path(), Instant::now()).unwrap();
-        assert!(Lock::dir(tmp.path(), Instant::now()).is_err());
+        let err = Lock::dir(tmp.path(), Instant::now()).unwrap_err();
+        assert!(err.is::<LockTimeout>(), "{err:#}");
         drop(dir);
     }
 }
