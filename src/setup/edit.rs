@@ -45,7 +45,7 @@ impl Edit {
             _ => PathBuf::from("."),
         };
         if !dir.exists() {
-            create_dir(&dir, new_dir_mode)?;
+            files::create_dir(&dir, new_dir_mode)?;
         }
         let lock = Lock::dir(&dir, Instant::now() + LOCK_WAIT).map_err(|e| busy_hint(e, &dir))?;
         let original = files::read_bounded(&target, MAX_CONFIG, Symlinks::Follow, Trust::Anyone)?;
@@ -119,18 +119,6 @@ pub(crate) fn resolve(path: &Path) -> Result<PathBuf> {
         }
     }
     bail!("{}: too many levels of symbolic links", path.display())
-}
-
-fn create_dir(dir: &Path, mode: u32) -> Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))
 }
 
 /// Says who holds the lock when waiting for it timed out.
