@@ -959,8 +959,8 @@ fn docker_login_with_no_user_name_stores_nothing_and_pulls_work_after_a_rotation
     );
     assert_eq!(calls[1].code, 0, "store succeeds, as docker expects");
     assert_eq!(
-        rig.env.run(&["list"], b"unused").stdout,
-        "{}\n",
+        rig.env.run(&["list", "--details"], b"").stdout,
+        "no credentials stored with `docker login`\n",
         "nothing was stored"
     );
 

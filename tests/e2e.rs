@@ -404,7 +404,10 @@ fn docker_login_credentials_win_until_logout() {
             .iter()
             .any(|c| c.verb == "erase" && c.input == rig.host && c.code == 0)
     );
-    assert_eq!(rig.env.run(&["list"], b"unused").stdout, "{}\n");
+    assert_eq!(
+        rig.env.run(&["list", "--details"], b"").stdout,
+        "no credentials stored with `docker login`\n"
+    );
 
     let mark = rig.mark();
     docker_manifest_inspect(&rig, &rig.image_ref("test/img:v1"));

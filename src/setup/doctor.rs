@@ -455,25 +455,15 @@ fn check_mirror(r: &mut Report<'_>, daemon_json: Option<&Path>) -> Result<()> {
     };
     let listed = match files::read_bounded(&path, 16 * 1024 * 1024, Symlinks::Follow, Trust::Anyone)
     {
-        Ok(Some(bytes)) => json_file::parse(&bytes, &path.display().to_string()).map(|p| {
-            p.root
-                .get("registry-mirrors")
-                .and_then(Value::as_array)
-                .is_some_and(|l| {
-                    l.iter().any(|v| {
-                        v.as_str()
-                            .is_some_and(|s| s.trim_end_matches('/') == mirror::MIRROR_URL)
-                    })
-                })
-        }),
+        Ok(Some(bytes)) => json_file::parse(&bytes, &path.display().to_string())
+            .map(|p| mirror::lists_our_mirror(&p.root)),
         Ok(None) => Ok(false),
         Err(e) => Err(e),
     };
     let active = docker::daemon_mirrors();
-    let in_use = active.as_ref().map(|m| {
-        m.iter()
-            .any(|m| m.trim_end_matches('/') == mirror::MIRROR_URL)
-    });
+    let in_use = active
+        .as_ref()
+        .map(|m| m.iter().any(|m| mirror::is_our_mirror(m)));
     match (listed, in_use) {
         (Ok(true), _) => r.pass(format!("{} lists {}", path.display(), mirror::MIRROR_URL))?,
         // The daemon reads another file (or a flag): say what it uses, not that nothing is set.

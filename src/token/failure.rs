@@ -2,8 +2,8 @@
 //! message, and how long the failure is remembered.
 //!
 //! Errors deep in a mint carry their kind as a type in their `anyhow` chain: a [`Failure`]
-//! made where the kind is known (an OAuth error code, gcloud's verdict), an `HttpError` (no
-//! answer), a `ProxyError`. [`classify`] reads the chain once, at the source boundary; nothing
+//! made where the kind is known (an OAuth error code, gcloud's verdict), or an `HttpError` (no
+//! answer, a proxy in the way). [`classify`] reads the chain once, at the source boundary; nothing
 //! here or anywhere else decides by an error's text.
 
 use std::fmt;
@@ -120,7 +120,7 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// The kind of a mint error: the innermost typed cause decides (a [`Failure`], an HTTP error
-/// without an answer, a proxy's refusal); an error with none of them is a local problem.
+/// without an answer); an error with neither is a local problem.
 pub(crate) fn classify(e: &anyhow::Error) -> FailureKind {
     let mut kind = None;
     for cause in e.chain() {
@@ -138,7 +138,6 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<FailureKind> {
     if cause
         .downcast_ref::<crate::net::http::HttpError>()
         .is_some()
-        || crate::net::connect::proxy_error(cause).is_some()
     {
         return Some(FailureKind::Unreachable);
     }

@@ -20,7 +20,7 @@ use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, BaseDirs, Os};
 use crate::util::process;
 use crate::util::secret::Secret;
-use crate::util::text::excerpt;
+use crate::util::text::{excerpt, json_error};
 
 /// gcloud may print tokens without an expiry (e.g. with `auth/access_token_file`); such a token
 /// is treated as expiring this many seconds from now, which keeps it cached for one minute.
@@ -182,13 +182,8 @@ pub(crate) fn mint(deadline: Instant) -> Result<Option<Token>> {
         )
         .into());
     }
-    let out: HelperOutput = serde_json::from_slice(&finished.stdout).map_err(|e| {
-        anyhow!(
-            "gcloud printed unexpected output (line {} column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
+    let out: HelperOutput = serde_json::from_slice(&finished.stdout)
+        .map_err(|e| anyhow!("gcloud printed unexpected output ({})", json_error(&e)))?;
     let secret = out
         .credential
         .access_token

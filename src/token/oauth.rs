@@ -17,7 +17,7 @@ use super::access::{Token, now_secs};
 use super::failure::{Failure, FailureKind};
 use crate::net::http::{self, Body, Http, Request, Response};
 use crate::util::secret::Secret;
-use crate::util::text::excerpt;
+use crate::util::text::{excerpt, json_error};
 
 /// The OAuth scope requested for registry access (accepted by Container Registry and
 /// Artifact Registry).
@@ -110,7 +110,7 @@ pub(crate) fn parse_token_response(resp: &Response, grant: Grant) -> Result<Toke
     let parsed = parsed.map_err(|e| {
         unusable(format!(
             "the token response is not valid JSON ({})",
-            e.classify_name()
+            json_error(&e)
         ))
     })?;
     let secret = parsed
@@ -125,20 +125,6 @@ pub(crate) fn parse_token_response(resp: &Response, grant: Grant) -> Result<Toke
     }
     .ok_or_else(|| unusable("the token response has no valid expires_in".to_owned()))?;
     Ok(Token::issued_for(secret, expires_in)?)
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Data => "a field has the wrong type",
-            serde_json::error::Category::Eof => "unexpected end",
-            _ => "syntax error",
-        }
-    }
 }
 
 /// `Basic base64(id:secret)` for OAuth client authentication, when both are given.

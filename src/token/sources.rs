@@ -165,9 +165,8 @@ impl Candidate {
             )),
             Err(e) => {
                 let kind = failure::classify(&e);
-                let behind_proxy = e
-                    .chain()
-                    .any(|c| crate::net::connect::proxy_error(c).is_some());
+                // A proxy in the way is not the credentials' fault (see net::connect).
+                let behind_proxy = ctx.take_proxy_failure();
                 let message = ctx.scrub(&format!("{e:#}"));
                 Err(self.failure(kind, message, behind_proxy))
             }
