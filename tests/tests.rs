@@ -24,12 +24,20 @@ mod configure;
 mod daemons;
 #[cfg(unix)]
 mod discover;
+// What a token endpoint sends back: echoes of what was sent, token values, endless or huge
+// answers, lifetimes; on every token path and every output.
+#[cfg(unix)]
+mod endpoints;
 // The docs: README.md's size, relative links and anchors, every subcommand and flag in docs/commands.md.
 mod docs;
 #[cfg(target_os = "linux")]
 mod e2e;
+// When no token can be had: failure kinds and their answers, remembered failures, waiting for
+// another process's mint, and the habits of the programs that run the helper.
 #[cfg(target_os = "linux")]
 mod empty_root;
+#[cfg(unix)]
+mod failures;
 #[cfg(unix)]
 mod faults;
 #[cfg(unix)]

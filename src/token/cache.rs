@@ -257,6 +257,22 @@ impl Cache {
         }
     }
 
+    /// How long until the lock holder's deadline, if it said (zero once passed).
+    pub(crate) fn holder_time_left(&self) -> Option<std::time::Duration> {
+        let owner = self.owner()?;
+        let left = owner.deadline_ms.saturating_sub(now_millis());
+        Some(std::time::Duration::from_millis(
+            u64::try_from(left).unwrap_or(u64::MAX),
+        ))
+    }
+
+    fn owner(&self) -> Option<Owner> {
+        files::read_trusted(&self.owner_path(), 1024)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+    }
+
     /// Whether the lock holder is still at work `grace` after its own deadline (a stopped
     /// process): then waiting for it is pointless. A holder that never said until when (an
     /// older version) counts as stuck when `unannounced_is_stuck`.
@@ -265,11 +281,7 @@ impl Cache {
         grace: std::time::Duration,
         unannounced_is_stuck: bool,
     ) -> bool {
-        match files::read_trusted(&self.owner_path(), 1024)
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
-        {
+        match self.owner() {
             Some(owner) => now_millis() > owner.deadline_ms + grace.as_millis(),
             None => unannounced_is_stuck,
         }

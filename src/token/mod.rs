@@ -222,11 +222,17 @@ fn wait_for_turn(cache: &Cache, mint: &Mint<'_>) -> Turn {
                 return Turn::Alone;
             }
         }
+        // The holder may have started a moment after this process: its answer, due by its
+        // own deadline, is worth waiting a little past this process's.
         let now = Instant::now();
-        if now >= mint.deadline {
+        let holder_due = cache
+            .holder_time_left()
+            .map_or(mint.deadline, |left| now + left + WAIT_POLL);
+        let limit = holder_due.clamp(mint.deadline, mint.deadline + HOLDER_GRACE);
+        if now >= limit {
             return Turn::Done(Err(NoToken::from_failures(vec![SourceFailure::waited()])));
         }
-        std::thread::sleep(poll.min(mint.deadline - now));
+        std::thread::sleep(poll.min(limit - now));
         poll = (poll * 2).min(WAIT_POLL);
         if let Some(entry) = cached(cache, mint.candidates.iter().cloned(), |t| {
             t.is_fresh(now_secs())
