@@ -479,3 +479,22 @@ fn invalid_settings_are_reported_not_ignored() {
         out.stdout
     );
 }
+
+/// The clock stepped back (an RTC in local time corrected by NTP): an entry minted "in the
+/// future" would otherwise be served for up to 12 hours past the token's real end.
+#[test]
+fn a_cache_entry_minted_in_the_future_is_not_served() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-1");
+    let entry = env.cache_entry();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
+    let minted = doc["minted_at"].as_u64().unwrap();
+    doc["minted_at"] = (minted + 2 * 3600).into();
+    std::fs::write(&entry, doc.to_string()).unwrap();
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-2");
+    // Fresh from the new mint: served from the cache again.
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-2");
+}

@@ -167,8 +167,14 @@ pub(crate) fn exchange_pod_token(
         std::time::Instant::now() + settings.timeout.value,
         settings.ca_file.value.clone(),
     );
+    ctx.holds(sa_token);
     let deadline = ctx.deadline;
-    federate(ctx.http()?, &federation, sa_token, deadline)
+    let exchanged = federate(ctx.http()?, &federation, sa_token, deadline);
+    // The one place this exchange's errors become text: without anything it sent.
+    exchanged.map_err(|e| {
+        let kind = super::failure::classify(&e);
+        anyhow::Error::new(super::failure::Failure::new(kind, ctx.scrub(&format!("{e:#}"))))
+    })
 }
 
 impl ExternalAccount {
