@@ -4,64 +4,10 @@
 //! its result. Also the habits of the programs that run the helper (`-v`, `list`, a silent
 //! stderr on success).
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-/// A token endpoint that accepts connections and never answers, keeping them open until it
-/// is dropped; it counts the connections.
-struct Hanging {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-    held: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Hanging {
-    fn start() -> Hanging {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let (count, keep) = (accepted.clone(), held.clone());
-        std::thread::spawn(move || {
-            // Bounded: a test makes a handful of connections.
-            for conn in listener.incoming().take(200) {
-                let Ok(mut conn) = conn else { continue };
-                count.fetch_add(1, Ordering::SeqCst);
-                // Read the request so the client is not blocked writing it, then hold on.
-                conn.set_read_timeout(Some(Duration::from_millis(200))).ok();
-                let _ = conn.read(&mut [0u8; 4096]);
-                keep.lock().unwrap().push(conn);
-            }
-        });
-        Hanging {
-            port,
-            accepted,
-            held,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
-    }
-
-    fn connections(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Hanging {
-    fn drop(&mut self) {
-        self.held.lock().unwrap().clear();
-        // Wake the accept loop so its thread can see the listener is no longer wanted.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
 
 /// User credentials (`gcloud auth application-default login`) at gcloud's well-known path.
 fn user_adc(env: &mut Env, token_url: &str) -> std::path::PathBuf {

@@ -173,7 +173,10 @@ pub(crate) fn exchange_pod_token(
     // The one place this exchange's errors become text: without anything it sent.
     exchanged.map_err(|e| {
         let kind = super::failure::classify(&e);
-        anyhow::Error::new(super::failure::Failure::new(kind, ctx.scrub(&format!("{e:#}"))))
+        anyhow::Error::new(super::failure::Failure::new(
+            kind,
+            ctx.scrub(&format!("{e:#}")),
+        ))
     })
 }
 
