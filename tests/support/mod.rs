@@ -141,6 +141,13 @@ impl Env {
     }
 }
 
+/// What `f` returned and how long it took.
+pub(crate) fn timed(f: impl FnOnce() -> Output) -> (Output, Duration) {
+    let started = std::time::Instant::now();
+    let out = f();
+    (out, started.elapsed())
+}
+
 pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -404,6 +411,15 @@ fn serve<S: Read + Write>(conn: S, handler: &Handler, requests: &Mutex<Vec<Reque
 /// A token endpoint that accepts the service-account JWT bearer grant (verifying the RS256
 /// signature with the fixture's public key and the claims Google checks) and the refresh-token
 /// grant for one authorized user. Every token it issues is unique: `ya29.test-N`.
+/// A HOME whose token source is a service account key for `server`'s `/token`, with a 3 s
+/// deadline (a test that hangs fails in seconds, not minutes).
+pub(crate) fn sa_env(server: &Server) -> Env {
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "3");
+    env
+}
+
 pub(crate) fn token_endpoint(expires_in: u64) -> Server {
     Server::start(token_handler(expires_in))
 }
