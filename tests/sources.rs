@@ -79,8 +79,7 @@ fn a_server_without_the_metadata_flavor_header_is_not_trusted() {
     env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "metadata");
     env.set("GCE_METADATA_HOST", impostor.host());
     let out = env.get("gcr.io");
-    assert_eq!(out.code, 1);
-    assert!(out.stdout.contains("Metadata-Flavor"), "{}", out.stdout);
+    assert_fails_saying(&out, "Metadata-Flavor");
     assert!(!out.stdout.contains("ya29.fake"));
 }
 
@@ -163,13 +162,9 @@ fn a_missing_explicit_credentials_file_is_an_error_naming_it() {
     let mut env = Env::new();
     env.set("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json");
     let out = env.get("gcr.io");
-    assert_eq!(out.code, 1);
-    assert!(
-        out.stdout.contains(
-            "GOOGLE_APPLICATION_CREDENTIALS names /nonexistent/key.json, which does not exist"
-        ),
-        "{}",
-        out.stdout
+    assert_fails_saying(
+        &out,
+        "GOOGLE_APPLICATION_CREDENTIALS names /nonexistent/key.json, which does not exist",
     );
 }
 
