@@ -624,12 +624,12 @@ fn google_hosts(count: usize) -> Vec<String> {
 /// Legacy `docker build` runs `get` once for every `credHelpers` key before it starts. With 98
 /// keys that is 98 helper processes; all of them share one token request.
 #[test]
-fn a_legacy_build_sweep_over_96_cred_helpers_makes_one_token_request() {
+fn a_legacy_build_sweep_over_98_cred_helpers_makes_one_token_request() {
     if !need(&[Peer::Registry]) {
         return;
     }
     let rig = Rig::start();
-    let mut hosts = google_hosts(95);
+    let mut hosts = google_hosts(97);
     hosts.push(rig.host.clone());
     rig.set_cred_helpers(&strs(&hosts));
     let config: serde_json::Value = serde_json::from_str(

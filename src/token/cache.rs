@@ -18,8 +18,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::access::{Token, now_secs};
-use super::failure::FailureKind;
-use super::sources::SourceFailure;
+use super::failure::{FailureKind, Recalled, SourceFailure};
 use crate::util::files::{self, Lock};
 use crate::util::secret::Secret;
 
@@ -49,17 +48,6 @@ struct Stored {
     shadowed: Vec<String>,
     #[serde(default)]
     minted_at: u64,
-}
-
-/// A failure remembered for an identity.
-#[derive(Debug)]
-pub(crate) struct Recalled {
-    pub(crate) kind: FailureKind,
-    pub(crate) message: String,
-    pub(crate) fix: String,
-    /// When it failed and until when it is remembered (seconds since the epoch).
-    pub(crate) at: u64,
-    pub(crate) until: u64,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -119,6 +119,43 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// Why a present source gave no token, as the user reads it: the message names files and
+/// hosts, never a secret (it went through the mint context's scrubber), and is one line.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceFailure {
+    /// The source and what it is: `adc (/home/u/key.json)`.
+    pub(crate) source: String,
+    pub(crate) kind: FailureKind,
+    pub(crate) message: String,
+    /// What the user should do.
+    pub(crate) fix: String,
+}
+
+impl SourceFailure {
+    /// This process waited for another's mint until its own deadline.
+    pub(crate) fn waited() -> SourceFailure {
+        SourceFailure {
+            source: "minting lock".to_owned(),
+            kind: FailureKind::Unreachable,
+            message: "another docker-credential-gcp process was minting a token and did not \
+                      finish before the deadline"
+                .to_owned(),
+            fix: "retry; if it persists, raise DOCKER_CREDENTIAL_GCP_TIMEOUT".to_owned(),
+        }
+    }
+}
+
+/// A failure remembered for an identity.
+#[derive(Debug)]
+pub(crate) struct Recalled {
+    pub(crate) kind: FailureKind,
+    pub(crate) message: String,
+    pub(crate) fix: String,
+    /// When it failed and until when it is remembered (seconds since the epoch).
+    pub(crate) at: u64,
+    pub(crate) until: u64,
+}
+
 /// The kind of a mint error: the innermost typed cause decides (a [`Failure`], an HTTP error
 /// without an answer); an error with neither is a local problem.
 pub(crate) fn classify(e: &anyhow::Error) -> FailureKind {

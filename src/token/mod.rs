@@ -49,10 +49,11 @@ use access::STALE_MARGIN_SECS;
 pub(crate) use access::{FRESH_MARGIN_SECS, Token, now_secs};
 use cache::Cache;
 pub(crate) use failure::FailureKind;
+use failure::SourceFailure;
 pub(crate) use federation::{PodExchange, exchange_pod_token};
 pub(crate) use oauth::{DEFAULT_IAM_ENDPOINT, DEFAULT_STS_URL, DEFAULT_TOKEN_URI, google_error};
 pub(crate) use project::Project;
-use sources::{Candidate, SourceFailure};
+use sources::Candidate;
 
 /// No token could be had: every present source failed (or none is present). The kind, the
 /// worst of the sources' kinds, decides what docker is answered.

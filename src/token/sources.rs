@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 
 use super::access::{Token, now_secs};
-use super::cache::Recalled;
 use super::credentials;
-use super::failure::{self, FailureKind};
+use super::failure::{self, FailureKind, Recalled, SourceFailure};
 use super::gcloud;
 use super::metadata;
 use super::oauth::SCOPE;
@@ -39,37 +38,11 @@ enum What {
     Metadata { host: String },
 }
 
-/// Why a present source gave no token, as the user reads it: the message names files and
-/// hosts, never a secret (it went through the mint context's scrubber), and is one line.
-#[derive(Debug, Clone)]
-pub(crate) struct SourceFailure {
-    /// The source and what it is: `adc (/home/u/key.json)`.
-    pub(crate) source: String,
-    pub(crate) kind: FailureKind,
-    pub(crate) message: String,
-    /// What the user should do.
-    pub(crate) fix: String,
-}
-
 /// The advice for a failure behind a proxy: the proxy, not the credentials, is in the way.
 const PROXY_ADVICE: &str = "check HTTPS_PROXY and NO_PROXY (the proxy's URL, user and password); \
      `docker-credential-gcp doctor` shows which requests use which proxy";
 /// The longest failure message kept: a server's error description can be megabytes.
 const MAX_MESSAGE: usize = 600;
-
-impl SourceFailure {
-    /// This process waited for another's mint until its own deadline.
-    pub(crate) fn waited() -> SourceFailure {
-        SourceFailure {
-            source: "minting lock".to_owned(),
-            kind: FailureKind::Unreachable,
-            message: "another docker-credential-gcp process was minting a token and did not \
-                      finish before the deadline"
-                .to_owned(),
-            fix: "retry; if it persists, raise DOCKER_CREDENTIAL_GCP_TIMEOUT".to_owned(),
-        }
-    }
-}
 
 /// The candidates for `kinds` that are present, in order.
 pub(crate) fn present(kinds: &[SourceKind]) -> impl Iterator<Item = Candidate> + '_ {
