@@ -226,7 +226,6 @@ impl Bench {
         other
     }
 
-    /// 2. The legacy `docker build` sweep: one `get` per credHelpers entry, 96 Google hosts.
     /// The Google hosts `configure-docker` maps by default, one input file each.
     fn sweep_inputs(&self) -> Vec<PathBuf> {
         let hosts = self.sweep_hosts();
