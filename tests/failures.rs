@@ -424,3 +424,27 @@ fn list_names_every_google_host_docker_maps_to_this_helper() {
     let out = env.run(&["list"], b"unused");
     assert_eq!((out.code, out.stdout.as_str()), (0, "{}\n"));
 }
+
+#[test]
+fn doctor_names_the_kind_and_what_get_answers() {
+    let server = invalid_grant(None);
+    let mut env = Env::new();
+    user_adc(&mut env, &server.url("/token"));
+    let out = env.run(&["doctor"], b"");
+    assert_ne!(out.code, 0);
+    for part in [
+        "sign-in needed",
+        "answers \"not found\"",
+        "gcloud auth application-default login",
+    ] {
+        assert!(out.stdout.contains(part), "{part:?} in {}", out.stdout);
+    }
+    let hang = Hanging::start();
+    let mut env = Env::new();
+    env.use_service_account(&hang.url());
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "1");
+    let out = env.run(&["doctor"], b"");
+    for part in ["unreachable", "fails every pull", "on_error"] {
+        assert!(out.stdout.contains(part), "{part:?} in {}", out.stdout);
+    }
+}
