@@ -7,17 +7,18 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::helper::login::{self, Stored};
 use crate::helper::protocol::{self, Verb};
 use crate::helper::store::Store;
-use crate::settings::{self, SPECS, Settings};
+use crate::hosts::{self, HostClass};
+use crate::settings::{self, SPECS, Settings, identities};
 use crate::setup::{configure, docker, doctor, mirror};
-use crate::token::{self, now_secs};
+use crate::token::{self, Identity, now_secs};
 use crate::util::platform::{self, Os};
-use crate::util::ui;
+use crate::util::{text, ui};
 
 /// The text after the subcommand list: token sources, settings and paths of this platform.
 fn after_help() -> String {
@@ -121,7 +122,14 @@ enum Command {
     /// this release knows are missing from credHelpers (with the command that adds them).
     Doctor(doctor::Options),
     /// Print a Google access token (only the token) for other tools: helm, oras, curl.
-    PrintAccessToken,
+    ///
+    /// With --registry, the token of the identity `get` would answer that address with (the
+    /// first identity rule that covers it, else the token sources in order).
+    PrintAccessToken {
+        /// A Google registry address (host, host/path or URL) whose identity to use.
+        #[arg(long, value_name = "ADDRESS")]
+        registry: Option<String>,
+    },
     /// Act as a kubelet image credential provider (credentialprovider.kubelet.k8s.io/v1).
     ///
     /// Reads a CredentialProviderRequest on stdin and prints the CredentialProviderResponse:
@@ -153,6 +161,9 @@ enum Command {
         /// Do nothing if the cached token now expires later than this (seconds since the epoch).
         #[arg(long)]
         after: u64,
+        /// The identity to refresh (its lock id); none: the token sources in order.
+        #[arg(long)]
+        identity: Option<String>,
     },
 }
 
@@ -179,11 +190,15 @@ pub(crate) fn run() -> ExitCode {
         Command::ConfigureDocker(opts) => ui::finish(configure::run(&opts)),
         Command::ConfigureMirror(opts) => ui::finish(mirror::run(&opts)),
         Command::Doctor(opts) => ui::finish(doctor::run(&opts)),
-        Command::PrintAccessToken => ui::finish(print_access_token()),
+        Command::PrintAccessToken { registry } => {
+            ui::finish(print_access_token(registry.as_deref()))
+        }
         Command::KubeletCredentialProvider(opts) => crate::kubelet::run(&opts),
         Command::Completions { shell } => ui::finish(completions(shell)),
         Command::Manpage => ui::finish(manpage()),
-        Command::RefreshAhead { after } => ui::finish(refresh_ahead(after)),
+        Command::RefreshAhead { after, identity } => {
+            ui::finish(refresh_ahead(after, identity.as_deref()))
+        }
     }
 }
 
@@ -289,17 +304,31 @@ fn roff(text: &str) -> String {
         .join("\n")
 }
 
-fn refresh_ahead(after: u64) -> Result<ExitCode> {
+fn refresh_ahead(after: u64, identity: Option<&str>) -> Result<ExitCode> {
     let settings = Settings::load()?;
     settings::init_logging(&settings);
-    token::refresh_ahead(&settings, after)?;
+    token::refresh_ahead(&settings, after, identity)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_access_token() -> Result<ExitCode> {
+fn print_access_token(registry: Option<&str>) -> Result<ExitCode> {
     let settings = Settings::load()?;
     settings::init_logging(&settings);
-    let t = token::google_token(&settings)?;
+    let rule = match registry {
+        None => None,
+        Some(address) => {
+            let r = hosts::normalise(address).ok_or_else(|| {
+                anyhow!("{address:?} is not a registry address (host[:port], host/path or URL)")
+            })?;
+            if hosts::classify(&r, &settings.registries.value) != HostClass::Google {
+                bail!(
+                    "{r} is not a Google registry (nor declared in `registries`); no token is printed for it"
+                );
+            }
+            identities::select(&settings.identities, &r, hosts::path_of(address))
+        }
+    };
+    let t = token::google_token_for(&settings, Identity::for_registry(rule))?;
     let mut out = ui::stdout();
     writeln!(out, "{}", t.secret.expose())?;
     out.flush()?;
@@ -332,10 +361,44 @@ fn config() -> Result<ExitCode> {
             None => writeln!(out, "  {:<9} absent", kind.name())?,
         }
     }
-    for warning in &s.warnings {
+    write_identities(&mut out, &s)?;
+    for warning in s.warnings.iter().chain(&s.rule_problems) {
         writeln!(out, "warning: {warning}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The identity rules in order, what each source is on this machine, and which identity
+/// serves each Google host docker's config maps to this helper.
+fn write_identities(out: &mut impl Write, s: &Settings) -> Result<()> {
+    if s.identities.is_empty() {
+        writeln!(
+            out,
+            "identities: no rules (every address uses the token sources in order)"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "identities (the first rule that matches wins; other addresses use the token sources in order):"
+        )?;
+        for rule in &s.identities {
+            writeln!(out, "  {}: {}", rule.label, rule.patterns_text())?;
+            writeln!(out, "      {}", rule.describe())?;
+            writeln!(out, "      now: {}", token::rule_source_state(s, rule))?;
+        }
+    }
+    let mapped = docker::hosts_mapped_here();
+    let groups = identities::group_hosts(&s.identities, &mapped, &s.registries.value);
+    if !groups.is_empty() {
+        writeln!(out, "docker's hosts for this helper, by identity:")?;
+    }
+    for (rule, hosts) in groups {
+        let who = rule.map_or("the token sources in order".to_owned(), |r| {
+            format!("rule {}", r.label)
+        });
+        writeln!(out, "  {who}: {}", text::abbreviate(&hosts, 8))?;
+    }
+    Ok(())
 }
 
 /// `list --details`: each stored login with its kind and, for access tokens, how long it is

@@ -85,6 +85,18 @@ pub(crate) fn normalise(input: &str) -> Option<Registry> {
     Some(Registry { host, port })
 }
 
+/// The repository path a server address carries after its host (`/p/r/img` in
+/// `us-docker.pkg.dev/p/r/img` or `https://gcr.io/p/img?x`), for identity rules; `None` when
+/// it has none. Read as [`normalise`] reads the address.
+pub(crate) fn path_of(input: &str) -> Option<&str> {
+    let rest = input.trim();
+    let rest = rest.find("://").map_or(rest, |i| &rest[i + 3..]);
+    let start = rest.find(['/', '?', '#'])?;
+    let path = &rest[start..];
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    (path.len() > 1).then_some(path)
+}
+
 /// Classifies a normalised registry. `extra` are hosts the user declared Google registries.
 pub(crate) fn classify(registry: &Registry, extra: &[ExtraHost]) -> HostClass {
     let host = registry.host.as_str();
@@ -196,6 +208,254 @@ fn is_dns_name(host: &str) -> bool {
 
 fn is_ipv6(host: &str) -> bool {
     host.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity rules: which addresses a rule of the `identities` setting covers.
+
+/// A `match` pattern of an identity rule: a host whose labels may each hold one `*` (as the
+/// kubelet's `matchImages` globs: `*` stays within its label), an optional port, and an
+/// optional repository path prefix. [`parse_pattern`] accepts a pattern only when every host
+/// it can match is one [`classify`] already serves, so a rule chooses among Google identities
+/// for a Google registry and never makes another host one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pattern {
+    /// Lower case; a label may hold one `*`.
+    host: String,
+    /// `None`: any port.
+    port: Option<u16>,
+    /// A path prefix that starts and ends with `/` (`/team-a/`), or `None` for the whole host.
+    path: Option<String>,
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, "{path}*")?;
+        }
+        Ok(())
+    }
+}
+
+impl Pattern {
+    /// Whether the address `registry` (and the repository `path` a caller passed with it, as
+    /// the kubelet and crane do; docker passes none) is covered. A pattern with a path never
+    /// covers an address without one.
+    pub(crate) fn matches(&self, registry: &Registry, path: Option<&str>) -> bool {
+        self.matches_host(registry)
+            && match &self.path {
+                None => true,
+                Some(prefix) => path.is_some_and(|p| is_under(repository_path(p), prefix)),
+            }
+    }
+
+    /// Whether `registry` is this pattern's host (and port), whatever the path.
+    pub(crate) fn matches_host(&self, registry: &Registry) -> bool {
+        (self.port.is_none() || self.port == registry.port)
+            && glob_matches_host(&self.host, &registry.host)
+    }
+
+    /// The path prefix (`/team-a/`), if the pattern has one.
+    pub(crate) fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+}
+
+/// A repository path without the registry API's version segment: `/v2/p/r/i/manifests/x`
+/// (as Bazel asks for it) is `/p/r/i/manifests/x`, the path docker and the kubelet name.
+fn repository_path(path: &str) -> &str {
+    ["/v2", "/v1"]
+        .iter()
+        .find_map(|api| path.strip_prefix(api).filter(|rest| rest.starts_with('/')))
+        .unwrap_or(path)
+}
+
+/// `path` is `prefix` (which ends with `/`) or lies below it.
+fn is_under(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix) || path == &prefix[..prefix.len() - 1]
+}
+
+/// `pattern` matches `host` label by label (the same number of labels), where a label of
+/// `pattern` may hold one `*`, any run of characters within the label. Allocates nothing.
+fn glob_matches_host(pattern: &str, host: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut h = host.split('.');
+    loop {
+        match (p.next(), h.next()) {
+            (None, None) => return true,
+            (Some(pl), Some(hl)) if glob_matches_label(pl, hl) => {}
+            _ => return false,
+        }
+    }
+}
+
+fn glob_matches_label(pattern: &str, label: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == label,
+        Some((pre, post)) => {
+            label.len() >= pre.len() + post.len() && label.starts_with(pre) && label.ends_with(post)
+        }
+    }
+}
+
+/// Parses one `match` pattern: `HOST`, `HOST:PORT`, `HOST/PATH` or `HOST/PATH/*` (the last
+/// two alike: the repositories under PATH), where HOST may hold `*` globs. The pattern must
+/// stay inside the host policy: a Google registry host or glob (`gcr.io`, `*.gcr.io`,
+/// `*-docker.pkg.dev`, `docker.*.rep.pkg.dev` and narrower ones), or a host declared in
+/// `registries` (exactly, without globs; with its port if it was declared with one). The
+/// error says what is wrong in one line.
+pub(crate) fn parse_pattern(text: &str, extra: &[ExtraHost]) -> Result<Pattern, String> {
+    let text = text.trim();
+    let bad = |why: &str| Err(format!("{text:?}: {why}"));
+    if text.is_empty() {
+        return Err("an empty pattern".to_owned());
+    }
+    if text.contains("://") {
+        return bad("write a host or host/path, without a scheme");
+    }
+    if text.contains(|c: char| {
+        c.is_whitespace() || c.is_control() || matches!(c, '\\' | '@' | '?' | '#' | '%')
+    }) {
+        return bad("not a host or host/path");
+    }
+    let (authority, path) = match text.find('/') {
+        Some(i) => (&text[..i], Some(&text[i..])),
+        None => (text, None),
+    };
+    let path = match path {
+        None => None,
+        Some(p) => Some(parse_path_prefix(p).map_err(|why| format!("{text:?}: {why}"))?),
+    };
+    let Some((host, port)) = split_port(authority) else {
+        return bad("not a host or host:port");
+    };
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host).to_owned();
+    let glob = host.contains('*');
+    let valid = if authority.starts_with('[') {
+        is_ipv6(&host)
+    } else {
+        host.len() <= 253
+            && host
+                .split('.')
+                .all(|l| is_label(l) || (is_glob_label(l) && l.contains('*')))
+    };
+    if !valid {
+        return bad("not a host name (letters, digits, `-`, and `*` within a label)");
+    }
+    within_policy(&host, port, glob, extra).map_err(|why| format!("{text:?}: {why}"))?;
+    Ok(Pattern { host, port, path })
+}
+
+/// A label with exactly one `*` that is a valid label when the `*` stands for any letter.
+fn is_glob_label(label: &str) -> bool {
+    label.matches('*').count() == 1 && is_label(&label.replace('*', "a"))
+}
+
+/// `/a/b`, `/a/b/` or `/a/b/*` as the prefix `/a/b/`: segments of letters, digits, `.`, `_`
+/// and `-`, none empty, `.` or `..`; a `*` only as the whole last segment.
+fn parse_path_prefix(path: &str) -> Result<String, &'static str> {
+    let trimmed = path.strip_suffix("/*").unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let segments = trimmed.strip_prefix('/').unwrap_or(trimmed);
+    if segments.is_empty() {
+        return Err("a path pattern needs a path; write the host alone to match all of it");
+    }
+    for segment in segments.split('/') {
+        let ok = !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(
+                "a path is segments of letters, digits, `.`, `_` and `-`, with `*` only as the last one",
+            );
+        }
+    }
+    Ok(format!("/{segments}/"))
+}
+
+/// Whether every host `host` (lower case, labels possibly with one `*`) matches on `port` is
+/// one [`classify`] does not call [`HostClass::Other`].
+fn within_policy(
+    host: &str,
+    port: Option<u16>,
+    glob: bool,
+    extra: &[ExtraHost],
+) -> Result<(), String> {
+    if !glob {
+        if is_deprecated_bucket(host) {
+            return Err("a retired bucket host (b.gcr.io, bucket.gcr.io) gets no token".to_owned());
+        }
+        if is_google_registry(host) {
+            return Ok(());
+        }
+        let declared: Vec<&ExtraHost> = extra.iter().filter(|e| e.host == host).collect();
+        if declared
+            .iter()
+            .any(|e| e.port.is_none() || (e.port == port && port.is_some()))
+        {
+            return Ok(());
+        }
+        if let Some(e) = declared.first() {
+            return Err(format!(
+                "`registries` declares it as {e} only; give the port in the pattern"
+            ));
+        }
+        return Err(
+            "not a Google registry host nor one declared in `registries`; a rule cannot add hosts"
+                .to_owned(),
+        );
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    // The globbed labels come before the fixed Google suffix (the slice patterns name it).
+    let inside = match labels.as_slice() {
+        // Every subdomain of gcr.io is Container Registry's.
+        [_, .., "gcr", "io"] => true,
+        // REGION-docker.pkg.dev, the glob within the region.
+        [first, "pkg", "dev"] => first
+            .strip_suffix("-docker")
+            .is_some_and(|region| region.contains('*') && is_glob_label(region)),
+        // docker.REGION.rep.pkg.dev.
+        ["docker", region, "rep", "pkg", "dev"] => region.contains('*'),
+        _ => false,
+    };
+    if inside {
+        Ok(())
+    } else {
+        Err(
+            "a `*` must stay inside gcr.io (`*.gcr.io`), REGION-docker.pkg.dev \
+             (`*-docker.pkg.dev`) or docker.REGION.rep.pkg.dev (`docker.*.rep.pkg.dev`)"
+                .to_owned(),
+        )
+    }
+}
+
+/// A Google service account e-mail: `NAME@DOMAIN` where NAME is letters, digits, `-`, `_` or
+/// `.`, and DOMAIN a DNS name under gserviceaccount.com. Nothing else may reach the
+/// impersonation URL it is put into.
+pub(crate) fn is_service_account_email(email: &str) -> bool {
+    let Some((name, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let domain_ok = (domain == "gserviceaccount.com" || domain.ends_with(".gserviceaccount.com"))
+        && normalise(domain).is_some_and(|r| r.port.is_none() && r.host == domain);
+    name_ok && domain_ok
 }
 
 #[cfg(test)]
@@ -356,6 +616,22 @@ mod tests {
     }
 
     #[test]
+    fn the_path_after_the_host_is_kept_for_identity_rules() {
+        for (input, path) in [
+            ("us-docker.pkg.dev/team-a/img", Some("/team-a/img")),
+            ("https://gcr.io/p/img:tag?x=1#f", Some("/p/img:tag")),
+            ("https://gcr.io/v2/", Some("/v2/")),
+            ("gcr.io", None),
+            ("gcr.io/", None),
+            ("https://gcr.io", None),
+            ("gcr.io?x/y", None),
+            ("gcr.io#/y", None),
+        ] {
+            assert_eq!(path_of(input), path, "{input}");
+        }
+    }
+
+    #[test]
     fn normalise_reduces_to_host_and_port() {
         let r = normalise("HTTPS://User:Pw@Us.GCR.io:5000/v2/x?y#z").unwrap();
         assert_eq!(r.host, "us.gcr.io");
@@ -400,8 +676,246 @@ mod tests {
         assert_eq!(parse_host_list(" A.Example ").unwrap()[0].host, "a.example");
     }
 
+    fn pattern(text: &str) -> Result<Pattern, String> {
+        parse_pattern(text, &[])
+    }
+
+    #[test]
+    fn rule_patterns_inside_the_google_registries_are_accepted() {
+        for (text, shown) in [
+            ("gcr.io", "gcr.io"),
+            ("GCR.IO", "gcr.io"),
+            ("gcr.io.", "gcr.io"),
+            ("us.gcr.io", "us.gcr.io"),
+            ("*.gcr.io", "*.gcr.io"),
+            ("x*.gcr.io", "x*.gcr.io"),
+            ("*.*.gcr.io", "*.*.gcr.io"),
+            ("gcr.io:443", "gcr.io:443"),
+            ("europe-docker.pkg.dev", "europe-docker.pkg.dev"),
+            ("*-docker.pkg.dev", "*-docker.pkg.dev"),
+            ("europe-*-docker.pkg.dev", "europe-*-docker.pkg.dev"),
+            ("docker.*.rep.pkg.dev", "docker.*.rep.pkg.dev"),
+            (
+                "docker.us-central1.rep.pkg.dev",
+                "docker.us-central1.rep.pkg.dev",
+            ),
+            ("us-docker.pkg.dev/team-a/*", "us-docker.pkg.dev/team-a/*"),
+            ("us-docker.pkg.dev/team-a", "us-docker.pkg.dev/team-a/*"),
+            ("us-docker.pkg.dev/team-a/", "us-docker.pkg.dev/team-a/*"),
+            ("gcr.io/example.com/proj/*", "gcr.io/example.com/proj/*"),
+            ("*.gcr.io:443/My_Project/*", "*.gcr.io:443/My_Project/*"),
+        ] {
+            let p = pattern(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(p.to_string(), shown, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rule_patterns_never_name_a_host_outside_the_policy() {
+        for text in [
+            "gcr.io.evil.com",
+            "*.gcr.io.evil.com",
+            "gcr.io.*",
+            "evilgcr.io",
+            "*gcr.io",
+            "*.io",
+            "*",
+            "*.*",
+            "*.com",
+            "evil.com",
+            "quay.io",
+            "ghcr.io",
+            "index.docker.io",
+            "pkg.dev",
+            "docker.pkg.dev",
+            "*.pkg.dev",
+            "*docker.pkg.dev",
+            "us-*.pkg.dev",
+            "*-maven.pkg.dev",
+            "us-docker.pkg.dev.evil.com",
+            "*-docker.pkg.dev.evil.com",
+            "*-docker.pkg.dev.*",
+            "*.rep.pkg.dev",
+            "docker.*.rep.pkg.dev.evil.com",
+            "x.docker.*.rep.pkg.dev",
+            "evil.docker.us-central1.rep.pkg.dev",
+            "b.gcr.io",
+            "bucket.gcr.io",
+            "x.b.gcr.io",
+            "https://gcr.io",
+            "http://gcr.io/p/*",
+            "gcr.io@evil.com",
+            "evil.com@gcr.io",
+            "evil.com/gcr.io",
+            "evil.com?gcr.io",
+            "evil.com#gcr.io",
+            "evil.com\\@gcr.io",
+            "evil.com%2egcr.io",
+            "gcr.io/../x",
+            "gcr.io/./x",
+            "gcr.io/a//b",
+            "gcr.io/*",
+            "gcr.io/",
+            "gcr.io/a*b",
+            "gcr.io/a/*/b",
+            "gcr.io/a b",
+            "**.gcr.io",
+            "a*b*.gcr.io",
+            "gcr.io:",
+            "gcr.io:99999",
+            "[::1]",
+            "[::1]:5000",
+            "localhost:5000",
+            "127.0.0.1",
+            "",
+            " ",
+            "gcr io",
+            "gcr.io\n/x",
+            "g\u{0441}r.io",
+            "xn--gcr-io.com",
+            "GCR.IO.EVIL.COM",
+        ] {
+            assert!(pattern(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn rule_patterns_may_name_declared_hosts_exactly() {
+        let extra = parse_host_list("ar.example.com, 127.0.0.1:5000, [::1]:6000").unwrap();
+        let p = |t: &str| parse_pattern(t, &extra);
+        for ok in [
+            "ar.example.com",
+            "ar.example.com:8443",
+            "ar.example.com/team/*",
+            "127.0.0.1:5000",
+            "127.0.0.1:5000/x/*",
+            "[::1]:6000",
+        ] {
+            assert!(p(ok).is_ok(), "{ok}: {:?}", p(ok));
+        }
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:5001",
+            "*.example.com",
+            "*.com",
+            "ar.example.com.evil.com",
+            "x.ar.example.com",
+            "[::1]",
+            "[::2]:6000",
+        ] {
+            assert!(p(bad).is_err(), "{bad} was accepted");
+        }
+        assert!(
+            p("127.0.0.1").unwrap_err().contains("give the port"),
+            "{:?}",
+            p("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn rule_patterns_match_hosts_label_by_label_and_ports_exactly() {
+        let r = |s: &str| normalise(s).unwrap();
+        let star = pattern("*.gcr.io").unwrap();
+        assert!(star.matches(&r("us.gcr.io"), None));
+        assert!(star.matches(&r("us.gcr.io:443"), Some("/p/i")));
+        assert!(!star.matches(&r("gcr.io"), None), "one label, not zero");
+        assert!(!star.matches(&r("a.b.gcr.io"), None), "one label, not two");
+        let ar = pattern("*-docker.pkg.dev").unwrap();
+        assert!(ar.matches(&r("us-docker.pkg.dev"), None));
+        assert!(ar.matches(&r("europe-west1-docker.pkg.dev"), None));
+        assert!(!ar.matches(&r("us-maven.pkg.dev"), None));
+        let port = pattern("gcr.io:5000").unwrap();
+        assert!(port.matches(&r("gcr.io:5000"), None));
+        assert!(!port.matches(&r("gcr.io"), None));
+        assert!(!port.matches(&r("gcr.io:443"), None));
+        let any_port = pattern("gcr.io").unwrap();
+        assert!(any_port.matches(&r("gcr.io:443"), None));
+        assert!(!any_port.matches(&r("us.gcr.io"), None));
+    }
+
+    #[test]
+    fn path_patterns_match_repositories_below_their_path_only() {
+        let host = normalise("us-docker.pkg.dev").unwrap();
+        let team = pattern("us-docker.pkg.dev/team-a/*").unwrap();
+        assert_eq!(team.path(), Some("/team-a/"));
+        for under in [
+            "/team-a/repo/img:tag",
+            "/team-a",
+            "/team-a/",
+            "/v2/team-a/repo/img/manifests/latest",
+            "/v1/team-a/x",
+        ] {
+            assert!(team.matches(&host, Some(under)), "{under}");
+        }
+        for other in [
+            "/team-ab/x",
+            "/team-b/team-a/x",
+            "/Team-A/x",
+            "/",
+            "",
+            "/v2/team-b/x",
+            "/v3/team-a/x",
+        ] {
+            assert!(!team.matches(&host, Some(other)), "{other}");
+        }
+        assert!(
+            !team.matches(&host, None),
+            "docker passes no path: no path rule applies"
+        );
+        assert!(!team.matches(
+            &normalise("europe-docker.pkg.dev").unwrap(),
+            Some("/team-a/x")
+        ));
+        assert!(team.matches_host(&host));
+    }
+
+    #[test]
+    fn only_well_formed_service_account_emails_reach_the_url() {
+        for good in [
+            "builder@my-project.iam.gserviceaccount.com",
+            "123456-compute@developer.gserviceaccount.com",
+            "my-project@appspot.gserviceaccount.com",
+        ] {
+            assert!(is_service_account_email(good), "{good}");
+        }
+        for bad in [
+            "sa@p.iam.gserviceaccount.com%2F..",
+            "sa%2F..@p.iam.gserviceaccount.com",
+            "../x@p.iam.gserviceaccount.com",
+            "sa/x@p.iam.gserviceaccount.com",
+            "sa@evil.com",
+            "sa@gserviceaccount.com.evil.com",
+            "sa@p.iam.gserviceaccount.com:generateIdToken",
+            "sa@p.iam.gserviceaccount.com?x",
+            "sa",
+            "@p.iam.gserviceaccount.com",
+            "",
+        ] {
+            assert!(!is_service_account_email(bad), "{bad}");
+        }
+    }
+
     fn label() -> impl Strategy<Value = String> {
         "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?"
+    }
+
+    /// Rule patterns: random text, and Google globs with random text around them.
+    fn pattern_text() -> impl Strategy<Value = String> {
+        let part = "[a-z0-9-]{0,4}";
+        prop_oneof![
+            "[a-z0-9.*-]{1,24}",
+            (part, part, "[a-z0-9.-]{0,6}", "[a-z0-9.-]{0,6}", 0..4usize).prop_map(
+                |(a, b, before, after, shape)| {
+                    let core = match shape {
+                        0 => format!("{a}*{b}.gcr.io"),
+                        1 => format!("{a}*{b}-docker.pkg.dev"),
+                        2 => format!("docker.{a}*{b}.rep.pkg.dev"),
+                        _ => format!("{a}*{b}.pkg.dev"),
+                    };
+                    format!("{before}{core}{after}")
+                }
+            ),
+        ]
     }
 
     fn google_host() -> impl Strategy<Value = String> {
@@ -474,6 +988,30 @@ mod tests {
             prop_assert_eq!(class(&s), HostClass::Other);
             let at = format!("https://{host}@{tail}.{tld}/v2/");
             prop_assert_eq!(class(&at), HostClass::Other);
+        }
+
+        /// A rule never widens the policy: every host an accepted pattern matches (its `*`s
+        /// filled with letters and digits) is one `classify` serves.
+        #[test]
+        fn every_host_a_rule_pattern_matches_is_one_the_policy_serves(
+            text in pattern_text(),
+            fills in proptest::collection::vec("[a-z0-9]{1,6}", 4),
+        ) {
+            if let Ok(p) = parse_pattern(&text, &[]) {
+                let mut fill = fills.iter();
+                let host = p.host.split('.').map(|l| match l.split_once('*') {
+                    Some((pre, post)) => format!("{pre}{}{post}", fill.next().unwrap()),
+                    None => l.to_owned(),
+                }).collect::<Vec<_>>().join(".");
+                let r = normalise(&host).unwrap();
+                prop_assert!(p.matches(&r, None));
+                prop_assert_ne!(classify(&r, &[]), HostClass::Other, "{:?} matches {:?}", text, host);
+            }
+        }
+
+        #[test]
+        fn parse_pattern_never_panics(s in "\\PC{0,40}") {
+            let _ = parse_pattern(&s, &[]);
         }
     }
 }

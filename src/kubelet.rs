@@ -28,8 +28,8 @@ use serde_json::{Map, Value};
 
 use crate::helper::protocol::OAUTH_USERNAME;
 use crate::hosts::{self, ExtraHost, HostClass};
-use crate::settings::{self, Settings};
-use crate::token::{self, FRESH_MARGIN_SECS, PodExchange, Token, now_secs};
+use crate::settings::{self, Settings, identities};
+use crate::token::{self, FRESH_MARGIN_SECS, Identity, PodExchange, Token, now_secs};
 use crate::util::secret::Secret;
 use crate::util::text::json_error;
 use crate::util::ui;
@@ -181,14 +181,27 @@ fn respond(request: &Request, opts: &Options) -> Result<()> {
             auth: Auth(Vec::new()),
         });
     };
-    let token = match pod_token_to_use(request, opts)? {
-        Some(sa_token) => pod_token(
-            sa_token,
-            &request.service_account_annotations,
-            opts,
-            &settings,
-        )?,
-        None => node_token(&settings)?,
+    let (token, keys, cache_key_type) = match pod_token_to_use(request, opts)? {
+        // The pod's own identity serves every registry; the kubelet keys its cache by service
+        // account in this mode.
+        Some(sa_token) => (
+            pod_token(
+                sa_token,
+                &request.service_account_annotations,
+                opts,
+                &settings,
+            )?,
+            auth_keys(own, declared),
+            cache_key_type(own, declared),
+        ),
+        None => {
+            let registry = hosts::parse_host_entry(own).map_err(anyhow::Error::msg)?;
+            let path = image_path(&request.image);
+            let rule = identities::select(&settings.identities, &registry, Some(path));
+            let token = node_token(&settings, Identity::for_kubelet(&settings, rule))?;
+            let (keys, key_type) = node_keys(own, &registry, path, rule, &settings);
+            (token, keys, key_type)
+        }
     };
     let lifetime = token
         .remaining_secs(now_secs())
@@ -200,15 +213,47 @@ fn respond(request: &Request, opts: &Options) -> Result<()> {
     write_response(&Response {
         api_version: &request.api_version,
         kind: RESPONSE_KIND,
-        cache_key_type: cache_key_type(own, declared),
+        cache_key_type,
         cache_duration: go_duration(lifetime),
-        auth: Auth(
-            auth_keys(own, declared)
-                .into_iter()
-                .map(|key| (key, config()))
-                .collect(),
-        ),
+        auth: Auth(keys.into_iter().map(|key| (key, config())).collect()),
     })
+}
+
+/// The keys and cache key type of an answer with the node's identity for an image from `own`
+/// (`registry` parsed) at repository `path`, which `rule` covers (`None`: no rule). Without
+/// identity rules one token serves every Google registry ([`auth_keys`], [`cache_key_type`]).
+/// With rules, an answer may only ever be offered for images of its own identity:
+/// - a host whose repositories rules tell apart by path: `Image`, so the kubelet reuses the
+///   answer for this image only, under the key of the rule's path (`host/team-a/`, which its
+///   keyring matches by path prefix) or the host's;
+/// - any other host: `Registry` under the host's key alone, since every image of that
+///   `host[:port]` has the same identity and no glob may reach a host another rule maps.
+fn node_keys(
+    own: &str,
+    registry: &hosts::Registry,
+    path: &str,
+    rule: Option<&identities::Rule>,
+    settings: &Settings,
+) -> (Vec<String>, CacheKeyType) {
+    let rules = &settings.identities;
+    if rules.is_empty() {
+        let declared = &settings.registries.value;
+        return (auth_keys(own, declared), cache_key_type(own, declared));
+    }
+    if identities::splits_by_path(rules, registry) {
+        let prefix = rule.and_then(|r| {
+            r.patterns
+                .iter()
+                .find(|p| p.matches(registry, Some(path)))
+                .and_then(|p| p.path())
+        });
+        let key = match prefix {
+            Some(prefix) => format!("{own}{prefix}"),
+            None => own.to_owned(),
+        };
+        return (vec![key], CacheKeyType::Image);
+    }
+    (vec![own.to_owned()], CacheKeyType::Registry)
 }
 
 fn write_response(response: &Response<'_>) -> Result<()> {
@@ -229,9 +274,10 @@ fn google_host<'a>(image: &'a str, declared: &[ExtraHost]) -> Result<Option<&'a 
     Ok(google.then_some(host))
 }
 
-/// The node's identity: the same token sources and cache as `get`.
-fn node_token(settings: &Settings) -> Result<Token> {
-    match token::google_token(settings) {
+/// The node's identity for an image: the same rules, token sources and cache as `get`, with
+/// the kubelet's scopes.
+fn node_token(settings: &Settings, identity: Identity<'_>) -> Result<Token> {
+    match token::google_token_for(settings, identity) {
         Ok(t) => Ok(t),
         Err(e) if e.failures.is_empty() => bail!(
             "no Google credentials on this node: give the node a service account (metadata server) or set GOOGLE_APPLICATION_CREDENTIALS in the provider's env"
@@ -330,7 +376,7 @@ fn pod_token(
     let service_account = match annotations.get(GSA_ANNOTATION) {
         None => None,
         Some(v) => {
-            let email = v.as_str().filter(|e| is_service_account_email(e)).ok_or_else(|| {
+            let email = v.as_str().filter(|e| hosts::is_service_account_email(e)).ok_or_else(|| {
                 anyhow!(
                     "the {GSA_ANNOTATION} annotation {v} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"
                 )
@@ -343,26 +389,10 @@ fn pod_token(
         audience,
         iam_endpoint: &opts.iam_endpoint,
         service_account,
+        scope: &settings.kubelet_scopes.value,
     };
     token::exchange_pod_token(settings, &pod, sa_token)
         .map_err(|e| anyhow!("workload identity for the pod's service account: {e:#}"))
-}
-
-/// A Google service account email: `NAME@DOMAIN` where NAME is letters, digits, `-`, `_` or
-/// `.`, and DOMAIN a DNS name under gserviceaccount.com. Nothing else may reach the
-/// impersonation URL it is put into.
-fn is_service_account_email(email: &str) -> bool {
-    let Some((name, domain)) = email.split_once('@') else {
-        return false;
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    let domain_ok = (domain == "gserviceaccount.com" || domain.ends_with(".gserviceaccount.com"))
-        && hosts::normalise(domain).is_some_and(|r| r.port.is_none() && r.host == domain);
-    name_ok && domain_ok
 }
 
 fn parse_request(input: &[u8]) -> Result<Request> {
@@ -404,6 +434,13 @@ fn image_host(image: &str) -> Result<Option<&str>> {
     } else {
         Ok(None)
     }
+}
+
+/// The repository path of an image reference, after its registry (`/p/r/img:tag` for
+/// `us-docker.pkg.dev/p/r/img:tag`), as identity rules match it.
+fn image_path(image: &str) -> &str {
+    let image = image.trim();
+    image.find('/').map_or("", |i| &image[i..])
 }
 
 /// Seconds as a Go `time.Duration` string: `55m0s`, `1h5m0s`, `45s`, `0s`.
@@ -584,32 +621,6 @@ mod tests {
             "",
         ] {
             assert!(parse_request(bad.as_bytes()).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn only_well_formed_service_account_emails_reach_the_url() {
-        for good in [
-            "builder@my-project.iam.gserviceaccount.com",
-            "123456-compute@developer.gserviceaccount.com",
-            "my-project@appspot.gserviceaccount.com",
-        ] {
-            assert!(is_service_account_email(good), "{good}");
-        }
-        for bad in [
-            "sa@p.iam.gserviceaccount.com%2F..",
-            "sa%2F..@p.iam.gserviceaccount.com",
-            "../x@p.iam.gserviceaccount.com",
-            "sa/x@p.iam.gserviceaccount.com",
-            "sa@evil.com",
-            "sa@gserviceaccount.com.evil.com",
-            "sa@p.iam.gserviceaccount.com:generateIdToken",
-            "sa@p.iam.gserviceaccount.com?x",
-            "sa",
-            "@p.iam.gserviceaccount.com",
-            "",
-        ] {
-            assert!(!is_service_account_email(bad), "{bad}");
         }
     }
 }

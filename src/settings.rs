@@ -2,9 +2,12 @@
 //!
 //! Each setting is one row of the `settings!` table below: its field, config-file key,
 //! variable, help, parser, default and how `config` shows it. Every value remembers where it
-//! came from, so `docker-credential-gcp config` can explain itself. This
-//! module reads the environment and at most one small file; it must stay cheap because it runs
-//! on every `get`.
+//! came from, so `docker-credential-gcp config` can explain itself. The identity rules
+//! (`identities`, a list of objects) live in the config file only, beside the table
+//! ([`identities`]). This module reads the environment and at most one small file; it must
+//! stay cheap because it runs on every `get`.
+
+pub(crate) mod identities;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -20,6 +23,7 @@ use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::BaseDirs;
 use crate::util::text::json_error;
 use crate::util::{env, logging};
+pub(crate) use identities::{Rule, SCOPE_CLOUD_PLATFORM, SCOPE_READ_ONLY};
 
 /// One setting as `--help` and the config file know it: its key in the config file, its
 /// environment variable and what it does.
@@ -58,6 +62,10 @@ macro_rules! settings {
             /// Problems that did not stop the program: invalid list entries that were skipped,
             /// unknown keys in the config file.
             pub(crate) warnings: Vec<String>,
+            /// The valid identity rules, in order (`identities` in the config file).
+            pub(crate) identities: Vec<Rule>,
+            /// Each identity rule that was skipped, and why.
+            pub(crate) rule_problems: Vec<String>,
             /// Where the index of `docker login` credentials lives (the platform's user data
             /// directory; not a setting, but resolved here once with the other directories).
             pub(crate) data_dir: Option<PathBuf>,
@@ -84,6 +92,8 @@ macro_rules! settings {
                     $($field,)*
                     config_file,
                     warnings,
+                    identities: Vec::new(),
+                    rule_problems: Vec::new(),
                     data_dir: dirs.data_dir(),
                 })
             }
@@ -167,6 +177,15 @@ settings! {
         default: |_| DEFAULT_REMEMBER_FAILURES,
         show: |v| format!("{}s", v.as_secs()),
     }
+    /// Space-separated, as OAuth sends them.
+    kubelet_scopes: String {
+        key: "kubelet_scopes",
+        env: "DOCKER_CREDENTIAL_GCP_KUBELET_SCOPES",
+        help: "OAuth scopes of the kubelet provider's tokens, comma list (default cloud-platform.read-only: the kubelet only pulls)",
+        parse: |v, _| identities::parse_scopes(&hosts::split_list(v).collect::<Vec<_>>()).map_err(anyhow::Error::msg),
+        default: |_| SCOPE_READ_ONLY.to_owned(),
+        show: |v| v.replace(' ', ","),
+    }
     log_level: LevelFilter {
         key: "log",
         env: "DOCKER_CREDENTIAL_GCP_LOG",
@@ -211,7 +230,7 @@ impl SourceKind {
         }
     }
 
-    fn parse(s: &str) -> Option<SourceKind> {
+    pub(crate) fn parse(s: &str) -> Option<SourceKind> {
         [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata]
             .into_iter()
             .find(|k| k.name() == s)
@@ -268,6 +287,11 @@ pub(crate) struct Setting<T> {
     pub(crate) origin: Origin,
 }
 
+/// The variable that names another config file (one per CI job, say).
+pub(crate) const CONFIG_VAR: &str = "DOCKER_CREDENTIAL_GCP_CONFIG";
+/// The config file key of the identity rules.
+pub(crate) const IDENTITIES_KEY: &str = "identities";
+
 pub(crate) const DEFAULT_SOURCES: [SourceKind; 3] =
     [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata];
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -323,11 +347,17 @@ impl Settings {
     /// registries is skipped with a warning, so one typo does not break every pull.
     pub(crate) fn load() -> Result<Settings> {
         let dirs = BaseDirs::current();
-        let path = dirs.config_file();
+        let named = env::var_os(CONFIG_VAR);
+        let explicit = named.is_some();
+        let path = dirs.config_file(named);
         let file = match &path {
             Some(p) => read_config_file(p)?,
             None => None,
         };
+        if explicit && file.is_none() {
+            let p = path.as_deref().unwrap_or(std::path::Path::new(""));
+            bail!("{CONFIG_VAR} names {}, which does not exist", p.display());
+        }
         let config_file = path.map(|p| (p, file.is_some()));
         Self::resolve(&env::var_os, file.as_ref(), config_file, &dirs)
     }
@@ -340,8 +370,16 @@ impl Settings {
     ) -> Result<Settings> {
         let inputs = Inputs { env, file };
         let mut settings = Settings::from_inputs(&inputs, dirs, config_file)?;
+        if let Some(rules) = file.and_then(|f| f.get(IDENTITIES_KEY)) {
+            settings.identities = identities::parse(
+                rules,
+                &settings.registries.value,
+                &mut settings.rule_problems,
+            );
+        }
         if let Some(file) = file {
-            for key in file.keys().filter(|k| !SPECS.iter().any(|s| s.key == *k)) {
+            let known = |k: &str| k == IDENTITIES_KEY || SPECS.iter().any(|s| s.key == k);
+            for key in file.keys().filter(|k| !known(k)) {
                 settings
                     .warnings
                     .push(format!("unknown key {key:?} in the config file (ignored)"));
@@ -368,7 +406,7 @@ fn show_path(p: &Option<PathBuf>) -> String {
 /// Sets up logging from these settings and reports their warnings through it.
 pub(crate) fn init_logging(settings: &Settings) {
     logging::init(settings.log_level.value, settings.log_file.value.clone());
-    for w in &settings.warnings {
+    for w in settings.warnings.iter().chain(&settings.rule_problems) {
         log::warn!("{w}");
     }
 }

@@ -70,6 +70,9 @@ mod configure;
 // configure-docker --discover against a stand-in of the Artifact Registry locations API.
 #[cfg(unix)]
 mod discover;
+// Identity rules: several identities by registry host and image path, each with its own cache, lock and failures; config, doctor, print-access-token, kubelet path rules, self-signed JWTs.
+#[cfg(unix)]
+mod identities;
 // The kubelet credential provider: requests in each API version, pod tokens at STS, errors on stderr.
 #[cfg(unix)]
 mod kubelet;

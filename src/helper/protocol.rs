@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::login::{self, Kind, Stored};
 use super::store::{Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
-use crate::settings::{self, OnError, Settings};
-use crate::token::{self, NoToken, now_secs};
+use crate::settings::{self, OnError, Settings, identities};
+use crate::token::{self, Identity, NoToken, now_secs};
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error, one_line};
 use crate::util::{logging, ui};
@@ -163,7 +163,10 @@ fn get(input: &str, settings: &Settings) -> Result<Answer> {
             return Ok(Answer::NotFound);
         }
     }
-    match token::google_token(settings) {
+    // The identity: the first rule that covers the address (docker passes only the host;
+    // other callers may add a repository path), else the token sources in order.
+    let rule = identities::select(&settings.identities, &registry, hosts::path_of(server));
+    match token::google_token_for(settings, Identity::for_registry(rule)) {
         Ok(token) => Ok(credentials(server, OAUTH_USERNAME, token.secret.expose())),
         Err(no) => Ok(no_token(&no, &host, settings)),
     }
@@ -280,7 +283,10 @@ fn store(input: &str, settings: &Settings) -> Result<Answer> {
     let host = &req.host;
     let google = is_google(host, settings);
     let kind = login::kind(&req.username);
-    if google && kind == Kind::AccessToken && token::issued_by_us(settings, &req.secret) {
+    if google
+        && kind == Kind::AccessToken
+        && token::issued_by_us(settings, identity_of(host, settings), &req.secret)
+    {
         // `docker login HOST` asked us (get) and hands our own token back: keeping it would
         // pin an hour-long token over the fresh ones this helper mints.
         ui::note(format_args!(
@@ -334,6 +340,13 @@ fn list(settings: &Settings, mapped: MappedHosts) -> Result<Answer> {
         );
     }
     Ok(Answer::Output(serde_json::to_string(&listed)? + "\n"))
+}
+
+/// The identity that serves `host` (a stored login's key) under these settings.
+fn identity_of<'s>(host: &str, settings: &'s Settings) -> Identity<'s> {
+    let rule =
+        hosts::normalise(host).and_then(|r| identities::select(&settings.identities, &r, None));
+    Identity::for_registry(rule)
 }
 
 /// Whether `host` (a stored login's key) is a Google registry under these settings.

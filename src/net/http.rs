@@ -537,6 +537,8 @@ pub(crate) struct MintContext {
     http: Option<Http>,
     /// Secrets read from credential files (a private key, a client secret).
     read: Secrets,
+    /// The OAuth scopes the token is for, space-separated; `None`: the token layer's default.
+    scope: Option<String>,
 }
 
 impl MintContext {
@@ -546,7 +548,25 @@ impl MintContext {
             ca_file,
             http: None,
             read: Secrets::default(),
+            scope: None,
         }
+    }
+
+    /// Asks for a token with these OAuth scopes (space-separated) rather than the default.
+    pub(crate) fn with_scope(mut self, scope: &str) -> MintContext {
+        self.scope = Some(scope.to_owned());
+        self
+    }
+
+    /// Sets the scopes for what follows (`None`: the default) and returns the previous ones: a
+    /// source credential minted to impersonate with needs other scopes than the final token.
+    pub(crate) fn replace_scope(&mut self, scope: Option<String>) -> Option<String> {
+        std::mem::replace(&mut self.scope, scope)
+    }
+
+    /// The scopes chosen with [`MintContext::with_scope`], if any.
+    pub(crate) fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
     }
 
     /// Notes a secret read from a credentials file, so no message can quote it.

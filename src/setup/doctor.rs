@@ -18,8 +18,8 @@ use crate::helper::store::{self, Store};
 use crate::hosts::{self, ExtraHost, HostClass};
 use crate::net::proxy::Proxies;
 use crate::net::tls;
-use crate::settings::{OnError, Settings};
-use crate::token::{self, now_secs};
+use crate::settings::{OnError, Settings, identities};
+use crate::token::{self, Identity, NoToken, now_secs};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::{text, ui};
 
@@ -100,6 +100,7 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     check_docker_client(&mut r)?;
     check_network(&mut r, &settings)?;
     check_token(&mut r, &settings)?;
+    check_identities(&mut r, &settings, helpers.as_ref(), &suffix)?;
     check_cache_dir(&mut r, &settings)?;
     check_keyring(&mut r)?;
     check_stored_logins(&mut r, &settings)?;
@@ -383,27 +384,84 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
             ))
         }
         Err(e) => {
-            let answer = if e.kind.is_absent() || settings.on_error.value == OnError::Anonymous {
-                "`get` answers \"not found\": public images pull anonymously, private ones get \
-                 the registry's \"unauthorized\""
-            } else {
-                "`get` fails every pull from a Google registry (set on_error to anonymous to let \
-                 public images pull)"
-            };
-            let fix = e.failures.first().map_or(
-                "run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS",
-                |f| f.fix.as_str(),
-            );
-            r.fail(
-                format!(
-                    "no token: {e}. Kind: {} ({}); {answer}",
-                    e.kind,
-                    e.kind.explain()
-                ),
-                fix,
-            )
+            let (message, fix) = no_token(settings, &e);
+            r.fail(format!("no token: {message}"), fix)
         }
     }
+}
+
+/// What `doctor` says when no token can be had, and the fix.
+fn no_token(settings: &Settings, e: &NoToken) -> (String, String) {
+    let answer = if e.kind.is_absent() || settings.on_error.value == OnError::Anonymous {
+        "`get` answers \"not found\": public images pull anonymously, private ones get \
+         the registry's \"unauthorized\""
+    } else {
+        "`get` fails every pull from a Google registry (set on_error to anonymous to let \
+         public images pull)"
+    };
+    let fix = e.failures.first().map_or(
+        "run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS",
+        |f| f.fix.as_str(),
+    );
+    (
+        format!("{e}. Kind: {} ({}); {answer}", e.kind, e.kind.explain()),
+        fix.to_owned(),
+    )
+}
+
+/// The identity rules: a skipped rule is a failure; each valid rule mints now (with its fix
+/// when it cannot); and which identity serves each Google host docker maps to this helper.
+fn check_identities(
+    r: &mut Report<'_>,
+    settings: &Settings,
+    helpers: Option<&Map<String, Value>>,
+    suffix: &str,
+) -> Result<()> {
+    for problem in &settings.rule_problems {
+        r.fail(
+            problem,
+            "correct the rule in the config file (`docker-credential-gcp config` lists the rules)",
+        )?;
+    }
+    for rule in &settings.identities {
+        let what = format!(
+            "identity rule {} ({}; {})",
+            rule.label,
+            rule.patterns_text(),
+            rule.describe()
+        );
+        match token::google_token_for(settings, Identity::for_registry(Some(rule))) {
+            Ok(t) => {
+                let left = t.remaining_secs(now_secs());
+                r.pass(format!(
+                    "{what}: a token is available; it expires in {} min {} s",
+                    left / 60,
+                    left % 60
+                ))?;
+            }
+            Err(e) => {
+                let (message, fix) = no_token(settings, &e);
+                r.fail(format!("{what}: no token: {message}"), fix)?;
+            }
+        }
+    }
+    let Some(helpers) = helpers.filter(|_| !settings.identities.is_empty()) else {
+        return Ok(());
+    };
+    let ours: Vec<String> = helpers
+        .iter()
+        .filter(|(_, helper)| helper.as_str() == Some(suffix))
+        .map(|(host, _)| host.clone())
+        .collect();
+    for (rule, hosts) in
+        identities::group_hosts(&settings.identities, &ours, &settings.registries.value)
+    {
+        let who = rule.map_or("the token sources in order".to_owned(), |r| {
+            format!("identity rule {}", r.label)
+        });
+        r.info(format!("served by {who}: {}", abbreviate(&hosts)))?;
+    }
+    Ok(())
 }
 
 /// Which way each kind of request goes (a proxy, never its credentials, or direct), and the

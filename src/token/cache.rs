@@ -10,6 +10,9 @@
 //! Beside the tokens it keeps, under the same rules, each identity's last failure for a short
 //! while (`fail-*.json`: the kind and the scrubbed message, never a secret) and who holds the
 //! minting lock until when (`mint.owner`), so processes waiting for a mint know when to stop.
+//! Each identity has its own lock and owner record (`mint-ID.lock`, `mint-ID.owner`; the token
+//! sources in order for docker keep `mint.lock`), so a slow mint for one identity never holds
+//! up another's.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,6 +74,8 @@ struct Owner {
 #[derive(Debug)]
 pub(crate) struct Cache {
     dir: PathBuf,
+    /// The identity whose lock this is (a short digest), or `None` for `mint.lock`.
+    lock_id: Option<String>,
 }
 
 /// The SHA-256 of an identity key, in hex: how entries name and check their identity.
@@ -89,6 +94,15 @@ impl Cache {
     pub(crate) fn new(dir: &Path) -> Cache {
         Cache {
             dir: dir.to_path_buf(),
+            lock_id: None,
+        }
+    }
+
+    /// The cache with the minting lock of identity `lock_id` (`None`: `mint.lock`).
+    pub(crate) fn with_lock(dir: &Path, lock_id: Option<String>) -> Cache {
+        Cache {
+            dir: dir.to_path_buf(),
+            lock_id,
         }
     }
 
@@ -283,11 +297,17 @@ impl Cache {
     }
 
     fn lock_path(&self) -> PathBuf {
-        self.dir.join("mint.lock")
+        match &self.lock_id {
+            None => self.dir.join("mint.lock"),
+            Some(id) => self.dir.join(format!("mint-{id}.lock")),
+        }
     }
 
     fn owner_path(&self) -> PathBuf {
-        self.dir.join("mint.owner")
+        match &self.lock_id {
+            None => self.dir.join("mint.owner"),
+            Some(id) => self.dir.join(format!("mint-{id}.owner")),
+        }
     }
 
     fn failure_path(&self, digest: &str) -> PathBuf {

@@ -23,7 +23,8 @@ use serde_json::Value;
 use super::access::{Token, now_secs};
 use super::failure::{Failure, FailureKind};
 use super::federation::{self, ExternalAccount};
-use super::oauth::{self, DEFAULT_LIFETIME_SECS, DEFAULT_TOKEN_URI, SCOPE};
+use super::jwt;
+use super::oauth::{self, DEFAULT_LIFETIME_SECS, DEFAULT_TOKEN_URI};
 use crate::net::http::{self, Http, MintContext, Retry, Retryable};
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error};
@@ -153,6 +154,17 @@ impl CredentialFile {
 }
 
 impl CredentialFile {
+    /// The file's `type`, as written in it.
+    fn type_name(&self) -> &'static str {
+        match self {
+            CredentialFile::ServiceAccount(_) => TYPES[0],
+            CredentialFile::AuthorizedUser(_) => TYPES[1],
+            CredentialFile::ExternalAccount(_) => TYPES[2],
+            CredentialFile::ExternalAccountAuthorizedUser(_) => TYPES[3],
+            CredentialFile::ImpersonatedServiceAccount(_) => TYPES[4],
+        }
+    }
+
     /// The secrets this file holds, so that no message can quote them.
     fn secrets(&self) -> Vec<&Secret<String>> {
         match self {
@@ -194,9 +206,46 @@ pub(crate) fn mint_file(path: &Path, bytes: &[u8], ctx: &mut MintContext) -> Res
         .with_context(|| path.display().to_string())
 }
 
+/// A self-signed JWT from the service-account key at `path` for the context's scopes: no
+/// request at all. Any other type of file is refused (a configuration problem).
+pub(crate) fn self_signed_file(path: &Path, bytes: &[u8], ctx: &mut MintContext) -> Result<Token> {
+    let signed = CredentialFile::parse(bytes).and_then(|file| match file {
+        CredentialFile::ServiceAccount(key) => {
+            ctx.holds(&key.private_key);
+            key.self_signed(oauth::scope_of(ctx))
+        }
+        other => Err(anyhow!(
+            "self_signed_jwt needs a service_account key, and this file is of type {:?}",
+            other.type_name()
+        )),
+    });
+    signed.with_context(|| path.display().to_string())
+}
+
 impl ServiceAccountKey {
     fn token_uri(&self) -> &str {
         self.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI)
+    }
+
+    /// A JWT this key signs for `scope` (see `jwt`), valid for an hour from now.
+    fn self_signed(&self, scope: &str) -> Result<Token> {
+        if self.private_key.is_empty() {
+            bail!("the service account key has an empty private_key");
+        }
+        let signer = jwt::Signer {
+            email: &self.client_email,
+            key_id: self.private_key_id.as_deref().unwrap_or(""),
+            private_key: &self.private_key,
+            scope,
+        };
+        let now = now_secs();
+        let (secret, expires_at) = signer
+            .sign(now)
+            .map_err(|e| anyhow::Error::new(Failure::new(FailureKind::Broken, format!("{e:#}"))))
+            .with_context(|| format!("self-signed JWT of service account {}", self.client_email))?;
+        Token::issued(secret, expires_at as i64, now)
+            .map_err(anyhow::Error::new)
+            .context("self-signed JWT")
     }
 
     fn mint(&self, ctx: &mut MintContext) -> Result<Token> {
@@ -231,9 +280,13 @@ impl ServiceAccountKey {
                 yup_oauth2::ServiceAccountAuthenticator::with_client(key, client).build(),
             )?
             .map_err(|e| anyhow!("{step}: cannot load the private key ({e})"))?;
-        let token = http::with_retries(&step, deadline, || yup_token(http, &auth, &step, deadline))
-            .map_err(|e| anyhow::Error::new(e.into_failure()))
-            .with_context(|| format!("{step}: token request failed"))?;
+        let scope = oauth::scope_of(ctx).to_owned();
+        let http = ctx.http()?;
+        let token = http::with_retries(&step, deadline, || {
+            yup_token(http, &auth, &scope, &step, deadline)
+        })
+        .map_err(|e| anyhow::Error::new(e.into_failure()))
+        .with_context(|| format!("{step}: token request failed"))?;
         let unusable = |what: &str| Failure::new(FailureKind::Unreachable, what);
         let secret = token
             .token()
@@ -256,13 +309,15 @@ impl ServiceAccountKey {
 fn yup_token<C>(
     http: &Http,
     auth: &yup_oauth2::authenticator::Authenticator<C>,
+    scope: &str,
     step: &str,
     deadline: Instant,
 ) -> Result<yup_oauth2::AccessToken, YupFailure>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
-    match http.block_on(step, deadline, auth.token(&[SCOPE])) {
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    match http.block_on(step, deadline, auth.token(&scopes)) {
         Ok(Ok(token)) => Ok(token),
         Ok(Err(e)) => Err(YupFailure::Yup(e)),
         Err(e) => Err(YupFailure::Http(e)),
@@ -405,14 +460,21 @@ impl ExternalAuthorizedUser {
 
 impl ImpersonatedServiceAccount {
     fn mint(&self, ctx: &mut MintContext) -> Result<Token> {
+        // The source credentials impersonate with cloud-platform, as Google's libraries ask
+        // them; the scopes asked for go to the impersonated token.
+        let scope = ctx.replace_scope(None);
         let source = self
             .source_credentials
             .mint(ctx)
-            .context("source_credentials")?;
+            .context("source_credentials");
+        ctx.replace_scope(scope);
+        let source = source?;
+        let scope = oauth::scope_of(ctx).to_owned();
         let target = oauth::Impersonation {
             url: &self.service_account_impersonation_url,
             lifetime_secs: DEFAULT_LIFETIME_SECS,
             delegates: &self.delegates,
+            scope: &scope,
         };
         let deadline = ctx.deadline;
         oauth::impersonate(ctx.http()?, &target, &source.secret, deadline)

@@ -102,6 +102,8 @@ struct Federation<'a> {
     client_auth: Option<Secret<String>>,
     workforce_user_project: Option<&'a str>,
     impersonation: Option<oauth::Impersonation<'a>>,
+    /// The scopes of the final token, space-separated.
+    scope: &'a str,
 }
 
 /// Exchanges `subject` at STS and, if asked, for a service account's token.
@@ -118,6 +120,13 @@ fn federate(
         subject_token_type: f.subject_token_type,
         client_auth: f.client_auth.clone(),
         workforce_user_project: f.workforce_user_project,
+        // A token to impersonate with needs cloud-platform (as Google's libraries ask it);
+        // the scopes asked for go to the final token.
+        scope: if f.impersonation.is_some() {
+            oauth::SCOPE
+        } else {
+            f.scope
+        },
     };
     let federated = oauth::sts_exchange(http, &exchange, deadline)?;
     match &f.impersonation {
@@ -137,6 +146,8 @@ pub(crate) struct PodExchange<'a> {
     pub(crate) iam_endpoint: &'a str,
     /// The Google service account to impersonate (already checked to be an email).
     pub(crate) service_account: Option<&'a str>,
+    /// The scopes of the token, space-separated (`kubelet_scopes`).
+    pub(crate) scope: &'a str,
 }
 
 /// Exchanges the pod's token within the settings' timeout, through the same HTTP stack (CA
@@ -161,7 +172,9 @@ pub(crate) fn exchange_pod_token(
                 url,
                 lifetime_secs: DEFAULT_LIFETIME_SECS,
                 delegates: &[],
+                scope: pod.scope,
             }),
+        scope: pod.scope,
     };
     let mut ctx = MintContext::new(
         std::time::Instant::now() + settings.timeout.value,
@@ -203,6 +216,7 @@ impl ExternalAccount {
 pub(crate) fn mint(account: &ExternalAccount, ctx: &mut MintContext) -> Result<Token> {
     let source = account.source().context("credential_source")?;
     let deadline = ctx.deadline;
+    let scope = oauth::scope_of(ctx).to_owned();
     let subject = subject_token(account, &source, ctx).context("getting the subject token")?;
     let lifetime = account
         .service_account_impersonation
@@ -225,7 +239,9 @@ pub(crate) fn mint(account: &ExternalAccount, ctx: &mut MintContext) -> Result<T
                 url,
                 lifetime_secs: lifetime,
                 delegates: &[],
+                scope: &scope,
             }),
+        scope: &scope,
     };
     federate(ctx.http()?, &federation, &subject, deadline)
 }

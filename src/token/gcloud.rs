@@ -37,15 +37,16 @@ pub(crate) fn config_dir() -> Option<PathBuf> {
 
 /// Everything that decides which identity gcloud answers for, as a cache key part: the
 /// configuration directory and its sentinel (gcloud touches it when the account or
-/// configuration changes), the active configuration's file and the access-token file it may
-/// name, and the `CLOUDSDK_*` variables that override auth, account, impersonation and the
-/// active configuration (with the files they name). Costs a few `stat`s and two small reads.
-pub(crate) fn identity(dir: &Path) -> String {
+/// configuration changes), the configuration's file (the active one, or `named`) and the
+/// access-token file it may name, and the `CLOUDSDK_*` variables that override auth, account,
+/// impersonation and the active configuration (with the files they name). Costs a few
+/// `stat`s and two small reads.
+pub(crate) fn identity(dir: &Path, named: Option<&str>) -> String {
     let mut parts = vec![
         dir.display().to_string(),
         files::version(&dir.join("config_sentinel")),
     ];
-    let (active, config) = active_configuration(dir);
+    let (active, config) = configuration(dir, named);
     parts.push(format!("active={active}"));
     parts.push(files::version(&config));
     if let Some(file) =
@@ -66,6 +67,18 @@ pub(crate) fn identity(dir: &Path) -> String {
         parts.push(format!("{name}={value}:{version}"));
     }
     parts.join("|")
+}
+
+/// The configuration's name and file: `named` (an identity rule's `gcloud_configuration`,
+/// which gcloud is then run with), else the active one.
+fn configuration(dir: &Path, named: Option<&str>) -> (String, PathBuf) {
+    match named {
+        Some(name) => (
+            name.to_owned(),
+            dir.join("configurations").join(format!("config_{name}")),
+        ),
+        None => active_configuration(dir),
+    }
 }
 
 /// The active configuration's name and file: `CLOUDSDK_ACTIVE_CONFIG_NAME`, else the name in
@@ -145,14 +158,27 @@ struct Credential {
     token_expiry: Option<String>,
 }
 
-/// A token from gcloud, or `None` when gcloud is not installed.
-pub(crate) fn mint(deadline: Instant) -> Result<Option<Token>> {
+/// A token from gcloud (with the configuration `named`, else the active one), or `None` when
+/// gcloud is not installed.
+pub(crate) fn mint(deadline: Instant, named: Option<&str>) -> Result<Option<Token>> {
     let Some(gcloud) = find_gcloud() else {
         log::debug!("gcloud is not installed (not on PATH); skipping it");
         return Ok(None);
     };
+    if let (Some(dir), Some(name)) = (config_dir(), named)
+        && !configuration(&dir, named).1.is_file()
+    {
+        return Err(Failure::new(
+            FailureKind::Broken,
+            format!(
+                "gcloud has no configuration named {name:?} in {} (`gcloud config configurations list`)",
+                dir.display()
+            ),
+        )
+        .into());
+    }
     if let Some(dir) = config_dir()
-        && !may_have_credentials(&dir)
+        && !may_have_credentials(&dir, named)
     {
         // gcloud would say so after a second or two; it is known without running it.
         return Err(Failure::new(
@@ -164,6 +190,9 @@ pub(crate) fn mint(deadline: Instant) -> Result<Option<Token>> {
     log::debug!("running {} config config-helper", gcloud.display());
     let mut cmd = Command::new(&gcloud);
     cmd.args(["config", "config-helper", "--format=json"]);
+    if let Some(name) = named {
+        cmd.env("CLOUDSDK_ACTIVE_CONFIG_NAME", name);
+    }
     let finished = process::run(cmd, deadline).map_err(|e| {
         let kind = match e {
             process::ProcessError::TimedOut => FailureKind::Unreachable,
@@ -209,14 +238,14 @@ pub(crate) fn mint(deadline: Instant) -> Result<Option<Token>> {
 /// active configuration's `core/account` or `CLOUDSDK_CORE_ACCOUNT`), an access-token or
 /// credential file, any `CLOUDSDK_AUTH_*` override, or a GCE/GKE machine (where gcloud uses
 /// the metadata server's account without a login). Files and environment only.
-fn may_have_credentials(dir: &Path) -> bool {
+fn may_have_credentials(dir: &Path, named: Option<&str>) -> bool {
     if env::var("CLOUDSDK_CORE_ACCOUNT").is_some_and(|a| !a.trim().is_empty())
         || !env::with_prefix("CLOUDSDK_AUTH_").is_empty()
         || super::metadata::locate().is_some()
     {
         return true;
     }
-    let (_, config) = active_configuration(dir);
+    let (_, config) = configuration(dir, named);
     let Some(text) = read_small(&config) else {
         return false;
     };
@@ -295,22 +324,22 @@ mod tests {
         if with_env {
             return; // the test's own environment decides; the integration tests cover it
         }
-        assert!(!may_have_credentials(dir));
+        assert!(!may_have_credentials(dir, None));
         std::fs::write(
             dir.join("configurations/config_default"),
             "[core]\nproject = p\n",
         )
         .unwrap();
-        assert!(!may_have_credentials(dir));
+        assert!(!may_have_credentials(dir, None));
         std::fs::write(
             dir.join("configurations/config_default"),
             "[core]\naccount = a@b.c\n",
         )
         .unwrap();
-        assert!(may_have_credentials(dir));
+        assert!(may_have_credentials(dir, None));
         std::fs::write(dir.join("active_config"), "other").unwrap();
         assert!(
-            !may_have_credentials(dir),
+            !may_have_credentials(dir, None),
             "the account is in another configuration"
         );
         std::fs::write(
@@ -318,7 +347,7 @@ mod tests {
             "[auth]\naccess_token_file = /t\n",
         )
         .unwrap();
-        assert!(may_have_credentials(dir));
+        assert!(may_have_credentials(dir, None));
     }
 
     #[test]
@@ -348,13 +377,46 @@ mod tests {
     }
 
     #[test]
+    fn a_named_configuration_is_its_own_identity_whatever_is_active() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("configurations")).unwrap();
+        let token = dir.join("work-token");
+        std::fs::write(&token, "a").unwrap();
+        std::fs::write(
+            dir.join("configurations/config_work"),
+            format!("[auth]\naccess_token_file = {}\n", token.display()),
+        )
+        .unwrap();
+        let work = identity(dir, Some("work"));
+        assert_ne!(
+            work,
+            identity(dir, None),
+            "the active configuration is another"
+        );
+        assert_ne!(work, identity(dir, Some("home")));
+        std::fs::write(dir.join("active_config"), "home").unwrap();
+        assert_eq!(
+            work,
+            identity(dir, Some("work")),
+            "what is active does not matter"
+        );
+        std::fs::write(&token, "bb").unwrap();
+        assert_ne!(work, identity(dir, Some("work")), "its token file does");
+        assert!(
+            may_have_credentials(dir, Some("work")),
+            "it names a token file"
+        );
+    }
+
+    #[test]
     fn the_identity_changes_with_the_active_configuration_and_its_token_file() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         std::fs::create_dir_all(dir.join("configurations")).unwrap();
-        let before = identity(dir);
+        let before = identity(dir, None);
         std::fs::write(dir.join("active_config"), "work").unwrap();
-        let switched = identity(dir);
+        let switched = identity(dir, None);
         assert_ne!(before, switched);
         let token = dir.join("token");
         std::fs::write(&token, "a").unwrap();
@@ -363,12 +425,12 @@ mod tests {
             format!("[auth]\naccess_token_file = {}\n", token.display()),
         )
         .unwrap();
-        let with_file = identity(dir);
+        let with_file = identity(dir, None);
         assert_ne!(switched, with_file);
         std::fs::write(&token, "bb").unwrap();
         assert_ne!(
             with_file,
-            identity(dir),
+            identity(dir, None),
             "a rewritten token file is a new identity"
         );
     }

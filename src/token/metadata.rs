@@ -43,8 +43,22 @@ fn product_name(source: ProductName) -> Option<String> {
     }
 }
 
+/// A token for the VM's or node's service account. Scopes other than the default are asked
+/// for with `?scopes=` (comma-separated), which the metadata server honours.
 pub(crate) fn mint(host: &str, ctx: &mut MintContext) -> Result<Token> {
-    let (step, resp) = get(host, TOKEN_PATH, ctx)?;
+    let path = match ctx.scope().filter(|s| *s != oauth::SCOPE) {
+        Some(scope) => {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair(
+                    "scopes",
+                    &scope.split_whitespace().collect::<Vec<_>>().join(","),
+                )
+                .finish();
+            format!("{TOKEN_PATH}?{query}")
+        }
+        None => TOKEN_PATH.to_owned(),
+    };
+    let (step, resp) = get(host, &path, ctx)?;
     oauth::parse_token_response(&resp, oauth::Grant::Metadata).with_context(|| step)
 }
 

@@ -17,8 +17,15 @@
 //! every source fails, a cached token with a little life left is served rather than failing
 //! the pull; otherwise the caller gets a [`NoToken`] whose kind decides its answer.
 //!
+//! An [`Identity`] is either the sources in order or one identity rule's source, with the
+//! scopes its token is for. Each has its own cache entries (their keys name the source, its
+//! identity and the scopes), its own remembered failures and its own minting lock, so a token
+//! minted for one is never served for another, and a slow mint for one never holds up the
+//! others. An impersonation rule mints its base identity's token through this same flow first.
+//!
 //! What the rest of the crate may use is re-exported or defined here: a token for the
-//! configured sources ([`google_token`]), the background refresh ([`refresh_ahead`]), whether
+//! configured sources ([`google_token`]) or an identity ([`google_token_for`]), the
+//! background refresh ([`refresh_ahead`]), whether
 //! a token is ours ([`issued_by_us`]), the kubelet's pod-token exchange
 //! ([`exchange_pod_token`]), the user's default project ([`default_project`]) and which
 //! sources are present ([`source_states`]). The sources, the cache and the credential files
@@ -32,6 +39,7 @@ mod executable;
 mod failure;
 mod federation;
 mod gcloud;
+mod jwt;
 mod metadata;
 mod oauth;
 mod project;
@@ -43,7 +51,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::net::http::MintContext;
-use crate::settings::{Settings, SourceKind};
+use crate::settings::{Rule, Settings, SourceKind};
 use crate::util::secret::Secret;
 use access::STALE_MARGIN_SECS;
 pub(crate) use access::{FRESH_MARGIN_SECS, Token, now_secs};
@@ -51,6 +59,7 @@ use cache::Cache;
 pub(crate) use failure::FailureKind;
 use failure::SourceFailure;
 pub(crate) use federation::{PodExchange, exchange_pod_token};
+use oauth::SCOPE;
 pub(crate) use oauth::{DEFAULT_IAM_ENDPOINT, DEFAULT_STS_URL, DEFAULT_TOKEN_URI, google_error};
 pub(crate) use project::Project;
 use sources::Candidate;
@@ -133,27 +142,125 @@ impl fmt::Display for NoToken {
 
 impl std::error::Error for NoToken {}
 
+/// Whose token, and for what: the token sources in order (`rule: None`) or one identity
+/// rule's source, and the OAuth scopes (space-separated) the token is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity<'s> {
+    pub(crate) rule: Option<&'s Rule>,
+    pub(crate) scope: &'s str,
+}
+
+impl<'s> Identity<'s> {
+    /// The identity for an address `rule` covers (`None`: no rule does), as docker's `get`
+    /// and `print-access-token` use it: the rule's scopes, else cloud-platform.
+    pub(crate) fn for_registry(rule: Option<&'s Rule>) -> Identity<'s> {
+        Identity {
+            rule,
+            scope: rule.and_then(|r| r.scope.as_deref()).unwrap_or(SCOPE),
+        }
+    }
+
+    /// The kubelet provider's identity for an image `rule` covers: the kubelet only pulls, so
+    /// its scopes are `kubelet_scopes` unless the rule names its own.
+    pub(crate) fn for_kubelet(settings: &'s Settings, rule: Option<&'s Rule>) -> Identity<'s> {
+        Identity {
+            rule,
+            scope: rule
+                .and_then(|r| r.scope.as_deref())
+                .unwrap_or(&settings.kubelet_scopes.value),
+        }
+    }
+
+    /// Its minting lock's id: `None` (`mint.lock`) for the token sources in order with the
+    /// default scope, else a digest of the rule's identity and the scopes.
+    fn lock_id(&self) -> Option<String> {
+        if self.rule.is_none() && self.scope == SCOPE {
+            return None;
+        }
+        let label = format!(
+            "{}|{}",
+            self.rule.map(Rule::identity).unwrap_or_default(),
+            self.scope
+        );
+        Some(cache::digest(&label)[..16].to_owned())
+    }
+
+    /// Every identity the settings can ask for: the token sources and each rule, for docker
+    /// and for the kubelet provider.
+    fn all(settings: &'s Settings) -> impl Iterator<Item = Identity<'s>> {
+        std::iter::once(None)
+            .chain(settings.identities.iter().map(Some))
+            .flat_map(move |rule| {
+                [
+                    Identity::for_registry(rule),
+                    Identity::for_kubelet(settings, rule),
+                ]
+            })
+    }
+}
+
+/// A token for the token sources in order (no identity rule), for the default scope.
 pub(crate) fn google_token(settings: &Settings) -> Result<Token, NoToken> {
+    google_token_for(settings, Identity::for_registry(None))
+}
+
+/// A token of `identity`, within the settings' timeout.
+pub(crate) fn google_token_for(
+    settings: &Settings,
+    identity: Identity<'_>,
+) -> Result<Token, NoToken> {
+    token_within(settings, identity, Instant::now() + settings.timeout.value)
+}
+
+/// The candidates of `identity`: the present sources in order, probed lazily, or the rule's.
+fn candidates<'a>(
+    settings: &'a Settings,
+    identity: Identity<'a>,
+) -> impl Iterator<Item = Candidate> + 'a {
     let kinds = &settings.token_sources.value;
-    let cache = settings.effective_cache_dir().map(Cache::new);
+    let chain = match identity.rule {
+        None => Some(sources::present(kinds, identity.scope)),
+        Some(_) => None,
+    };
+    let rule = identity
+        .rule
+        .map(|r| sources::for_rule(r, &settings.identities, kinds, identity.scope));
+    chain.into_iter().flatten().chain(rule)
+}
+
+fn token_within(
+    settings: &Settings,
+    identity: Identity<'_>,
+    deadline: Instant,
+) -> Result<Token, NoToken> {
+    let dir = settings.effective_cache_dir();
     // The fast path probes lazily: when the first source's token is cached, the later
     // sources are never looked at.
-    if let Some(cache) = &cache
-        && let Some(entry) = cached(cache, sources::present(kinds), |t| t.is_fresh(now_secs()))
+    if let Some(dir) = dir
+        && let Some(entry) = cached(&Cache::new(dir), candidates(settings, identity), |t| {
+            t.is_fresh(now_secs())
+        })
     {
         if refresh_is_due(&entry, settings.refresh_ahead.value, now_secs()) {
-            refresh_in_background(cache, &entry.token);
+            let lock_id = identity.lock_id();
+            refresh_in_background(
+                &Cache::with_lock(dir, lock_id.clone()),
+                &entry.token,
+                lock_id,
+            );
         }
         return Ok(entry.token);
     }
     // From here on, every source is probed once.
-    let candidates: Vec<Candidate> = sources::present(kinds).collect();
+    let candidates: Vec<Candidate> = candidates(settings, identity).collect();
     if candidates.is_empty() {
         return Err(NoToken::nothing_configured(settings));
     }
     log::debug!("no fresh cached token");
-    let deadline = Instant::now() + settings.timeout.value;
+    let cache = dir.map(|d| Cache::with_lock(d, identity.lock_id()));
     let mint = Mint {
+        settings,
+        scope: identity.scope,
         candidates: &candidates,
         cache: cache.as_ref(),
         remember_for: settings.remember_failures.value,
@@ -265,6 +372,10 @@ fn wait_for_turn(cache: &Cache, mint: &Mint<'_>) -> Turn {
 
 /// One mint: the sources to try, where to cache, how long to remember failures.
 struct Mint<'a> {
+    /// For an impersonation's base identity.
+    settings: &'a Settings,
+    /// The scopes of the token, space-separated.
+    scope: &'a str,
     candidates: &'a [Candidate],
     cache: Option<&'a Cache>,
     remember_for: Duration,
@@ -302,7 +413,7 @@ impl Mint<'_> {
     /// Tries the sources in order (skipping those that failed a moment ago) and caches the
     /// first token; remembers each failure.
     fn run(&self) -> Result<Token, NoToken> {
-        let mut ctx = MintContext::new(self.deadline, self.ca_file.clone());
+        let mut ctx = MintContext::new(self.deadline, self.ca_file.clone()).with_scope(self.scope);
         let mut failures: Vec<SourceFailure> = Vec::new();
         let mut tried: Vec<String> = Vec::new();
         for candidate in self.candidates {
@@ -313,7 +424,7 @@ impl Mint<'_> {
                 continue;
             }
             log::info!("minting a token with {}", candidate.describe());
-            match candidate.mint(&mut ctx) {
+            match self.mint_one(candidate, &mut ctx) {
                 Ok(token) => {
                     if let Some(cache) = self.cache {
                         if let Err(e) = cache.write(&candidate.key, &token, &tried) {
@@ -356,6 +467,29 @@ impl Mint<'_> {
     }
 }
 
+impl Mint<'_> {
+    /// One source's token; an impersonation first gets its base identity's token, through the
+    /// same flow (its own cache entry, lock and remembered failure) within this deadline.
+    fn mint_one(
+        &self,
+        candidate: &Candidate,
+        ctx: &mut MintContext,
+    ) -> Result<Token, SourceFailure> {
+        let Some(base) = candidate.base() else {
+            return candidate.mint(ctx, None);
+        };
+        let base = Identity {
+            rule: base.map(|i| &self.settings.identities[i]),
+            // The IAM Credentials API takes a cloud-platform token.
+            scope: SCOPE,
+        };
+        match token_within(self.settings, base, self.deadline) {
+            Ok(token) => candidate.mint(ctx, Some(&token.secret)),
+            Err(no) => Err(candidate.base_failed(no.kind, &no.to_string())),
+        }
+    }
+}
+
 /// A token minted less than this long ago is not refreshed ahead, so a source that only hands
 /// out short-lived tokens does not make every `get` start a refresh.
 const MIN_AGE_FOR_REFRESH_SECS: u64 = 60;
@@ -372,7 +506,7 @@ fn refresh_is_due(entry: &cache::Entry, window: Duration, now: u64) -> bool {
 /// minting lock (then a refresh, or a mint, is already under way). The caller answers at once:
 /// the child has its own session and no stdin, stdout or stderr, so docker's pipe ends when
 /// the caller exits.
-fn refresh_in_background(cache: &Cache, token: &Token) {
+fn refresh_in_background(cache: &Cache, token: &Token, lock_id: Option<String>) {
     match cache.try_lock() {
         Ok(Some(lock)) => drop(lock),
         Ok(None) => return,
@@ -382,7 +516,11 @@ fn refresh_in_background(cache: &Cache, token: &Token) {
         }
     }
     let expires = token.expires_at.to_string();
-    match crate::util::process::spawn_detached(&["refresh-ahead", "--after", &expires]) {
+    let mut args = vec!["refresh-ahead", "--after", &expires];
+    if let Some(id) = &lock_id {
+        args.extend(["--identity", id.as_str()]);
+    }
+    match crate::util::process::spawn_detached(&args) {
         Ok(()) => log::debug!("refreshing the token in the background"),
         Err(e) => log::warn!("could not start a background refresh: {e:#}"),
     }
@@ -390,16 +528,29 @@ fn refresh_in_background(cache: &Cache, token: &Token) {
 
 /// The background refresh (hidden `refresh-ahead` subcommand): under the minting lock, and
 /// unless another process refreshed since the token that expires at `after` was served, mint
-/// as a cold `get` would and cache the result. Failures go to the log file only.
-pub(crate) fn refresh_ahead(settings: &Settings, after: u64) -> Result<()> {
-    let Some(cache) = settings.effective_cache_dir().map(Cache::new) else {
+/// as a cold `get` would and cache the result. `identity` is the lock id of the identity to
+/// refresh (`None`: the token sources in order); one the settings no longer have is left
+/// alone. Failures go to the log file only.
+pub(crate) fn refresh_ahead(settings: &Settings, after: u64, identity: Option<&str>) -> Result<()> {
+    let Some(dir) = settings.effective_cache_dir() else {
         return Ok(());
     };
+    let identity = match identity {
+        None => Identity::for_registry(None),
+        Some(id) => match Identity::all(settings).find(|i| i.lock_id().as_deref() == Some(id)) {
+            Some(found) => found,
+            None => {
+                log::debug!("no identity {id} in the settings any more; no background refresh");
+                return Ok(());
+            }
+        },
+    };
+    let cache = Cache::with_lock(dir, identity.lock_id());
     let Some(_lock) = cache.try_lock()? else {
         log::debug!("another process is minting; no background refresh");
         return Ok(());
     };
-    let candidates: Vec<Candidate> = sources::present(&settings.token_sources.value).collect();
+    let candidates: Vec<Candidate> = candidates(settings, identity).collect();
     if let Some(entry) = cached(&cache, candidates.iter().cloned(), |t| {
         t.is_fresh(now_secs())
     }) && entry.token.expires_at > after
@@ -410,6 +561,8 @@ pub(crate) fn refresh_ahead(settings: &Settings, after: u64) -> Result<()> {
     let deadline = Instant::now() + settings.timeout.value;
     cache.announce_holder(deadline);
     let mint = Mint {
+        settings,
+        scope: identity.scope,
         candidates: &candidates,
         cache: Some(&cache),
         remember_for: settings.remember_failures.value,
@@ -426,18 +579,20 @@ pub(crate) fn refresh_ahead(settings: &Settings, after: u64) -> Result<()> {
     Ok(())
 }
 
-/// Whether `secret` is a token this helper issued for the current identity (it is in the
-/// cache, as the last `get` answered it).
-pub(crate) fn issued_by_us(settings: &Settings, secret: &Secret<String>) -> bool {
+/// Whether `secret` is a token this helper issued for `identity` (it is in the cache, as the
+/// last `get` answered it).
+pub(crate) fn issued_by_us(
+    settings: &Settings,
+    identity: Identity<'_>,
+    secret: &Secret<String>,
+) -> bool {
     let Some(dir) = settings.effective_cache_dir() else {
         return false;
     };
     let cache = Cache::new(dir);
-    cached(
-        &cache,
-        sources::present(&settings.token_sources.value),
-        |t| t.secret.expose() == secret.expose(),
-    )
+    cached(&cache, candidates(settings, identity), |t| {
+        t.secret.expose() == secret.expose()
+    })
     .is_some()
 }
 
@@ -448,8 +603,21 @@ pub(crate) fn source_states(settings: &Settings) -> Vec<(SourceKind, Option<Stri
         .token_sources
         .value
         .iter()
-        .map(|kind| (*kind, sources::probe(*kind).map(|c| c.describe())))
+        .map(|kind| (*kind, sources::probe(*kind, SCOPE).map(|c| c.describe())))
         .collect()
+}
+
+/// What an identity rule's source is on this machine now (a path, a configuration, a host,
+/// or that it is missing); environment and `stat` only (for `config` and `doctor`).
+pub(crate) fn rule_source_state(settings: &Settings, rule: &Rule) -> String {
+    let scope = rule.scope.as_deref().unwrap_or(SCOPE);
+    sources::for_rule(
+        rule,
+        &settings.identities,
+        &settings.token_sources.value,
+        scope,
+    )
+    .describe()
 }
 
 /// The user's default project (gcloud's `core/project`, the ADC file, the metadata server),

@@ -20,8 +20,13 @@ use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error};
 
 /// The OAuth scope requested for registry access (accepted by Container Registry and
-/// Artifact Registry).
-pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Artifact Registry) unless a rule or the kubelet provider asks for others.
+pub(crate) const SCOPE: &str = crate::settings::SCOPE_CLOUD_PLATFORM;
+
+/// The scopes a mint asks for (space-separated): the context's, else [`SCOPE`].
+pub(crate) fn scope_of(ctx: &http::MintContext) -> &str {
+    ctx.scope().unwrap_or(SCOPE)
+}
 pub(crate) const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 pub(crate) const DEFAULT_STS_URL: &str = "https://sts.googleapis.com/v1/token";
 pub(crate) const DEFAULT_IAM_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -203,6 +208,8 @@ pub(crate) struct StsExchange<'a> {
     pub(crate) client_auth: Option<Secret<String>>,
     /// Workforce pools bill a user project; with client authentication the client decides it.
     pub(crate) workforce_user_project: Option<&'a str>,
+    /// The scopes of the federated token, space-separated.
+    pub(crate) scope: &'a str,
 }
 
 pub(crate) fn sts_exchange(http: &Http, x: &StsExchange<'_>, deadline: Instant) -> Result<Token> {
@@ -213,7 +220,7 @@ pub(crate) fn sts_exchange(http: &Http, x: &StsExchange<'_>, deadline: Instant) 
     let mut form = vec![
         ("grant_type", TOKEN_EXCHANGE),
         ("audience", x.audience),
-        ("scope", SCOPE),
+        ("scope", x.scope),
         ("requested_token_type", ACCESS_TOKEN_TYPE),
         ("subject_token", x.subject_token.expose().as_str()),
         ("subject_token_type", x.subject_token_type),
@@ -235,6 +242,8 @@ pub(crate) struct Impersonation<'a> {
     pub(crate) url: &'a str,
     pub(crate) lifetime_secs: u64,
     pub(crate) delegates: &'a [String],
+    /// The scopes of the impersonated token, space-separated.
+    pub(crate) scope: &'a str,
 }
 
 pub(crate) fn impersonate(
@@ -249,7 +258,7 @@ pub(crate) fn impersonate(
     );
     http::check_url(target.url).with_context(|| step.clone())?;
     let mut body = serde_json::json!({
-        "scope": [SCOPE],
+        "scope": target.scope.split_whitespace().collect::<Vec<_>>(),
         "lifetime": format!("{}s", target.lifetime_secs),
     });
     if !target.delegates.is_empty() {

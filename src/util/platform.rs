@@ -49,9 +49,14 @@ impl BaseDirs {
         }
     }
 
-    /// This program's settings file.
-    pub(crate) fn config_file(&self) -> Option<PathBuf> {
-        Some(self.config.as_ref()?.join(APP_DIR).join("config.json"))
+    /// This program's settings file: the one `DOCKER_CREDENTIAL_GCP_CONFIG` names (its value
+    /// is `named`), else `config.json` in this program's directory under the user's config
+    /// directory.
+    pub(crate) fn config_file(&self, named: Option<OsString>) -> Option<PathBuf> {
+        match named {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(self.config.as_ref()?.join(APP_DIR).join("config.json")),
+        }
     }
 
     /// The default token cache directory.
@@ -301,7 +306,7 @@ mod tests {
     fn own_files_live_in_each_platforms_user_directories() {
         let l = linux();
         assert_eq!(
-            l.config_file(),
+            l.config_file(None),
             p("/home/a/.config/docker-credential-gcp/config.json")
         );
         assert_eq!(l.cache_dir(), p("/home/a/.cache/docker-credential-gcp"));
@@ -311,7 +316,7 @@ mod tests {
         );
         let m = macos();
         assert_eq!(
-            m.config_file(),
+            m.config_file(None),
             p("/Users/a/Library/Application Support/docker-credential-gcp/config.json")
         );
         assert_eq!(
@@ -320,7 +325,7 @@ mod tests {
         );
         let w = windows();
         assert_eq!(
-            w.config_file(),
+            w.config_file(None),
             Some(
                 PathBuf::from(r"C:\Users\a\AppData\Roaming")
                     .join(APP_DIR)
@@ -331,7 +336,14 @@ mod tests {
             w.data_dir(),
             Some(PathBuf::from(r"C:\Users\a\AppData\Local").join(APP_DIR))
         );
-        assert_eq!(BaseDirs::default().config_file(), None);
+        assert_eq!(BaseDirs::default().config_file(None), None);
+        // DOCKER_CREDENTIAL_GCP_CONFIG names another file, on every platform.
+        for dirs in [l, m, w, BaseDirs::default()] {
+            assert_eq!(
+                dirs.config_file(Some("/ci/job-7.json".into())),
+                p("/ci/job-7.json")
+            );
+        }
     }
 
     #[test]

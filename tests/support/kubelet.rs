@@ -930,9 +930,12 @@ impl Kubelet {
 // ---------------------------------------------------------------------------------------------
 // Google stand-ins for the pod's identity.
 
-/// STS that federates exactly `pod_token` for `audience` into `ya29.federated-pod`; anything
-/// else is refused with `invalid_grant`, whose description quotes the subject token it got
-/// (whole, and cut short as an excerpt would cut it), to prove the provider never repeats it.
+/// STS that federates exactly `pod_token` for `audience` into `ya29.federated-pod`, for the
+/// read-only scope the kubelet provider asks by default (it only pulls), or cloud-platform
+/// when the token is then exchanged for a service account's (impersonation needs it);
+/// anything else is refused with `invalid_grant`, whose description quotes the subject token
+/// it got (whole, and cut short as an excerpt would cut it), to prove the provider never
+/// repeats it.
 pub(crate) fn pod_sts(pod_token: &'static str, audience: &'static str) -> Server {
     Server::start(move |req| {
         let form = req.form();
@@ -941,7 +944,11 @@ pub(crate) fn pod_sts(pod_token: &'static str, audience: &'static str) -> Server
             && f("subject_token") == pod_token
             && f("subject_token_type") == "urn:ietf:params:oauth:token-type:jwt"
             && f("audience") == audience
-            && f("scope") == "https://www.googleapis.com/auth/cloud-platform"
+            && [
+                "https://www.googleapis.com/auth/cloud-platform.read-only",
+                "https://www.googleapis.com/auth/cloud-platform",
+            ]
+            .contains(&f("scope").as_str())
         {
             Reply::json(
                 200,

@@ -587,11 +587,12 @@ fn verify_assertion(jwt: &str, req: &Request) -> bool {
         ]
         .iter()
         .any(|aud| claims["aud"] == *aud)
-        && claims["scope"]
-            .as_str()
-            .unwrap_or("")
-            .split(' ')
-            .any(|s| s == "https://www.googleapis.com/auth/cloud-platform")
+        && claims["scope"].as_str().unwrap_or("").split(' ').any(|s| {
+            // get asks for cloud-platform; the kubelet provider, which only pulls, for
+            // its read-only form.
+            s == "https://www.googleapis.com/auth/cloud-platform"
+                || s == "https://www.googleapis.com/auth/cloud-platform.read-only"
+        })
         && (iat - now).abs() < 300
         && claims["exp"]
             .as_i64()

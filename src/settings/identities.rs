@@ -1,0 +1,809 @@
+//! The `identities` setting: which Google identity serves which registry address.
+//!
+//! An ordered list of rules in the config file. The first rule whose `match` covers an address
+//! chooses the identity; an address no rule covers uses the token sources in order
+//! (`token_sources`), as without rules. Each rule is parsed and checked on its own: a bad rule
+//! is reported (in the settings' problems, which stderr, `config` and `doctor` show) and
+//! skipped, and the others still apply. The patterns themselves belong to the host policy
+//! ([`hosts::parse_pattern`]), which refuses any that would name a host it does not serve.
+//!
+//! This module only reads and matches: it touches no file and no network. Matching is a few
+//! string comparisons per pattern, so the cached `get` pays nothing measurable for it.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::SourceKind;
+use crate::hosts::{self, ExtraHost, Pattern, Registry};
+
+/// The OAuth scope of registry tokens (accepted by Container Registry and Artifact Registry).
+pub(crate) const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Pulls only: Artifact Registry accepts it for reads and refuses uploads.
+pub(crate) const SCOPE_READ_ONLY: &str = "https://www.googleapis.com/auth/cloud-platform.read-only";
+/// Where a scope written without a URL (`cloud-platform.read-only`) lives.
+const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
+
+/// One valid rule.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    /// The rule's `name`, or `#N` for the N-th rule in the list (from 1).
+    pub(crate) label: String,
+    pub(crate) patterns: Vec<Pattern>,
+    pub(crate) source: RuleSource,
+    /// The OAuth scopes, space-separated as they are sent; `None`: the caller's default
+    /// (cloud-platform, or `kubelet_scopes` in the kubelet provider).
+    pub(crate) scope: Option<String>,
+    /// Sign a JWT with the service-account key instead of asking a token endpoint.
+    pub(crate) self_signed_jwt: bool,
+}
+
+/// Where a rule's token comes from: exactly one per rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RuleSource {
+    /// `credentials_file`: any credentials file the `adc` source reads.
+    CredentialsFile(PathBuf),
+    /// `source`: one of the token sources, as `token_sources` names them.
+    Source(SourceKind),
+    /// `gcloud_configuration`: gcloud run with that named configuration.
+    GcloudConfiguration(String),
+    /// `impersonate_service_account`.
+    Impersonate(Impersonation),
+}
+
+/// A service account impersonated with the token of a base identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Impersonation {
+    pub(crate) service_account: String,
+    /// `projects/-/serviceAccounts/EMAIL`, in the order of the chain.
+    pub(crate) delegates: Vec<String>,
+    /// The IAM Credentials API (`iam_endpoint`; `None`: Google's).
+    pub(crate) endpoint: Option<String>,
+    /// `via`: the rule whose source gives the base token, by its place among the valid rules;
+    /// `None`: the token sources in order.
+    pub(crate) via: Option<Via>,
+}
+
+/// The rule an impersonation is made over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Via {
+    pub(crate) name: String,
+    /// Its index in the list of valid rules (`Settings::identities`).
+    pub(crate) index: usize,
+}
+
+impl Rule {
+    /// Whether this rule covers `registry` (with the repository `path` a caller passed).
+    pub(crate) fn matches(&self, registry: &Registry, path: Option<&str>) -> bool {
+        self.patterns.iter().any(|p| p.matches(registry, path))
+    }
+
+    /// The source in words, for `config`, `doctor` and messages.
+    pub(crate) fn describe(&self) -> String {
+        let mut text = match &self.source {
+            RuleSource::CredentialsFile(path) => format!("credentials_file {}", path.display()),
+            RuleSource::Source(kind) => format!("source {}", kind.name()),
+            RuleSource::GcloudConfiguration(name) => format!("gcloud configuration {name}"),
+            RuleSource::Impersonate(imp) => {
+                let mut t = format!("impersonate {}", imp.service_account);
+                if !imp.delegates.is_empty() {
+                    t.push_str(&format!(" (delegates {})", imp.delegates.join(", ")));
+                }
+                match &imp.via {
+                    Some(via) => t.push_str(&format!(" over rule {}", via.name)),
+                    None => t.push_str(" over the token sources"),
+                }
+                t
+            }
+        };
+        if self.self_signed_jwt {
+            text.push_str(", self-signed JWT");
+        }
+        if let Some(scope) = &self.scope {
+            text.push_str(&format!(", scopes {}", scope.replace(' ', ",")));
+        }
+        text
+    }
+
+    /// Everything that selects this rule's identity, as one string (for its lock's name).
+    pub(crate) fn identity(&self) -> String {
+        format!(
+            "{:?}|jwt={}|scope={}",
+            self.source,
+            self.self_signed_jwt,
+            self.scope.as_deref().unwrap_or("")
+        )
+    }
+
+    fn is_impersonation(&self) -> bool {
+        matches!(self.source, RuleSource::Impersonate(_))
+    }
+
+    /// The patterns as written back (`gcr.io, *.gcr.io`), or a note when there are none.
+    pub(crate) fn patterns_text(&self) -> String {
+        if self.patterns.is_empty() {
+            return "(no addresses: a base for impersonation)".to_owned();
+        }
+        self.patterns
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The rule that chooses the identity for `registry`: the first that covers it.
+pub(crate) fn select<'r>(
+    rules: &'r [Rule],
+    registry: &Registry,
+    path: Option<&str>,
+) -> Option<&'r Rule> {
+    rules.iter().find(|r| r.matches(registry, path))
+}
+
+/// Whether some rule tells repositories of `registry` apart by path, so that one identity's
+/// answer for this host must not be reused for another repository.
+pub(crate) fn splits_by_path(rules: &[Rule], registry: &Registry) -> bool {
+    rules
+        .iter()
+        .flat_map(|r| &r.patterns)
+        .any(|p| p.path().is_some() && p.matches_host(registry))
+}
+
+/// The Google registry hosts among `hosts` (docker's `credHelpers` keys, say) grouped by the
+/// rule that serves them, in the order of the rules; the hosts no rule covers come last, with
+/// `None` (the token sources in order). Groups without hosts are left out.
+pub(crate) fn group_hosts<'r>(
+    rules: &'r [Rule],
+    hosts: &[String],
+    declared: &[ExtraHost],
+) -> Vec<(Option<&'r Rule>, Vec<String>)> {
+    let mut groups: Vec<(Option<&Rule>, Vec<String>)> = rules
+        .iter()
+        .map(Some)
+        .chain([None])
+        .map(|r| (r, Vec::new()))
+        .collect();
+    for host in hosts {
+        let Some(registry) = hosts::normalise(host)
+            .filter(|r| hosts::classify(r, declared) == hosts::HostClass::Google)
+        else {
+            continue;
+        };
+        let place = select(rules, &registry, hosts::path_of(host))
+            .and_then(|rule| rules.iter().position(|r| std::ptr::eq(r, rule)))
+            .unwrap_or(rules.len());
+        groups[place].1.push(host.clone());
+    }
+    groups.retain(|(_, hosts)| !hosts.is_empty());
+    groups
+}
+
+/// A rule as written in the config file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    #[serde(rename = "match", default)]
+    patterns: OneOrMany,
+    credentials_file: Option<String>,
+    impersonate_service_account: Option<String>,
+    delegates: Option<OneOrMany>,
+    via: Option<String>,
+    iam_endpoint: Option<String>,
+    gcloud_configuration: Option<String>,
+    source: Option<String>,
+    scopes: Option<OneOrMany>,
+    #[serde(default)]
+    self_signed_jwt: bool,
+}
+
+/// A list, or one string (a comma list).
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(s) => hosts::split_list(s).collect(),
+            OneOrMany::Many(v) => v
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// Parses the `identities` value: the valid rules in order; each bad rule becomes one line
+/// in `problems` (`identities #3 (name): what is wrong; the rule is skipped`).
+pub(crate) fn parse(
+    value: &Value,
+    declared: &[ExtraHost],
+    problems: &mut Vec<String>,
+) -> Vec<Rule> {
+    let Value::Array(items) = value else {
+        problems.push("identities: must be a list of rules (JSON objects); ignored".to_owned());
+        return Vec::new();
+    };
+    // First each rule on its own; then the names impersonations are made over.
+    let mut parsed: Vec<Option<(Rule, Option<String>)>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let label = match item.get("name").and_then(Value::as_str) {
+            Some(n) => format!("#{} ({n})", i + 1),
+            None => format!("#{}", i + 1),
+        };
+        match parse_rule(item, i, declared, &names) {
+            Ok((rule, via)) => {
+                if let Some(name) = item.get("name").and_then(Value::as_str) {
+                    names.push(name.to_owned());
+                }
+                parsed.push(Some((rule, via)));
+            }
+            Err(why) => {
+                problems.push(format!("identities {label}: {why}; the rule is skipped"));
+                parsed.push(None);
+            }
+        }
+    }
+    resolve_bases(parsed, items, problems)
+}
+
+/// Gives each impersonation the index of the rule it is made over, which must be a valid rule
+/// with that name that does not impersonate itself; drops those whose base is not.
+fn resolve_bases(
+    parsed: Vec<Option<(Rule, Option<String>)>>,
+    items: &[Value],
+    problems: &mut Vec<String>,
+) -> Vec<Rule> {
+    let name_of = |i: usize| items[i].get("name").and_then(Value::as_str);
+    let shown = |i: usize| match name_of(i) {
+        Some(n) => format!("#{} ({n})", i + 1),
+        None => format!("#{}", i + 1),
+    };
+    let impersonates =
+        |p: &Option<(Rule, Option<String>)>| p.as_ref().is_some_and(|(r, _)| r.is_impersonation());
+    // Which rules stay, and for each impersonation the parsed index of its base.
+    let mut keep: Vec<bool> = parsed.iter().map(Option::is_some).collect();
+    let mut base_of: Vec<Option<usize>> = vec![None; parsed.len()];
+    for (i, p) in parsed.iter().enumerate() {
+        let Some((_, Some(via))) = p else {
+            continue;
+        };
+        let found = (0..parsed.len()).find(|&j| parsed[j].is_some() && name_of(j) == Some(via));
+        let why = match found {
+            Some(j) if impersonates(&parsed[j]) => {
+                format!("via names rule {via:?}, which impersonates too (one level only)")
+            }
+            Some(j) => {
+                base_of[i] = Some(j);
+                continue;
+            }
+            None => format!("via names {via:?}, which is not a valid rule's name"),
+        };
+        problems.push(format!(
+            "identities {}: {why}; the rule is skipped",
+            shown(i)
+        ));
+        keep[i] = false;
+    }
+    // Bases never impersonate, so none was dropped above: their places among the kept rules
+    // are final.
+    let place = |j: usize| keep[..j].iter().filter(|k| **k).count();
+    let mut rules = Vec::new();
+    for (i, p) in parsed.into_iter().enumerate() {
+        let Some((mut rule, via)) = p.filter(|_| keep[i]) else {
+            continue;
+        };
+        if let (RuleSource::Impersonate(imp), Some(name), Some(j)) =
+            (&mut rule.source, via, base_of[i])
+        {
+            imp.via = Some(Via {
+                name,
+                index: place(j),
+            });
+        }
+        rules.push(rule);
+    }
+    rules
+}
+
+/// One rule on its own, and the name of the rule it impersonates over (resolved later).
+fn parse_rule(
+    item: &Value,
+    i: usize,
+    declared: &[ExtraHost],
+    earlier_names: &[String],
+) -> Result<(Rule, Option<String>), String> {
+    // serde's own words name the field and the expected type; a rule holds no secret (paths,
+    // e-mails, host names), so quoting what it holds is safe.
+    let raw = RawRule::deserialize(item).map_err(|e| e.to_string())?;
+    let label = match &raw.name {
+        Some(name) => {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(format!(
+                    "name {name:?}: use letters, digits, `-`, `_` and `.`"
+                ));
+            }
+            if earlier_names.contains(name) {
+                return Err(format!("name {name:?} is used by an earlier rule"));
+            }
+            name.clone()
+        }
+        None => format!("#{}", i + 1),
+    };
+    let patterns = raw
+        .patterns
+        .items()
+        .into_iter()
+        .map(|p| hosts::parse_pattern(p, declared))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("match {e}"))?;
+    if patterns.is_empty() && raw.name.is_none() {
+        return Err(
+            "no `match` patterns (only a named rule may have none, as a base for `via`)".to_owned(),
+        );
+    }
+    let chosen = [
+        raw.credentials_file.is_some(),
+        raw.impersonate_service_account.is_some(),
+        raw.gcloud_configuration.is_some(),
+        raw.source.is_some(),
+    ]
+    .iter()
+    .filter(|c| **c)
+    .count();
+    if chosen != 1 {
+        return Err(format!(
+            "give exactly one of credentials_file, impersonate_service_account, \
+             gcloud_configuration or source ({chosen} given)"
+        ));
+    }
+    let impersonating = raw.impersonate_service_account.is_some();
+    for (given, key) in [
+        (raw.delegates.is_some(), "delegates"),
+        (raw.via.is_some(), "via"),
+        (raw.iam_endpoint.is_some(), "iam_endpoint"),
+    ] {
+        if given && !impersonating {
+            return Err(format!("{key} belongs to impersonate_service_account"));
+        }
+    }
+    let mut via = None;
+    let source = if let Some(path) = raw.credentials_file {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(format!(
+                "credentials_file {:?} must be an absolute path",
+                path.display()
+            ));
+        }
+        RuleSource::CredentialsFile(path)
+    } else if let Some(name) = raw.source {
+        let kind = SourceKind::parse(&name.trim().to_ascii_lowercase())
+            .ok_or_else(|| format!("source {name:?} is not adc, gcloud or metadata"))?;
+        RuleSource::Source(kind)
+    } else if let Some(name) = raw.gcloud_configuration {
+        let ok = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(format!(
+                "gcloud_configuration {name:?} is not a configuration name (lower-case letters, digits and `-`, starting with a letter)"
+            ));
+        }
+        RuleSource::GcloudConfiguration(name)
+    } else {
+        let email = raw.impersonate_service_account.unwrap_or_default();
+        if !hosts::is_service_account_email(&email) {
+            return Err(format!(
+                "impersonate_service_account {email:?} is not a service account e-mail (NAME@PROJECT.iam.gserviceaccount.com)"
+            ));
+        }
+        let delegates = raw
+            .delegates
+            .as_ref()
+            .map(OneOrMany::items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(delegate)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(endpoint) = &raw.iam_endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(format!("iam_endpoint {endpoint:?} is not an http(s) URL"));
+        }
+        via = raw.via;
+        RuleSource::Impersonate(Impersonation {
+            service_account: email,
+            delegates,
+            endpoint: raw.iam_endpoint,
+            via: None,
+        })
+    };
+    let key_file = matches!(
+        source,
+        RuleSource::CredentialsFile(_) | RuleSource::Source(SourceKind::Adc)
+    );
+    if raw.self_signed_jwt && !key_file {
+        return Err(
+            "self_signed_jwt needs a service-account key (credentials_file, or source adc)"
+                .to_owned(),
+        );
+    }
+    let scope = raw
+        .scopes
+        .as_ref()
+        .map(|s| parse_scopes(&s.items()))
+        .transpose()?;
+    let gcloud = matches!(
+        source,
+        RuleSource::GcloudConfiguration(_) | RuleSource::Source(SourceKind::Gcloud)
+    );
+    if scope.is_some() && gcloud {
+        return Err("scopes cannot be chosen for gcloud's tokens (gcloud decides them)".to_owned());
+    }
+    Ok((
+        Rule {
+            label,
+            patterns,
+            source,
+            scope,
+            self_signed_jwt: raw.self_signed_jwt,
+        },
+        via,
+    ))
+}
+
+/// A delegate as `generateAccessToken` takes it: `projects/-/serviceAccounts/EMAIL`, written
+/// as that or as the e-mail alone.
+fn delegate(text: &str) -> Result<String, String> {
+    let email = text
+        .strip_prefix("projects/-/serviceAccounts/")
+        .unwrap_or(text);
+    if hosts::is_service_account_email(email) {
+        Ok(format!("projects/-/serviceAccounts/{email}"))
+    } else {
+        Err(format!("delegate {text:?} is not a service account e-mail"))
+    }
+}
+
+/// OAuth scopes from a list: each a URL, or a name under `https://www.googleapis.com/auth/`
+/// (`cloud-platform.read-only`). Returns them space-separated, as OAuth sends them.
+pub(crate) fn parse_scopes(items: &[&str]) -> Result<String, String> {
+    if items.is_empty() {
+        return Err("scopes is empty".to_owned());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let scope = if item.starts_with("https://") {
+            item.to_string()
+        } else if !item.is_empty()
+            && item
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            format!("{SCOPE_PREFIX}{item}")
+        } else {
+            return Err(format!(
+                "scope {item:?} is neither an https URL nor a name such as cloud-platform.read-only"
+            ));
+        };
+        if scope.contains(|c: char| c.is_whitespace() || c == ',' || c.is_control()) {
+            return Err(format!("scope {item:?} holds a space or comma"));
+        }
+        if !out.contains(&scope) {
+            out.push(scope);
+        }
+    }
+    Ok(out.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(doc: Value) -> (Vec<Rule>, Vec<String>) {
+        rules_with(doc, &[])
+    }
+
+    fn rules_with(doc: Value, declared: &[ExtraHost]) -> (Vec<Rule>, Vec<String>) {
+        let mut problems = Vec::new();
+        let rules = parse(&doc, declared, &mut problems);
+        (rules, problems)
+    }
+
+    fn reg(s: &str) -> Registry {
+        hosts::normalise(s).unwrap()
+    }
+
+    #[test]
+    fn the_first_matching_rule_wins_and_unmatched_addresses_get_none() {
+        let (rules, problems) = rules(serde_json::json!([
+            {"match": ["us-docker.pkg.dev/team-a/*"], "credentials_file": "/keys/a.json"},
+            {"match": ["us-docker.pkg.dev", "*.gcr.io"], "credentials_file": "/keys/b.json"},
+            {"match": "gcr.io, europe-docker.pkg.dev", "source": "metadata"},
+        ]));
+        assert!(problems.is_empty(), "{problems:?}");
+        let pick = |host: &str, path: Option<&str>| {
+            select(&rules, &reg(host), path).map(|r| r.label.as_str())
+        };
+        assert_eq!(pick("us-docker.pkg.dev", Some("/team-a/app")), Some("#1"));
+        assert_eq!(pick("us-docker.pkg.dev", Some("/team-b/app")), Some("#2"));
+        assert_eq!(pick("us-docker.pkg.dev", None), Some("#2"));
+        assert_eq!(pick("eu.gcr.io", None), Some("#2"));
+        assert_eq!(pick("gcr.io", None), Some("#3"));
+        assert_eq!(pick("europe-docker.pkg.dev:443", None), Some("#3"));
+        assert_eq!(pick("asia-docker.pkg.dev", None), None);
+        assert!(splits_by_path(&rules, &reg("us-docker.pkg.dev")));
+        assert!(!splits_by_path(&rules, &reg("gcr.io")));
+    }
+
+    #[test]
+    fn each_source_is_read_with_its_options() {
+        let (rules, problems) = rules(serde_json::json!([
+            {"name": "ci-key", "match": ["gcr.io"], "credentials_file": "/k.json", "self_signed_jwt": true, "scopes": ["cloud-platform.read-only"]},
+            {"match": ["us.gcr.io"], "gcloud_configuration": "work"},
+            {"match": ["eu.gcr.io"], "source": "GCLOUD"},
+            {"match": ["asia.gcr.io"], "impersonate_service_account": "pusher@p.iam.gserviceaccount.com",
+             "delegates": ["mid@p.iam.gserviceaccount.com"], "via": "ci-key", "iam_endpoint": "https://iamcredentials.example.com"},
+            {"match": ["us-docker.pkg.dev"], "impersonate_service_account": "puller@p.iam.gserviceaccount.com"},
+        ]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(rules[0].label, "ci-key");
+        assert!(rules[0].self_signed_jwt);
+        assert_eq!(rules[0].scope.as_deref(), Some(SCOPE_READ_ONLY));
+        assert_eq!(
+            rules[1].source,
+            RuleSource::GcloudConfiguration("work".into())
+        );
+        assert_eq!(rules[2].source, RuleSource::Source(SourceKind::Gcloud));
+        match &rules[3].source {
+            RuleSource::Impersonate(imp) => {
+                assert_eq!(
+                    imp.delegates,
+                    ["projects/-/serviceAccounts/mid@p.iam.gserviceaccount.com"]
+                );
+                assert_eq!(
+                    imp.via,
+                    Some(Via {
+                        name: "ci-key".into(),
+                        index: 0
+                    })
+                );
+                assert_eq!(
+                    imp.endpoint.as_deref(),
+                    Some("https://iamcredentials.example.com")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&rules[4].source, RuleSource::Impersonate(imp) if imp.via.is_none()));
+        assert_eq!(
+            rules[3].describe(),
+            "impersonate pusher@p.iam.gserviceaccount.com (delegates projects/-/serviceAccounts/mid@p.iam.gserviceaccount.com) over rule ci-key"
+        );
+    }
+
+    #[test]
+    fn a_bad_rule_is_reported_and_skipped_without_breaking_the_others() {
+        let cases = [
+            (
+                serde_json::json!({"match": ["gcr.io.evil.com"], "source": "adc"}),
+                "a rule cannot add hosts",
+            ),
+            (
+                serde_json::json!({"match": ["*"], "source": "adc"}),
+                "must stay inside",
+            ),
+            (serde_json::json!({"match": ["gcr.io"]}), "exactly one of"),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "adc", "credentials_file": "/k"}),
+                "(2 given)",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "keychain"}),
+                "not adc, gcloud or metadata",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "credential_file": "/k"}),
+                "unknown field `credential_file`",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "credentials_file": "k.json"}),
+                "absolute path",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "gcloud_configuration": "Work Stuff"}),
+                "not a configuration name",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "impersonate_service_account": "sa@evil.com"}),
+                "not a service account",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "impersonate_service_account": "a@p.iam.gserviceaccount.com", "delegates": ["x/y"]}),
+                "delegate \"x/y\"",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "impersonate_service_account": "a@p.iam.gserviceaccount.com", "via": "nobody"}),
+                "not a valid rule's name",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "adc", "delegates": ["a@p.iam.gserviceaccount.com"]}),
+                "delegates belongs to",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "metadata", "self_signed_jwt": true}),
+                "needs a service-account key",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "gcloud", "scopes": ["cloud-platform"]}),
+                "gcloud decides",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "adc", "scopes": ["a b"]}),
+                "neither an https URL",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "adc", "scopes": []}),
+                "scopes is empty",
+            ),
+            (serde_json::json!({"source": "adc"}), "no `match` patterns"),
+            (
+                serde_json::json!({"name": "a b", "match": ["gcr.io"], "source": "adc"}),
+                "name \"a b\"",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "adc", "self_signed_jwt": "yes"}),
+                "invalid type",
+            ),
+            (serde_json::json!("gcr.io=adc"), "invalid type"),
+        ];
+        for (bad, needle) in cases {
+            let (rules, problems) = rules(serde_json::json!([
+                {"match": ["us.gcr.io"], "source": "adc"},
+                bad.clone(),
+                {"match": ["eu.gcr.io"], "source": "metadata"},
+            ]));
+            assert_eq!(rules.len(), 2, "{bad}: {problems:?}");
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(
+                problems[0].contains(needle) && problems[0].starts_with("identities #2"),
+                "{bad}: expected {needle:?} in {}",
+                problems[0]
+            );
+            assert_eq!(select(&rules, &reg("eu.gcr.io"), None).unwrap().label, "#3");
+        }
+        let (rules, problems) = rules(serde_json::json!({"match": "gcr.io"}));
+        assert!(rules.is_empty() && problems[0].contains("must be a list"));
+    }
+
+    #[test]
+    fn impersonation_is_made_over_a_named_rule_that_does_not_impersonate() {
+        let (rules, problems) = rules(serde_json::json!([
+            {"name": "broken", "match": ["x.example"], "source": "adc"},
+            {"name": "imp", "match": ["us.gcr.io"], "impersonate_service_account": "a@p.iam.gserviceaccount.com"},
+            {"match": ["eu.gcr.io"], "impersonate_service_account": "b@p.iam.gserviceaccount.com", "via": "imp"},
+            {"match": ["gcr.io"], "impersonate_service_account": "c@p.iam.gserviceaccount.com", "via": "broken"},
+            {"name": "base", "credentials_file": "/k.json"},
+            {"name": "base", "match": ["asia.gcr.io"], "source": "adc"},
+            {"match": ["asia.gcr.io"], "impersonate_service_account": "d@p.iam.gserviceaccount.com", "via": "base"},
+        ]));
+        let labels: Vec<&str> = rules.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["imp", "base", "#7"], "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        let said = |start: &str, needle: &str| {
+            problems
+                .iter()
+                .any(|p| p.starts_with(start) && p.contains(needle))
+        };
+        assert!(said("identities #3:", "one level only"), "{problems:?}");
+        assert!(
+            said("identities #4:", "not a valid rule's name"),
+            "{problems:?}"
+        );
+        assert!(
+            said("identities #6 (base):", "used by an earlier rule"),
+            "{problems:?}"
+        );
+        match &rules[2].source {
+            RuleSource::Impersonate(imp) => {
+                let via = imp.via.as_ref().unwrap();
+                assert_eq!((via.name.as_str(), via.index), ("base", 1));
+                assert_eq!(rules[via.index].label, "base");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            rules[1].patterns.is_empty(),
+            "a base for impersonation only"
+        );
+        assert!(select(&rules, &reg("gcr.io"), None).is_none());
+    }
+
+    #[test]
+    fn declared_registries_may_be_matched() {
+        let declared = hosts::parse_host_list("ar-proxy.corp.example:8443").unwrap();
+        let (rules, problems) = rules_with(
+            serde_json::json!([{"match": ["ar-proxy.corp.example:8443/team/*"], "source": "adc"}]),
+            &declared,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(rules[0].matches(&reg("ar-proxy.corp.example:8443"), Some("/team/x")));
+        let (_, problems) = rules_with(
+            serde_json::json!([{"match": ["ar-proxy.corp.example"], "source": "adc"}]),
+            &declared,
+        );
+        assert!(problems[0].contains("give the port"), "{problems:?}");
+    }
+
+    #[test]
+    fn docker_hosts_are_grouped_by_the_identity_that_serves_them() {
+        let (rules, _) = rules(serde_json::json!([
+            {"name": "eu", "match": ["europe-docker.pkg.dev", "eu.gcr.io"], "source": "adc"},
+            {"name": "unused", "match": ["asia.gcr.io"], "source": "metadata"},
+            {"name": "us", "match": ["*.gcr.io"], "source": "gcloud"},
+        ]));
+        let hosts: Vec<String> = [
+            "gcr.io",
+            "eu.gcr.io",
+            "us.gcr.io",
+            "europe-docker.pkg.dev",
+            "quay.io",
+            "b.gcr.io",
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+        let groups: Vec<(Option<&str>, Vec<String>)> = group_hosts(&rules, &hosts, &[])
+            .into_iter()
+            .map(|(r, h)| (r.map(|r| r.label.as_str()), h))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (
+                    Some("eu"),
+                    vec!["eu.gcr.io".to_owned(), "europe-docker.pkg.dev".to_owned()]
+                ),
+                (Some("us"), vec!["us.gcr.io".to_owned()]),
+                (None, vec!["gcr.io".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn scopes_are_urls_or_names_under_googleapis() {
+        assert_eq!(
+            parse_scopes(&[
+                "cloud-platform.read-only",
+                "https://www.googleapis.com/auth/devstorage.read_only"
+            ])
+            .unwrap(),
+            "https://www.googleapis.com/auth/cloud-platform.read-only https://www.googleapis.com/auth/devstorage.read_only"
+        );
+        assert_eq!(
+            parse_scopes(&["cloud-platform", "cloud-platform"]).unwrap(),
+            SCOPE_CLOUD_PLATFORM
+        );
+        for bad in ["", "a b", "http://x", "https://x y", "https://x,y", "a/b"] {
+            assert!(parse_scopes(&[bad]).is_err(), "{bad}");
+        }
+    }
+}
