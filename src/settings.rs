@@ -71,11 +71,13 @@ macro_rules! settings {
                 config_file: Option<(PathBuf, bool)>,
             ) -> Result<Settings> {
                 let mut warnings = Vec::new();
+                // SPECS has the rows in this order (one static table, not a copy per row).
+                let mut specs = SPECS.iter();
                 $(
                     let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
                     let default: fn(&BaseDirs) -> $ty = $default;
                     let $field = inputs.get(
-                        &Spec { key: $key, env: $env, help: $help },
+                        specs.next().expect("one spec per row"),
                         |text| parse(text, &mut warnings),
                         || default(dirs),
                     )?;
