@@ -73,17 +73,17 @@ macro_rules! settings {
                 let mut warnings = Vec::new();
                 // SPECS has the rows in this order (one static table, not a copy per row).
                 let mut specs = SPECS.iter();
-                $(
-                    let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
-                    let default: fn(&BaseDirs) -> $ty = $default;
-                    let $field = inputs.get(
-                        specs.next().expect("one spec per row"),
-                        |text| parse(text, &mut warnings),
-                        || default(dirs),
-                    )?;
-                )*
+                // Built in place, field by field in table order.
                 Ok(Settings {
-                    $($field,)*
+                    $($field: {
+                        let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
+                        let default: fn(&BaseDirs) -> $ty = $default;
+                        inputs.get(
+                            specs.next().expect("one spec per row"),
+                            |text| parse(text, &mut warnings),
+                            || default(dirs),
+                        )?
+                    },)*
                     config_file,
                     warnings,
                     data_dir: dirs.data_dir(),
