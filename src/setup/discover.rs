@@ -235,8 +235,6 @@ struct ApiError {
 #[derive(Deserialize, Default)]
 struct ApiStatus {
     #[serde(default)]
-    message: String,
-    #[serde(default)]
     details: Vec<ApiDetail>,
 }
 
