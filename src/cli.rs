@@ -14,7 +14,7 @@ use crate::helper::login::{self, Stored};
 use crate::helper::protocol::{self, Verb};
 use crate::helper::store::Store;
 use crate::hosts::{self, HostClass};
-use crate::settings::{self, SPECS, Settings, identities};
+use crate::settings::{self, Rule, SPECS, Settings, identities};
 use crate::setup::{configure, docker, doctor, mirror};
 use crate::token::{self, Identity, now_secs};
 use crate::util::platform::{self, Os};
@@ -38,6 +38,11 @@ without the prefix):
     for spec in SPECS {
         text.push_str(&format!("  {:<36} {}\n", spec.env, spec.help));
     }
+    text.push_str(
+        "  DOCKER_CREDENTIAL_GCP_CONFIG         another settings file to read instead (one per CI job)\n\
+\nIdentity rules (`identities` in the settings file) choose another identity per registry
+host or repository path; `config` lists them.\n",
+    );
     text.push_str(
         "\nProxies: HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or in lower case) apply to every token
 request except the metadata server's; SSL_CERT_FILE / SSL_CERT_DIR replace the OS certificate
@@ -91,7 +96,8 @@ enum Command {
     },
     /// Print the version.
     Version,
-    /// Show the effective settings, where each came from, and which token sources are present.
+    /// Show the effective settings, where each came from, which token sources are present,
+    /// the identity rules, and which identity serves each host docker maps to this helper.
     Config,
     /// Map Google registries to this helper in docker's config.json (credHelpers).
     ///
@@ -137,8 +143,10 @@ enum Command {
     /// the image's own host[:port], every Google registry glob and every declared registry
     /// (cacheKeyType Global, or Registry when a declared registry has no port or only the
     /// image's own key matches its host; cacheDuration the token's lifetime minus five
-    /// minutes); for any other image, no credentials. Uses the same token sources and cache
-    /// as `get`.
+    /// minutes); for any other image, no credentials. Uses the same token sources, identity
+    /// rules (matched against the whole image) and cache as `get`, with the read-only scope
+    /// (kubelet_scopes); with identity rules an answer carries only the image's own key
+    /// (cacheKeyType Image for a host that rules split by path, else Registry).
     ///
     /// When the kubelet sends the pod's service account token (its service-account-token
     /// mode), the token is exchanged at STS for the workload identity provider given with
@@ -325,10 +333,10 @@ fn print_access_token(registry: Option<&str>) -> Result<ExitCode> {
                     "{r} is not a Google registry (nor declared in `registries`); no token is printed for it"
                 );
             }
-            identities::select(&settings.identities, &r, hosts::path_of(address))
+            settings.rule_for(&r, hosts::path_of(address))
         }
     };
-    let t = token::google_token_for(&settings, Identity::for_registry(rule))?;
+    let t = token::google_token_for(&settings, Identity::for_registry(rule.as_ref()))?;
     let mut out = ui::stdout();
     writeln!(out, "{}", t.secret.expose())?;
     out.flush()?;
@@ -361,8 +369,9 @@ fn config() -> Result<ExitCode> {
             None => writeln!(out, "  {:<9} absent", kind.name())?,
         }
     }
-    write_identities(&mut out, &s)?;
-    for warning in s.warnings.iter().chain(&s.rule_problems) {
+    let rules = s.rules();
+    write_identities(&mut out, &s, &rules.valid)?;
+    for warning in s.warnings.iter().chain(&rules.problems) {
         writeln!(out, "warning: {warning}")?;
     }
     Ok(ExitCode::SUCCESS)
@@ -370,8 +379,8 @@ fn config() -> Result<ExitCode> {
 
 /// The identity rules in order, what each source is on this machine, and which identity
 /// serves each Google host docker's config maps to this helper.
-fn write_identities(out: &mut impl Write, s: &Settings) -> Result<()> {
-    if s.identities.is_empty() {
+fn write_identities(out: &mut impl Write, s: &Settings, rules: &[Rule]) -> Result<()> {
+    if rules.is_empty() {
         writeln!(
             out,
             "identities: no rules (every address uses the token sources in order)"
@@ -381,14 +390,14 @@ fn write_identities(out: &mut impl Write, s: &Settings) -> Result<()> {
             out,
             "identities (the first rule that matches wins; other addresses use the token sources in order):"
         )?;
-        for rule in &s.identities {
+        for rule in rules {
             writeln!(out, "  {}: {}", rule.label, rule.patterns_text())?;
             writeln!(out, "      {}", rule.describe())?;
             writeln!(out, "      now: {}", token::rule_source_state(s, rule))?;
         }
     }
     let mapped = docker::hosts_mapped_here();
-    let groups = identities::group_hosts(&s.identities, &mapped, &s.registries.value);
+    let groups = identities::group_hosts(rules, &mapped, &s.registries.value);
     if !groups.is_empty() {
         writeln!(out, "docker's hosts for this helper, by identity:")?;
     }

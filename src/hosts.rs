@@ -250,23 +250,64 @@ impl Pattern {
     /// the kubelet and crane do; docker passes none) is covered. A pattern with a path never
     /// covers an address without one.
     pub(crate) fn matches(&self, registry: &Registry, path: Option<&str>) -> bool {
-        self.matches_host(registry)
-            && match &self.path {
-                None => true,
-                Some(prefix) => path.is_some_and(|p| is_under(repository_path(p), prefix)),
-            }
+        let prefix = self.path.as_deref().map(|p| &p[..p.len() - 1]);
+        covers(&self.host, self.port, prefix, registry, path)
     }
 
     /// Whether `registry` is this pattern's host (and port), whatever the path.
     pub(crate) fn matches_host(&self, registry: &Registry) -> bool {
-        (self.port.is_none() || self.port == registry.port)
-            && glob_matches_host(&self.host, &registry.host)
+        covers(&self.host, self.port, None, registry, None)
     }
 
     /// The path prefix (`/team-a/`), if the pattern has one.
     pub(crate) fn path(&self) -> Option<&str> {
         self.path.as_deref()
     }
+}
+
+/// Whether the pattern as written (`text`, not yet checked by [`parse_pattern`]) covers the
+/// address: the comparison of [`Pattern::matches`], read straight from the text without
+/// allocating, so that choosing a rule need not parse the rules that do not cover the
+/// address. A rule whose pattern covers it is then checked in full; for a pattern
+/// [`parse_pattern`] accepts, the two always agree (property-tested).
+pub(crate) fn pattern_covers(text: &str, registry: &Registry, path: Option<&str>) -> bool {
+    let text = text.trim_ascii();
+    let (authority, raw_path) = match text.bytes().position(|b| b == b'/') {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let (host, port) = if authority.bytes().any(|b| b == b':') {
+        match split_port(authority) {
+            Some(split) => split,
+            None => return false,
+        }
+    } else {
+        (authority, None)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let prefix = (!raw_path.is_empty()).then(|| {
+        let p = raw_path.strip_suffix("/*").unwrap_or(raw_path);
+        p.strip_suffix('/').unwrap_or(p)
+    });
+    covers(host, port, prefix, registry, path)
+}
+
+/// The one comparison: the port (any when `None`), the host label by label (a label of
+/// `host_glob` may hold one `*`; ASCII case ignored), and the repository path under `prefix`
+/// (`/team-a`, without its final `/`).
+fn covers(
+    host_glob: &str,
+    port: Option<u16>,
+    prefix: Option<&str>,
+    registry: &Registry,
+    path: Option<&str>,
+) -> bool {
+    (port.is_none() || port == registry.port)
+        && glob_matches_host(host_glob, &registry.host)
+        && match prefix {
+            None => true,
+            Some(prefix) => path.is_some_and(|p| is_under(repository_path(p), prefix)),
+        }
 }
 
 /// A repository path without the registry API's version segment: `/v2/p/r/i/manifests/x`
@@ -278,30 +319,51 @@ fn repository_path(path: &str) -> &str {
         .unwrap_or(path)
 }
 
-/// `path` is `prefix` (which ends with `/`) or lies below it.
+/// `path` is `prefix` (without a final `/`) or lies below it.
 fn is_under(path: &str, prefix: &str) -> bool {
-    path.starts_with(prefix) || path == &prefix[..prefix.len() - 1]
+    !prefix.is_empty()
+        && path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// `pattern` matches `host` label by label (the same number of labels), where a label of
-/// `pattern` may hold one `*`, any run of characters within the label. Allocates nothing.
+/// `pattern` may hold one `*`, any run of characters within the label. ASCII case is
+/// ignored. Compared from the last label, so most patterns for other hosts are told apart
+/// by their first comparison; nothing is allocated.
 fn glob_matches_host(pattern: &str, host: &str) -> bool {
-    let mut p = pattern.split('.');
-    let mut h = host.split('.');
+    let (mut p, mut h) = (pattern, host);
     loop {
-        match (p.next(), h.next()) {
+        let (p_rest, p_label) = last_label(p);
+        let (h_rest, h_label) = last_label(h);
+        if !glob_matches_label(p_label, h_label) {
+            return false;
+        }
+        match (p_rest, h_rest) {
             (None, None) => return true,
-            (Some(pl), Some(hl)) if glob_matches_label(pl, hl) => {}
+            (Some(pr), Some(hr)) => (p, h) = (pr, hr),
             _ => return false,
         }
     }
 }
 
+/// The last dot-separated label of `name`, and what comes before its dot.
+fn last_label(name: &str) -> (Option<&str>, &str) {
+    match name.as_bytes().iter().rposition(|b| *b == b'.') {
+        Some(dot) => (Some(&name[..dot]), &name[dot + 1..]),
+        None => (None, name),
+    }
+}
+
 fn glob_matches_label(pattern: &str, label: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == label,
-        Some((pre, post)) => {
-            label.len() >= pre.len() + post.len() && label.starts_with(pre) && label.ends_with(post)
+    let same = |a: Option<&str>, b: &str| a.is_some_and(|a| a.eq_ignore_ascii_case(b));
+    match pattern.as_bytes().iter().position(|b| *b == b'*') {
+        None => pattern.eq_ignore_ascii_case(label),
+        Some(star) => {
+            let (pre, post) = (&pattern[..star], &pattern[star + 1..]);
+            label.len() >= pre.len() + post.len()
+                && same(label.get(..pre.len()), pre)
+                && same(label.get(label.len() - post.len()..), post)
         }
     }
 }
@@ -313,7 +375,7 @@ fn glob_matches_label(pattern: &str, label: &str) -> bool {
 /// `registries` (exactly, without globs; with its port if it was declared with one). The
 /// error says what is wrong in one line.
 pub(crate) fn parse_pattern(text: &str, extra: &[ExtraHost]) -> Result<Pattern, String> {
-    let text = text.trim();
+    let text = text.trim_ascii();
     let bad = |why: &str| Err(format!("{text:?}: {why}"));
     if text.is_empty() {
         return Err("an empty pattern".to_owned());
@@ -1006,6 +1068,30 @@ mod tests {
                 let r = normalise(&host).unwrap();
                 prop_assert!(p.matches(&r, None));
                 prop_assert_ne!(classify(&r, &[]), HostClass::Other, "{:?} matches {:?}", text, host);
+            }
+        }
+
+        /// Choosing a rule reads patterns straight from their text; a pattern that parses
+        /// covers exactly the same addresses.
+        #[test]
+        fn a_pattern_read_as_text_covers_what_the_parsed_pattern_matches(
+            text in pattern_text(),
+            case in any::<bool>(),
+            slash in prop_oneof![Just(""), Just("/"), Just("/*")],
+            prefix in proptest::option::of("(/[a-zA-Z0-9._-]{1,5}){1,2}"),
+            host in prop_oneof![google_host(), pattern_text()],
+            port in proptest::option::of(prop_oneof![Just(443u16), Just(5000u16)]),
+            path in proptest::option::of("(/[a-zA-Z0-9._-]{0,5}){0,3}"),
+        ) {
+            let mut text = if case { text.to_uppercase() } else { text };
+            if let Some(prefix) = &prefix {
+                text.push_str(prefix);
+                text.push_str(slash);
+            }
+            let host = host.replace('*', "x");
+            if let (Ok(p), Some(r)) = (parse_pattern(&text, &[]), normalise(&host)) {
+                let r = Registry { port, ..r };
+                prop_assert_eq!(pattern_covers(&text, &r, path.as_deref()), p.matches(&r, path.as_deref()));
             }
         }
 

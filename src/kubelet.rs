@@ -197,9 +197,13 @@ fn respond(request: &Request, opts: &Options) -> Result<()> {
         None => {
             let registry = hosts::parse_host_entry(own).map_err(anyhow::Error::msg)?;
             let path = image_path(&request.image);
-            let rule = identities::select(&settings.identities, &registry, Some(path));
+            let rules = settings.rules();
+            for problem in &rules.problems {
+                log::warn!("{problem}");
+            }
+            let rule = identities::select(&rules.valid, &registry, Some(path));
             let token = node_token(&settings, Identity::for_kubelet(&settings, rule))?;
-            let (keys, key_type) = node_keys(own, &registry, path, rule, &settings);
+            let (keys, key_type) = node_keys(own, &registry, path, rule, &rules.valid, &settings);
             (token, keys, key_type)
         }
     };
@@ -233,9 +237,9 @@ fn node_keys(
     registry: &hosts::Registry,
     path: &str,
     rule: Option<&identities::Rule>,
+    rules: &[identities::Rule],
     settings: &Settings,
 ) -> (Vec<String>, CacheKeyType) {
-    let rules = &settings.identities;
     if rules.is_empty() {
         let declared = &settings.registries.value;
         return (auth_keys(own, declared), cache_key_type(own, declared));

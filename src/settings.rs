@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use log::LevelFilter;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::hosts::{self, ExtraHost};
@@ -62,10 +63,9 @@ macro_rules! settings {
             /// Problems that did not stop the program: invalid list entries that were skipped,
             /// unknown keys in the config file.
             pub(crate) warnings: Vec<String>,
-            /// The valid identity rules, in order (`identities` in the config file).
-            pub(crate) identities: Vec<Rule>,
-            /// Each identity rule that was skipped, and why.
-            pub(crate) rule_problems: Vec<String>,
+            /// The identity rules as written (`identities` in the config file), read when an
+            /// address needs one ([`Settings::rule_for`]) or in full ([`Settings::rules`]).
+            identities: Option<Box<RawValue>>,
             /// Where the index of `docker login` credentials lives (the platform's user data
             /// directory; not a setting, but resolved here once with the other directories).
             pub(crate) data_dir: Option<PathBuf>,
@@ -94,8 +94,7 @@ macro_rules! settings {
                     },)*
                     config_file,
                     warnings,
-                    identities: Vec::new(),
-                    rule_problems: Vec::new(),
+                    identities: None,
                     data_dir: dirs.data_dir(),
                 })
             }
@@ -307,6 +306,43 @@ struct Inputs<'a> {
     file: Option<&'a Map<String, Value>>,
 }
 
+/// The config file, read in one pass: the settings' values, and the identity rules as written
+/// (on the cached path only the rules that cover an address are checked).
+struct ConfigFile {
+    values: Map<String, Value>,
+    identities: Option<Box<RawValue>>,
+}
+
+impl<'de> serde::Deserialize<'de> for ConfigFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ConfigFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ConfigFile, A::Error> {
+                let mut file = ConfigFile {
+                    values: Map::new(),
+                    identities: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == IDENTITIES_KEY {
+                        file.identities = Some(map.next_value()?);
+                    } else {
+                        file.values.insert(key, map.next_value()?);
+                    }
+                }
+                Ok(file)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
 impl Inputs<'_> {
     /// The raw text of `spec` and its origin: the variable, else the config file's key.
     fn raw(&self, spec: &Spec) -> Result<Option<(String, Origin)>> {
@@ -361,33 +397,51 @@ impl Settings {
             bail!("{CONFIG_VAR} names {}, which does not exist", p.display());
         }
         let config_file = path.map(|p| (p, file.is_some()));
-        Self::resolve(&env::var_os, file.as_ref(), config_file, &dirs)
+        Self::resolve(&env::var_os, file, config_file, &dirs)
     }
 
     fn resolve(
         env: &dyn Fn(&str) -> Option<OsString>,
-        file: Option<&Map<String, Value>>,
+        file: Option<ConfigFile>,
         config_file: Option<(PathBuf, bool)>,
         dirs: &BaseDirs,
     ) -> Result<Settings> {
-        let inputs = Inputs { env, file };
+        let inputs = Inputs {
+            env,
+            file: file.as_ref().map(|f| &f.values),
+        };
         let mut settings = Settings::from_inputs(&inputs, dirs, config_file)?;
-        if let Some(rules) = file.and_then(|f| f.get(IDENTITIES_KEY)) {
-            settings.identities = identities::parse(
-                rules,
-                &settings.registries.value,
-                &mut settings.rule_problems,
-            );
-        }
         if let Some(file) = file {
-            let known = |k: &str| k == IDENTITIES_KEY || SPECS.iter().any(|s| s.key == k);
-            for key in file.keys().filter(|k| !known(k)) {
+            let known = |k: &str| SPECS.iter().any(|s| s.key == k);
+            for key in file.values.keys().filter(|k| !known(k)) {
                 settings
                     .warnings
                     .push(format!("unknown key {key:?} in the config file (ignored)"));
             }
+            settings.identities = file.identities;
         }
         Ok(settings)
+    }
+
+    /// Every identity rule, read in full: the valid ones in order and what is wrong with the
+    /// others (for `config`, `doctor`, the kubelet provider).
+    pub(crate) fn rules(&self) -> identities::Rules {
+        match &self.identities {
+            Some(raw) => identities::parse(raw, &self.registries.value),
+            None => identities::Rules::default(),
+        }
+    }
+
+    /// The identity rule that covers `registry` (with the repository `path` a caller passed),
+    /// if any: the first valid one. Only the rules whose patterns cover the address are read
+    /// in full; what is wrong with them is logged.
+    pub(crate) fn rule_for(&self, registry: &hosts::Registry, path: Option<&str>) -> Option<Rule> {
+        let raw = self.identities.as_ref()?;
+        let (rule, problems) = identities::choose(raw, &self.registries.value, registry, path);
+        for problem in problems {
+            log::warn!("{problem}");
+        }
+        rule
     }
 
     /// The cache directory to use, or `None` when caching is off or impossible.
@@ -408,24 +462,30 @@ fn show_path(p: &Option<PathBuf>) -> String {
 /// Sets up logging from these settings and reports their warnings through it.
 pub(crate) fn init_logging(settings: &Settings) {
     logging::init(settings.log_level.value, settings.log_file.value.clone());
-    for w in settings.warnings.iter().chain(&settings.rule_problems) {
+    for w in &settings.warnings {
         log::warn!("{w}");
     }
 }
 
-fn read_config_file(path: &std::path::Path) -> Result<Option<Map<String, Value>>> {
+fn read_config_file(path: &std::path::Path) -> Result<Option<ConfigFile>> {
     let Some(bytes) = files::read_bounded(path, MAX_CONFIG_FILE, Symlinks::Follow, Trust::Anyone)?
     else {
         return Ok(None);
     };
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(_) => bail!(
-            "{}: the config file must hold a JSON object",
-            path.display()
-        ),
-        Err(e) => bail!("{}: invalid JSON ({})", path.display(), json_error(&e)),
-    }
+    parse_config(&bytes)
+        .map(Some)
+        .with_context(|| path.display().to_string())
+}
+
+/// The config file's values, and the identity rules kept as written beside them (a long list
+/// of rules costs one scan here, not a tree of maps).
+fn parse_config(bytes: &[u8]) -> Result<ConfigFile> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            anyhow::anyhow!("the config file must hold a JSON object")
+        }
+        _ => anyhow::anyhow!("invalid JSON ({})", json_error(&e)),
+    })
 }
 
 /// Lists may be written as a JSON array or a comma-separated string; numbers and booleans as
@@ -526,15 +586,12 @@ mod tests {
         let env: HashMap<&str, OsString> =
             env.iter().map(|(k, v)| (*k, OsString::from(v))).collect();
         let lookup = move |k: &str| env.get(k).cloned();
-        let file = file.map(|f| match serde_json::from_str(f).unwrap() {
-            Value::Object(m) => m,
-            _ => panic!("test file must be an object"),
-        });
+        let file = file.map(|f| parse_config(f.as_bytes()).unwrap());
         let dirs = BaseDirs {
             cache: Some("/home/a/.cache".into()),
             ..BaseDirs::default()
         };
-        Settings::resolve(&lookup, file.as_ref(), None, &dirs)
+        Settings::resolve(&lookup, file, None, &dirs)
     }
 
     #[test]
@@ -654,6 +711,75 @@ mod tests {
             s.warnings
                 .iter()
                 .any(|w| w.contains("unknown key \"colour\""))
+        );
+    }
+
+    #[test]
+    fn identity_rules_are_read_from_the_file_and_bad_ones_reported_apart() {
+        let s = resolve(
+            &[],
+            Some(
+                r#"{"registries": "ar.corp.example", "identities": [
+                    {"match": ["ar.corp.example", "gcr.io"], "source": "metadata"},
+                    {"match": ["quay.io"], "source": "adc"}
+                ]}"#,
+            ),
+        )
+        .unwrap();
+        let rules = s.rules();
+        assert_eq!(rules.valid.len(), 1);
+        assert_eq!(rules.problems.len(), 1, "{:?}", rules.problems);
+        assert!(
+            rules.problems[0].contains("\"quay.io\""),
+            "{:?}",
+            rules.problems
+        );
+        assert!(
+            s.warnings.is_empty(),
+            "identities is a known key: {:?}",
+            s.warnings
+        );
+        let ar = hosts::normalise("ar.corp.example").unwrap();
+        assert_eq!(s.rule_for(&ar, None), Some(rules.valid[0].clone()));
+        assert!(resolve(&[], None).unwrap().rules().valid.is_empty());
+    }
+
+    #[test]
+    fn the_config_file_must_be_a_json_object() {
+        for (text, needle) in [
+            ("[1]", "must hold a JSON object"),
+            ("5", "must hold a JSON object"),
+            ("{", "invalid JSON"),
+            (r#"{"timeout": }"#, "invalid JSON"),
+        ] {
+            let e = format!("{:#}", parse_config(text.as_bytes()).err().unwrap());
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_kubelet_pulls_with_the_read_only_scope_unless_widened() {
+        let s = resolve(&[], None).unwrap();
+        assert_eq!(s.kubelet_scopes.value, SCOPE_READ_ONLY);
+        let s = resolve(
+            &[(
+                "DOCKER_CREDENTIAL_GCP_KUBELET_SCOPES",
+                "cloud-platform, https://www.googleapis.com/auth/devstorage.read_only",
+            )],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.kubelet_scopes.value,
+            "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/devstorage.read_only"
+        );
+        let err = format!(
+            "{:#}",
+            resolve(&[("DOCKER_CREDENTIAL_GCP_KUBELET_SCOPES", "a b")], None).unwrap_err()
+        );
+        assert!(
+            err.contains("DOCKER_CREDENTIAL_GCP_KUBELET_SCOPES"),
+            "{err}"
         );
     }
 

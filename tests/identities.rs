@@ -693,18 +693,29 @@ fn a_bad_rule_is_reported_and_skipped_and_the_others_still_apply() {
         NOT_FOUND,
         "the skipped rule serves nothing"
     );
+    // A rule is checked when it covers the address asked for; what is wrong is said on
+    // stderr (a get that answers says nothing at the default log level).
+    let out = env.get("eu.gcr.io");
+    assert!(
+        out.stderr
+            .contains("identities #3: unknown key `credential_file`"),
+        "{}",
+        out.stderr
+    );
     env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     let out = env.get("gcr.io");
     assert_eq!(creds(&out).2, "ya29.puller-1");
+    assert!(!out.stderr.contains("identities #"), "{}", out.stderr);
+    let out = env.run(&["config"], b"");
     assert!(
-        out.stderr
-            .contains("identities #1: match \"gcr.io.evil.com\"")
-            && out.stderr.contains("a rule cannot add hosts")
+        out.stdout
+            .contains("warning: identities #1: match \"gcr.io.evil.com\"")
+            && out.stdout.contains("a rule cannot add hosts")
             && out
-                .stderr
-                .contains("identities #3: unknown field `credential_file`"),
+                .stdout
+                .contains("warning: identities #3: unknown key `credential_file`"),
         "{}",
-        out.stderr
+        out.stdout
     );
 }
 

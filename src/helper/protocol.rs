@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::login::{self, Kind, Stored};
 use super::store::{Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
-use crate::settings::{self, OnError, Settings, identities};
+use crate::settings::{self, OnError, Rule, Settings};
 use crate::token::{self, Identity, NoToken, now_secs};
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error, one_line};
@@ -165,8 +165,8 @@ fn get(input: &str, settings: &Settings) -> Result<Answer> {
     }
     // The identity: the first rule that covers the address (docker passes only the host;
     // other callers may add a repository path), else the token sources in order.
-    let rule = identities::select(&settings.identities, &registry, hosts::path_of(server));
-    match token::google_token_for(settings, Identity::for_registry(rule)) {
+    let rule = settings.rule_for(&registry, hosts::path_of(server));
+    match token::google_token_for(settings, Identity::for_registry(rule.as_ref())) {
         Ok(token) => Ok(credentials(server, OAUTH_USERNAME, token.secret.expose())),
         Err(no) => Ok(no_token(&no, &host, settings)),
     }
@@ -285,7 +285,11 @@ fn store(input: &str, settings: &Settings) -> Result<Answer> {
     let kind = login::kind(&req.username);
     if google
         && kind == Kind::AccessToken
-        && token::issued_by_us(settings, identity_of(host, settings), &req.secret)
+        && token::issued_by_us(
+            settings,
+            Identity::for_registry(rule_of(host, settings).as_ref()),
+            &req.secret,
+        )
     {
         // `docker login HOST` asked us (get) and hands our own token back: keeping it would
         // pin an hour-long token over the fresh ones this helper mints.
@@ -342,11 +346,9 @@ fn list(settings: &Settings, mapped: MappedHosts) -> Result<Answer> {
     Ok(Answer::Output(serde_json::to_string(&listed)? + "\n"))
 }
 
-/// The identity that serves `host` (a stored login's key) under these settings.
-fn identity_of<'s>(host: &str, settings: &'s Settings) -> Identity<'s> {
-    let rule =
-        hosts::normalise(host).and_then(|r| identities::select(&settings.identities, &r, None));
-    Identity::for_registry(rule)
+/// The identity rule that serves `host` (a stored login's key) under these settings.
+fn rule_of(host: &str, settings: &Settings) -> Option<Rule> {
+    hosts::normalise(host).and_then(|r| settings.rule_for(&r, None))
 }
 
 /// Whether `host` (a stored login's key) is a Google registry under these settings.

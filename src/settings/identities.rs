@@ -12,8 +12,10 @@
 
 use std::path::PathBuf;
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::SourceKind;
 use crate::hosts::{self, ExtraHost, Pattern, Registry};
@@ -26,7 +28,7 @@ pub(crate) const SCOPE_READ_ONLY: &str = "https://www.googleapis.com/auth/cloud-
 const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
 
 /// One valid rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rule {
     /// The rule's `name`, or `#N` for the N-th rule in the list (from 1).
     pub(crate) label: String,
@@ -60,8 +62,7 @@ pub(crate) struct Impersonation {
     pub(crate) delegates: Vec<String>,
     /// The IAM Credentials API (`iam_endpoint`; `None`: Google's).
     pub(crate) endpoint: Option<String>,
-    /// `via`: the rule whose source gives the base token, by its place among the valid rules;
-    /// `None`: the token sources in order.
+    /// `via`: the rule whose source gives the base token; `None`: the token sources in order.
     pub(crate) via: Option<Via>,
 }
 
@@ -69,8 +70,7 @@ pub(crate) struct Impersonation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Via {
     pub(crate) name: String,
-    /// Its index in the list of valid rules (`Settings::identities`).
-    pub(crate) index: usize,
+    pub(crate) rule: Box<Rule>,
 }
 
 impl Rule {
@@ -180,153 +180,353 @@ pub(crate) fn group_hosts<'r>(
     groups
 }
 
-/// A rule as written in the config file.
+/// The `identities` rules as written, read loosely from the config file's text (strings
+/// borrowed from it) and not yet checked; or what the value is instead of a list.
+pub(crate) type Listed<'a> = Result<Vec<Loose<'a>>, &'static str>;
+
+/// A JSON value read loosely, as the rules' checks need it: strings (borrowed from the config
+/// file's text unless they hold escapes), booleans and the structure. Checking a rule can then
+/// say exactly what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Loose<'a> {
+    Text(Cow<'a, str>),
+    Bool(bool),
+    Number,
+    Null,
+    List(Vec<Loose<'a>>),
+    Object(Vec<(Cow<'a, str>, Loose<'a>)>),
+}
+
+/// The keys a rule may have.
+const KEYS: [&str; 11] = [
+    "name",
+    "match",
+    "credentials_file",
+    "impersonate_service_account",
+    "delegates",
+    "via",
+    "iam_endpoint",
+    "gcloud_configuration",
+    "source",
+    "scopes",
+    "self_signed_jwt",
+];
+
+/// A string key, borrowed from the file where it has no escapes.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Loose<'de>, E> {
+                Ok(Loose::Bool(b))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Number)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Number)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Number)
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Null)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Loose<'de>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Loose::List(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Loose<'de>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(Key(key)) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Loose::Object(entries))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// The rules in `raw` (the `identities` value as the config file holds it), read loosely in
+/// one pass over its text, or what the value is instead of a list.
+pub(crate) fn listed(raw: &RawValue) -> Listed<'_> {
+    match serde_json::from_str(raw.get()) {
+        Ok(Loose::List(rules)) => Ok(rules),
+        Ok(other) => Err(other.kind()),
+        // A raw value is valid JSON; nothing else can fail here.
+        Err(_) => Err("unreadable"),
+    }
+}
+
+impl Loose<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Loose::Text(_) => "a string",
+            Loose::Bool(_) => "a boolean",
+            Loose::Number => "a number",
+            Loose::Null => "null",
+            Loose::List(_) => "a list",
+            Loose::Object(_) => "an object",
+        }
+    }
+
+    /// A rule's value of `key`, if given (and not null).
+    fn get(&self, key: &str) -> Option<&Loose<'_>> {
+        match self {
+            Loose::Object(keys) => keys
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .filter(|v| !matches!(v, Loose::Null)),
+            _ => None,
+        }
+    }
+
+    /// A rule's `name` when it is a string.
+    fn name(&self) -> Option<&str> {
+        match self.get("name") {
+            Some(Loose::Text(name)) => Some(name.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// A rule's `match` patterns as written (a list, or a comma-separated string); those that
+    /// are no string are left out here and refused when the rule is checked.
+    fn patterns(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self.get("match") {
+            Some(Loose::Text(s)) => (Some(s.as_ref()), None),
+            Some(Loose::List(items)) => (None, Some(items)),
+            _ => (None, None),
+        };
+        one.into_iter()
+            .flat_map(hosts::split_list)
+            .chain(many.into_iter().flatten().filter_map(|item| match item {
+                Loose::Text(s) => Some(s.as_ref()),
+                _ => None,
+            }))
+    }
+}
+
+/// The typed keys of a rule, once each key's type is checked.
 struct RawRule {
     name: Option<String>,
-    #[serde(rename = "match", default)]
-    patterns: OneOrMany,
+    patterns: Vec<String>,
     credentials_file: Option<String>,
     impersonate_service_account: Option<String>,
-    delegates: Option<OneOrMany>,
+    delegates: Option<Vec<String>>,
     via: Option<String>,
     iam_endpoint: Option<String>,
     gcloud_configuration: Option<String>,
     source: Option<String>,
-    scopes: Option<OneOrMany>,
-    #[serde(default)]
+    scopes: Option<Vec<String>>,
     self_signed_jwt: bool,
 }
 
-/// A list, or one string (a comma list).
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum OneOrMany {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn items(&self) -> Vec<&str> {
-        match self {
-            OneOrMany::None => Vec::new(),
-            OneOrMany::One(s) => hosts::split_list(s).collect(),
-            OneOrMany::Many(v) => v
+impl RawRule {
+    /// Each key of `written` with the type it must have; the first problem in words.
+    fn check(written: &Loose<'_>) -> Result<RawRule, String> {
+        let Loose::Object(keys) = written else {
+            return Err(format!(
+                "a rule is an object with `match` and a source, not {}",
+                written.kind()
+            ));
+        };
+        for (i, (key, _)) in keys.iter().enumerate() {
+            if !KEYS.contains(&key.as_ref()) {
+                return Err(format!(
+                    "unknown key `{key}` (a rule has {})",
+                    KEYS.join(", ")
+                ));
+            }
+            if keys[..i].iter().any(|(k, _)| k == key) {
+                return Err(format!("key `{key}` is given twice"));
+            }
+        }
+        let text = |key: &str| match written.get(key) {
+            None => Ok(None),
+            Some(Loose::Text(s)) => Ok(Some(s.to_string())),
+            Some(other) => Err(format!("`{key}` must be a string, not {}", other.kind())),
+        };
+        let list = |key: &str| match written.get(key) {
+            None => Ok(None),
+            Some(Loose::Text(s)) => Ok(Some(hosts::split_list(s).map(str::to_owned).collect())),
+            Some(Loose::List(items)) => items
                 .iter()
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        }
+                .map(|i| match i {
+                    Loose::Text(s) => Ok(s.trim().to_owned()),
+                    _ => Err(format!("`{key}` must be a list of strings")),
+                })
+                .filter(|s| !s.as_ref().is_ok_and(String::is_empty))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(format!(
+                "`{key}` must be a list of strings or a comma-separated string, not {}",
+                other.kind()
+            )),
+        };
+        let self_signed_jwt = match written.get("self_signed_jwt") {
+            None => false,
+            Some(Loose::Bool(b)) => *b,
+            Some(other) => {
+                return Err(format!(
+                    "`self_signed_jwt` must be true or false, not {}",
+                    other.kind()
+                ));
+            }
+        };
+        Ok(RawRule {
+            name: text("name")?,
+            patterns: list("match")?.unwrap_or_default(),
+            credentials_file: text("credentials_file")?,
+            impersonate_service_account: text("impersonate_service_account")?,
+            delegates: list("delegates")?,
+            via: text("via")?,
+            iam_endpoint: text("iam_endpoint")?,
+            gcloud_configuration: text("gcloud_configuration")?,
+            source: text("source")?,
+            scopes: list("scopes")?,
+            self_signed_jwt,
+        })
     }
 }
 
-/// Parses the `identities` value: the valid rules in order; each bad rule becomes one line
-/// in `problems` (`identities #3 (name): what is wrong; the rule is skipped`).
-pub(crate) fn parse(
-    value: &Value,
-    declared: &[ExtraHost],
-    problems: &mut Vec<String>,
-) -> Vec<Rule> {
-    let Value::Array(items) = value else {
-        problems.push("identities: must be a list of rules (JSON objects); ignored".to_owned());
-        return Vec::new();
-    };
-    // First each rule on its own; then the names impersonations are made over.
-    let mut parsed: Vec<Option<(Rule, Option<String>)>> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let label = match item.get("name").and_then(Value::as_str) {
-            Some(n) => format!("#{} ({n})", i + 1),
-            None => format!("#{}", i + 1),
-        };
-        match parse_rule(item, i, declared, &names) {
-            Ok((rule, via)) => {
-                if let Some(name) = item.get("name").and_then(Value::as_str) {
-                    names.push(name.to_owned());
-                }
-                parsed.push(Some((rule, via)));
-            }
-            Err(why) => {
-                problems.push(format!("identities {label}: {why}; the rule is skipped"));
-                parsed.push(None);
-            }
-        }
-    }
-    resolve_bases(parsed, items, problems)
+/// The `identities` rules read in full: the valid ones in order, and one line per bad one
+/// (`identities #3 (name): what is wrong; the rule is skipped`).
+#[derive(Debug, Default)]
+pub(crate) struct Rules {
+    pub(crate) valid: Vec<Rule>,
+    pub(crate) problems: Vec<String>,
 }
 
-/// Gives each impersonation the index of the rule it is made over, which must be a valid rule
-/// with that name that does not impersonate itself; drops those whose base is not.
-fn resolve_bases(
-    parsed: Vec<Option<(Rule, Option<String>)>>,
-    items: &[Value],
-    problems: &mut Vec<String>,
-) -> Vec<Rule> {
-    let name_of = |i: usize| items[i].get("name").and_then(Value::as_str);
-    let shown = |i: usize| match name_of(i) {
-        Some(n) => format!("#{} ({n})", i + 1),
-        None => format!("#{}", i + 1),
-    };
-    let impersonates =
-        |p: &Option<(Rule, Option<String>)>| p.as_ref().is_some_and(|(r, _)| r.is_impersonation());
-    // Which rules stay, and for each impersonation the parsed index of its base.
-    let mut keep: Vec<bool> = parsed.iter().map(Option::is_some).collect();
-    let mut base_of: Vec<Option<usize>> = vec![None; parsed.len()];
-    for (i, p) in parsed.iter().enumerate() {
-        let Some((_, Some(via))) = p else {
-            continue;
-        };
-        let found = (0..parsed.len()).find(|&j| parsed[j].is_some() && name_of(j) == Some(via));
-        let why = match found {
-            Some(j) if impersonates(&parsed[j]) => {
-                format!("via names rule {via:?}, which impersonates too (one level only)")
-            }
-            Some(j) => {
-                base_of[i] = Some(j);
-                continue;
-            }
-            None => format!("via names {via:?}, which is not a valid rule's name"),
-        };
-        problems.push(format!(
-            "identities {}: {why}; the rule is skipped",
-            shown(i)
-        ));
-        keep[i] = false;
-    }
-    // Bases never impersonate, so none was dropped above: their places among the kept rules
-    // are final.
-    let place = |j: usize| keep[..j].iter().filter(|k| **k).count();
-    let mut rules = Vec::new();
-    for (i, p) in parsed.into_iter().enumerate() {
-        let Some((mut rule, via)) = p.filter(|_| keep[i]) else {
-            continue;
-        };
-        if let (RuleSource::Impersonate(imp), Some(name), Some(j)) =
-            (&mut rule.source, via, base_of[i])
-        {
-            imp.via = Some(Via {
-                name,
-                index: place(j),
-            });
+fn not_a_list(kind: &str) -> String {
+    format!("identities: must be a list of rules (JSON objects), not {kind}; ignored")
+}
+
+/// Checks every rule (for `config`, `doctor`, the kubelet provider).
+pub(crate) fn parse(raw: &RawValue, declared: &[ExtraHost]) -> Rules {
+    let listed = listed(raw);
+    let written = match &listed {
+        Ok(written) => written,
+        Err(kind) => {
+            return Rules {
+                valid: Vec::new(),
+                problems: vec![not_a_list(kind)],
+            };
         }
-        rules.push(rule);
+    };
+    let mut rules = Rules::default();
+    for i in 0..written.len() {
+        match full(written, i, declared) {
+            Ok(rule) => rules.valid.push(rule),
+            Err(why) => rules.problems.push(skipped(written, i, &why)),
+        }
     }
     rules
 }
 
+/// The rule that chooses the identity for an address: the first rule that covers it and is
+/// valid. Only the rules whose patterns, as written, cover the address are checked (and the
+/// rules they impersonate over), so the cached `get` pays for comparing patterns, not for
+/// checking every rule; `config` and `doctor` check them all. The problems are those of the
+/// rules checked.
+pub(crate) fn choose(
+    raw: &RawValue,
+    declared: &[ExtraHost],
+    registry: &Registry,
+    path: Option<&str>,
+) -> (Option<Rule>, Vec<String>) {
+    let listed = listed(raw);
+    let written = match &listed {
+        Ok(written) => written,
+        Err(kind) => return (None, vec![not_a_list(kind)]),
+    };
+    let mut problems = Vec::new();
+    for (i, rule) in written.iter().enumerate() {
+        if !rule
+            .patterns()
+            .any(|p| hosts::pattern_covers(p, registry, path))
+        {
+            continue;
+        }
+        match full(written, i, declared) {
+            Ok(rule) if rule.matches(registry, path) => return (Some(rule), problems),
+            Ok(_) => {}
+            Err(why) => problems.push(skipped(written, i, &why)),
+        }
+    }
+    (None, problems)
+}
+
+fn skipped(written: &[Loose<'_>], i: usize, why: &str) -> String {
+    let label = match written[i].name() {
+        Some(n) => format!("#{} ({n})", i + 1),
+        None => format!("#{}", i + 1),
+    };
+    format!("identities {label}: {why}; the rule is skipped")
+}
+
+/// Rule `i` checked: valid on its own, its name not used by an earlier rule, and the rule it
+/// impersonates over (`via`) a valid rule of that name that does not impersonate itself.
+fn full(written: &[Loose<'_>], i: usize, declared: &[ExtraHost]) -> Result<Rule, String> {
+    let (mut rule, via) = parse_rule(&written[i], i, declared, &earlier_names(written, i))?;
+    if let (RuleSource::Impersonate(imp), Some(name)) = (&mut rule.source, via) {
+        let not_valid = || format!("via names {name:?}, which is not a valid rule's name");
+        let j = written
+            .iter()
+            .position(|w| w.name() == Some(name.as_str()))
+            .ok_or_else(not_valid)?;
+        let (base, _) = parse_rule(&written[j], j, declared, &earlier_names(written, j))
+            .map_err(|_| not_valid())?;
+        if base.is_impersonation() {
+            return Err(format!(
+                "via names rule {name:?}, which impersonates too (one level only)"
+            ));
+        }
+        imp.via = Some(Via {
+            name,
+            rule: Box::new(base),
+        });
+    }
+    Ok(rule)
+}
+
+fn earlier_names<'w>(written: &'w [Loose<'_>], i: usize) -> Vec<&'w str> {
+    written[..i].iter().filter_map(Loose::name).collect()
+}
+
 /// One rule on its own, and the name of the rule it impersonates over (resolved later).
 fn parse_rule(
-    item: &Value,
+    written: &Loose<'_>,
     i: usize,
     declared: &[ExtraHost],
-    earlier_names: &[String],
+    earlier_names: &[&str],
 ) -> Result<(Rule, Option<String>), String> {
-    // serde's own words name the field and the expected type; a rule holds no secret (paths,
-    // e-mails, host names), so quoting what it holds is safe.
-    let raw = RawRule::deserialize(item).map_err(|e| e.to_string())?;
+    // A rule holds no secret (paths, e-mails, host names), so the messages may quote it.
+    let raw = RawRule::check(written)?;
     let label = match &raw.name {
         Some(name) => {
             let ok = !name.is_empty()
@@ -339,7 +539,7 @@ fn parse_rule(
                     "name {name:?}: use letters, digits, `-`, `_` and `.`"
                 ));
             }
-            if earlier_names.contains(name) {
+            if earlier_names.contains(&name.as_str()) {
                 return Err(format!("name {name:?} is used by an earlier rule"));
             }
             name.clone()
@@ -348,8 +548,7 @@ fn parse_rule(
     };
     let patterns = raw
         .patterns
-        .items()
-        .into_iter()
+        .iter()
         .map(|p| hosts::parse_pattern(p, declared))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("match {e}"))?;
@@ -417,11 +616,9 @@ fn parse_rule(
         }
         let delegates = raw
             .delegates
-            .as_ref()
-            .map(OneOrMany::items)
-            .unwrap_or_default()
-            .into_iter()
-            .map(delegate)
+            .iter()
+            .flatten()
+            .map(|d| delegate(d))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(endpoint) = &raw.iam_endpoint
             && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
@@ -449,7 +646,7 @@ fn parse_rule(
     let scope = raw
         .scopes
         .as_ref()
-        .map(|s| parse_scopes(&s.items()))
+        .map(|s| parse_scopes(&s.iter().map(String::as_str).collect::<Vec<_>>()))
         .transpose()?;
     let gcloud = matches!(
         source,
@@ -517,15 +714,20 @@ pub(crate) fn parse_scopes(items: &[&str]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// The rules as the config file reader hands them over.
+    fn raw(doc: &Value) -> Box<RawValue> {
+        RawValue::from_string(doc.to_string()).unwrap()
+    }
 
     fn rules(doc: Value) -> (Vec<Rule>, Vec<String>) {
         rules_with(doc, &[])
     }
 
     fn rules_with(doc: Value, declared: &[ExtraHost]) -> (Vec<Rule>, Vec<String>) {
-        let mut problems = Vec::new();
-        let rules = parse(&doc, declared, &mut problems);
-        (rules, problems)
+        let Rules { valid, problems } = parse(&raw(&doc), declared);
+        (valid, problems)
     }
 
     fn reg(s: &str) -> Registry {
@@ -583,7 +785,7 @@ mod tests {
                     imp.via,
                     Some(Via {
                         name: "ci-key".into(),
-                        index: 0
+                        rule: Box::new(rules[0].clone())
                     })
                 );
                 assert_eq!(
@@ -622,7 +824,7 @@ mod tests {
             ),
             (
                 serde_json::json!({"match": ["gcr.io"], "credential_file": "/k"}),
-                "unknown field `credential_file`",
+                "unknown key `credential_file`",
             ),
             (
                 serde_json::json!({"match": ["gcr.io"], "credentials_file": "k.json"}),
@@ -671,9 +873,9 @@ mod tests {
             ),
             (
                 serde_json::json!({"match": ["gcr.io"], "source": "adc", "self_signed_jwt": "yes"}),
-                "invalid type",
+                "`self_signed_jwt` must be true or false, not a string",
             ),
-            (serde_json::json!("gcr.io=adc"), "invalid type"),
+            (serde_json::json!("gcr.io=adc"), "not a string"),
         ];
         for (bad, needle) in cases {
             let (rules, problems) = rules(serde_json::json!([
@@ -692,6 +894,8 @@ mod tests {
         }
         let (rules, problems) = rules(serde_json::json!({"match": "gcr.io"}));
         assert!(rules.is_empty() && problems[0].contains("must be a list"));
+        let (chosen, problems) = choose(&raw(&serde_json::json!("x")), &[], &reg("gcr.io"), None);
+        assert!(chosen.is_none() && problems[0].contains("must be a list"));
     }
 
     #[test]
@@ -725,8 +929,7 @@ mod tests {
         match &rules[2].source {
             RuleSource::Impersonate(imp) => {
                 let via = imp.via.as_ref().unwrap();
-                assert_eq!((via.name.as_str(), via.index), ("base", 1));
-                assert_eq!(rules[via.index].label, "base");
+                assert_eq!((via.name.as_str(), &*via.rule), ("base", &rules[1]));
             }
             other => panic!("{other:?}"),
         }
@@ -735,6 +938,61 @@ mod tests {
             "a base for impersonation only"
         );
         assert!(select(&rules, &reg("gcr.io"), None).is_none());
+    }
+
+    #[test]
+    fn choosing_a_rule_reads_only_what_covers_the_address_and_agrees_with_reading_all() {
+        let doc = serde_json::json!([
+            {"match": ["*.io"], "source": "adc"},
+            {"match": ["GCR.IO/Team-A/*"], "source": "metadata", "scopes": "cloud-platform.read-only"},
+            {"match": "us-docker.pkg.dev, eu.gcr.io", "source": "adc", "credential_file": "/k"},
+            {"match": ["us-docker.pkg.dev"], "impersonate_service_account": "a@p.iam.gserviceaccount.com", "via": "key"},
+            {"name": "key", "match": ["gcr.io", "us-docker.pkg.dev/x/*"], "credentials_file": "/k.json"},
+            {"match": [5], "source": "adc"},
+            "not a rule",
+        ]);
+        let (all, problems) = rules(doc.clone());
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for (host, path) in [
+            ("gcr.io", None),
+            ("gcr.io", Some("/Team-A/app")),
+            ("gcr.io", Some("/team-a/app")),
+            ("us-docker.pkg.dev", None),
+            ("us-docker.pkg.dev", Some("/x/y")),
+            ("eu.gcr.io", None),
+            ("asia.gcr.io", None),
+        ] {
+            let (chosen, problems) = choose(&raw(&doc), &[], &reg(host), path);
+            assert_eq!(
+                chosen.as_ref(),
+                select(&all, &reg(host), path),
+                "{host} {path:?}"
+            );
+            if host == "gcr.io" {
+                // `*.io` covers gcr.io as written, so it is read in full and refused.
+                assert!(
+                    problems.iter().any(|p| p.starts_with("identities #1:")),
+                    "{problems:?}"
+                );
+            }
+            if host == "asia.gcr.io" {
+                assert!(
+                    problems.is_empty(),
+                    "nothing covers it, nothing is read: {problems:?}"
+                );
+            }
+        }
+        let (chosen, _) = choose(&raw(&doc), &[], &reg("gcr.io"), Some("/Team-A/app"));
+        assert_eq!(
+            chosen.unwrap().label,
+            "#2",
+            "patterns' hosts ignore case, paths do not"
+        );
+        let (chosen, _) = choose(&raw(&doc), &[], &reg("us-docker.pkg.dev"), None);
+        match chosen.map(|r| r.source) {
+            Some(RuleSource::Impersonate(imp)) => assert_eq!(imp.via.unwrap().rule.label, "key"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -786,6 +1044,42 @@ mod tests {
                 (None, vec!["gcr.io".to_owned()]),
             ]
         );
+    }
+
+    #[test]
+    fn every_kind_of_mistyped_key_is_named() {
+        for (rule, needle) in [
+            (
+                serde_json::json!({"match": 5, "source": "adc"}),
+                "`match` must be a list of strings or a comma-separated string, not a number",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io", 5], "source": "adc"}),
+                "`match` must be a list of strings",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": ["adc"]}),
+                "`source` must be a string, not a list",
+            ),
+            (
+                serde_json::json!({"match": ["gcr.io"], "source": "adc", "name": {}}),
+                "`name` must be a string, not an object",
+            ),
+            (serde_json::json!(["gcr.io"]), "not a list"),
+        ] {
+            let (valid, problems) = rules(serde_json::json!([rule.clone()]));
+            assert!(valid.is_empty(), "{rule}");
+            assert!(problems[0].contains(needle), "{rule}: {problems:?}");
+        }
+        let text = r#"[{"match": ["gcr.io"], "source": "adc", "source": "metadata"}]"#;
+        let Rules { problems, .. } = parse(&RawValue::from_string(text.to_owned()).unwrap(), &[]);
+        assert!(
+            problems[0].contains("key `source` is given twice"),
+            "{problems:?}"
+        );
+        let (valid, problems) =
+            rules(serde_json::json!([{"match": ["gcr.io"], "source": "adc", "scopes": null}]));
+        assert_eq!((valid.len(), problems.len()), (1, 0), "null is absent");
     }
 
     #[test]

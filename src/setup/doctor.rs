@@ -417,13 +417,14 @@ fn check_identities(
     helpers: Option<&Map<String, Value>>,
     suffix: &str,
 ) -> Result<()> {
-    for problem in &settings.rule_problems {
+    let rules = settings.rules();
+    for problem in &rules.problems {
         r.fail(
             problem,
             "correct the rule in the config file (`docker-credential-gcp config` lists the rules)",
         )?;
     }
-    for rule in &settings.identities {
+    for rule in &rules.valid {
         let what = format!(
             "identity rule {} ({}; {})",
             rule.label,
@@ -445,7 +446,7 @@ fn check_identities(
             }
         }
     }
-    let Some(helpers) = helpers.filter(|_| !settings.identities.is_empty()) else {
+    let Some(helpers) = helpers.filter(|_| !rules.valid.is_empty()) else {
         return Ok(());
     };
     let ours: Vec<String> = helpers
@@ -453,9 +454,7 @@ fn check_identities(
         .filter(|(_, helper)| helper.as_str() == Some(suffix))
         .map(|(host, _)| host.clone())
         .collect();
-    for (rule, hosts) in
-        identities::group_hosts(&settings.identities, &ours, &settings.registries.value)
-    {
+    for (rule, hosts) in identities::group_hosts(&rules.valid, &ours, &settings.registries.value) {
         let who = rule.map_or("the token sources in order".to_owned(), |r| {
             format!("identity rule {}", r.label)
         });

@@ -185,11 +185,11 @@ impl<'s> Identity<'s> {
         Some(cache::digest(&label)[..16].to_owned())
     }
 
-    /// Every identity the settings can ask for: the token sources and each rule, for docker
-    /// and for the kubelet provider.
-    fn all(settings: &'s Settings) -> impl Iterator<Item = Identity<'s>> {
+    /// Every identity the settings can ask for: the token sources and each of `rules`, for
+    /// docker and for the kubelet provider.
+    fn all(settings: &'s Settings, rules: &'s [Rule]) -> impl Iterator<Item = Identity<'s>> {
         std::iter::once(None)
-            .chain(settings.identities.iter().map(Some))
+            .chain(rules.iter().map(Some))
             .flat_map(move |rule| {
                 [
                     Identity::for_registry(rule),
@@ -224,7 +224,7 @@ fn candidates<'a>(
     };
     let rule = identity
         .rule
-        .map(|r| sources::for_rule(r, &settings.identities, kinds, identity.scope));
+        .map(|r| sources::for_rule(r, kinds, identity.scope));
     chain.into_iter().flatten().chain(rule)
 }
 
@@ -479,7 +479,7 @@ impl Mint<'_> {
             return candidate.mint(ctx, None);
         };
         let base = Identity {
-            rule: base.map(|i| &self.settings.identities[i]),
+            rule: base,
             // The IAM Credentials API takes a cloud-platform token.
             scope: SCOPE,
         };
@@ -535,15 +535,18 @@ pub(crate) fn refresh_ahead(settings: &Settings, after: u64, identity: Option<&s
     let Some(dir) = settings.effective_cache_dir() else {
         return Ok(());
     };
+    let rules = settings.rules().valid;
     let identity = match identity {
         None => Identity::for_registry(None),
-        Some(id) => match Identity::all(settings).find(|i| i.lock_id().as_deref() == Some(id)) {
-            Some(found) => found,
-            None => {
-                log::debug!("no identity {id} in the settings any more; no background refresh");
-                return Ok(());
+        Some(id) => {
+            match Identity::all(settings, &rules).find(|i| i.lock_id().as_deref() == Some(id)) {
+                Some(found) => found,
+                None => {
+                    log::debug!("no identity {id} in the settings any more; no background refresh");
+                    return Ok(());
+                }
             }
-        },
+        }
     };
     let cache = Cache::with_lock(dir, identity.lock_id());
     let Some(_lock) = cache.try_lock()? else {
@@ -611,13 +614,7 @@ pub(crate) fn source_states(settings: &Settings) -> Vec<(SourceKind, Option<Stri
 /// or that it is missing); environment and `stat` only (for `config` and `doctor`).
 pub(crate) fn rule_source_state(settings: &Settings, rule: &Rule) -> String {
     let scope = rule.scope.as_deref().unwrap_or(SCOPE);
-    sources::for_rule(
-        rule,
-        &settings.identities,
-        &settings.token_sources.value,
-        scope,
-    )
-    .describe()
+    sources::for_rule(rule, &settings.token_sources.value, scope).describe()
 }
 
 /// The user's default project (gcloud's `core/project`, the ADC file, the metadata server),

@@ -56,8 +56,8 @@ enum What {
         service_account: String,
         delegates: Vec<String>,
         endpoint: String,
-        /// The base identity: `None` the token sources in order, `Some(i)` the i-th rule.
-        base: Option<usize>,
+        /// The base identity: `None` the token sources in order, else that rule's.
+        base: Option<Box<Rule>>,
     },
     /// A rule's source that is not present on this machine.
     Absent {
@@ -123,16 +123,10 @@ pub(crate) fn probe(kind: SourceKind, scope: &str) -> Option<Candidate> {
     Some(Candidate::new(what, scope, None))
 }
 
-/// The candidate of an identity rule, for tokens of `scope`; `rules` are all the valid rules
-/// (an impersonation's base is one of them) and `kinds` the token sources in order (the base
-/// of an impersonation without `via`). Always a candidate: a source that is missing fails its
-/// mint with what is missing.
-pub(crate) fn for_rule(
-    rule: &Rule,
-    rules: &[Rule],
-    kinds: &[SourceKind],
-    scope: &str,
-) -> Candidate {
+/// The candidate of an identity rule, for tokens of `scope`; `kinds` are the token sources in
+/// order (the base of an impersonation without `via`). Always a candidate: a source that is
+/// missing fails its mint with what is missing.
+pub(crate) fn for_rule(rule: &Rule, kinds: &[SourceKind], scope: &str) -> Candidate {
     let label = Some(rule.label.clone());
     let what = match &rule.source {
         RuleSource::CredentialsFile(path) => What::Adc {
@@ -168,7 +162,7 @@ pub(crate) fn for_rule(
                 .endpoint
                 .clone()
                 .unwrap_or_else(|| DEFAULT_IAM_ENDPOINT.to_owned()),
-            base: imp.via.as_ref().map(|v| v.index),
+            base: imp.via.as_ref().map(|v| v.rule.clone()),
         },
     };
     let mut candidate = Candidate::new(what, scope, label);
@@ -176,7 +170,7 @@ pub(crate) fn for_rule(
         // The impersonated token belongs to the base identity as it is now: a new key file or
         // gcloud account under it is a new identity here too.
         let base_keys: Vec<String> = match base {
-            Some(i) => vec![for_rule(&rules[*i], rules, kinds, SCOPE).key],
+            Some(base) => vec![for_rule(base, kinds, SCOPE).key],
             None => present(kinds, SCOPE).map(|c| c.key).collect(),
         };
         candidate
@@ -291,10 +285,10 @@ impl Candidate {
     }
 
     /// For an impersonation, the identity whose token it impersonates with: `Some(None)` the
-    /// token sources in order, `Some(Some(i))` the i-th rule. `None` for other sources.
-    pub(crate) fn base(&self) -> Option<Option<usize>> {
+    /// token sources in order, `Some(Some(rule))` that rule's. `None` for other sources.
+    pub(crate) fn base(&self) -> Option<Option<&Rule>> {
         match &self.what {
-            What::Impersonate { base, .. } => Some(*base),
+            What::Impersonate { base, .. } => Some(base.as_deref()),
             _ => None,
         }
     }
