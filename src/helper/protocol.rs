@@ -4,6 +4,9 @@
 //! stdout too (that is where docker looks for them), except that a registry we have nothing
 //! for gets exactly [`NOT_FOUND`]: docker, skopeo and podman then go on anonymously, while any
 //! other error aborts the pull. Diagnostics for humans go to stderr through the logger.
+//!
+//! A `get` whose input is a JSON object is Bazel's instead (`super::bazel`): its errors go to
+//! stderr, where Bazel looks for them.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -11,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
+use super::bazel;
 use super::login::{self, Kind, Stored};
 use super::store::{Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
@@ -56,6 +60,8 @@ enum Answer {
     NotFound,
     /// Printed on stdout, exit 1.
     Error(String),
+    /// Printed on stderr, exit 1: an error for Bazel, which reads stderr when a helper fails.
+    ErrorOnStderr(String),
 }
 
 #[derive(Serialize)]
@@ -80,14 +86,25 @@ struct StoreInput {
 
 /// Runs one protocol verb with stdin and stdout and returns the exit code.
 pub(crate) fn run(verb: Verb) -> ExitCode {
-    let answer = match read_stdin() {
+    let (bytes, read_error) = read_stdin();
+    let bazel = verb == Verb::Get && bazel::is_request(&bytes);
+    let answer = match read_error.map_or_else(|| text_of(bytes), Err) {
+        Ok(input) if bazel => bazel_answer(&input),
         Ok(input) => answer(verb, &input),
+        Err(e) if bazel => Answer::ErrorOnStderr(e.to_string()),
         Err(e) => Answer::Error(e.to_string()),
     };
     let (text, code) = match answer {
         Answer::Output(text) => (text, ExitCode::SUCCESS),
         Answer::NotFound => (format!("{NOT_FOUND}\n"), ExitCode::FAILURE),
         Answer::Error(text) => (format!("{}\n", one_line(&text)), ExitCode::FAILURE),
+        Answer::ErrorOnStderr(text) => {
+            ui::note(format_args!(
+                "docker-credential-gcp: error: {}",
+                one_line(&text)
+            ));
+            return ExitCode::FAILURE;
+        }
     };
     let mut out = ui::stdout();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -98,17 +115,41 @@ pub(crate) fn run(verb: Verb) -> ExitCode {
     }
 }
 
-fn read_stdin() -> Result<String> {
+/// Stdin, at most one byte more than [`MAX_INPUT`], and the error that stopped reading (the
+/// bytes read so far tell a Bazel request from a docker one even then).
+fn read_stdin() -> (Vec<u8>, Option<anyhow::Error>) {
     let mut bytes = Vec::new();
-    std::io::stdin()
+    let read = std::io::stdin()
         .lock()
         .take(MAX_INPUT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| anyhow!("cannot read stdin: {e}"))?;
-    if bytes.len() as u64 > MAX_INPUT {
-        return Err(anyhow!("input on stdin is larger than {MAX_INPUT} bytes"));
-    }
+        .read_to_end(&mut bytes);
+    let error = match read {
+        Err(e) => Some(anyhow!("cannot read stdin: {e}")),
+        Ok(_) if bytes.len() as u64 > MAX_INPUT => {
+            Some(anyhow!("input on stdin is larger than {MAX_INPUT} bytes"))
+        }
+        Ok(_) => None,
+    };
+    (bytes, error)
+}
+
+fn text_of(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow!("input on stdin is not valid UTF-8"))
+}
+
+/// A Bazel `get`: the settings and logging as for docker, the answer from `bazel::get`.
+fn bazel_answer(input: &str) -> Answer {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            return Answer::ErrorOnStderr(format!("docker-credential-gcp configuration: {e:#}"));
+        }
+    };
+    settings::init_logging(&settings);
+    match bazel::get(input, &settings) {
+        bazel::Reply::Headers(json) => Answer::Output(json + "\n"),
+        bazel::Reply::Failure(message) => Answer::ErrorOnStderr(message),
+    }
 }
 
 fn answer(verb: Verb, input: &str) -> Answer {
