@@ -21,7 +21,6 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -30,11 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::helper::protocol::OAUTH_USERNAME;
 use crate::hosts::{self, ExtraHost, HostClass};
 use crate::settings::{self, Settings};
-use crate::token::access::FRESH_MARGIN_SECS;
-use crate::token::federation::{self, Federation, JWT_TOKEN_TYPE};
-use crate::token::http::Http;
-use crate::token::oauth::{self, DEFAULT_LIFETIME_SECS};
-use crate::token::{self, Outcome, Token, now_secs};
+use crate::token::{self, FRESH_MARGIN_SECS, Outcome, PodExchange, Token, now_secs};
 use crate::util::secret::Secret;
 use crate::util::ui;
 
@@ -76,10 +71,10 @@ pub(crate) struct Options {
     #[arg(long = "workload-identity-audience", value_name = "AUDIENCE")]
     audience: Option<String>,
     /// STS token endpoint.
-    #[arg(long, value_name = "URL", default_value = oauth::DEFAULT_STS_URL)]
+    #[arg(long, value_name = "URL", default_value = token::DEFAULT_STS_URL)]
     sts_url: String,
     /// IAM Credentials API endpoint, for impersonating an annotated Google service account.
-    #[arg(long, value_name = "URL", default_value = oauth::DEFAULT_IAM_ENDPOINT)]
+    #[arg(long, value_name = "URL", default_value = token::DEFAULT_IAM_ENDPOINT)]
     iam_endpoint: String,
     /// Use a pod's service account token only when its service account carries the annotation
     /// KEY with the value "true" (list KEY in the provider's
@@ -300,7 +295,7 @@ fn pod_token(
             "the kubelet sent a service account token, but --workload-identity-audience is not set in the provider's args"
         )
     })?;
-    let impersonation_url = match annotations.get(GSA_ANNOTATION) {
+    let service_account = match annotations.get(GSA_ANNOTATION) {
         None => None,
         Some(v) => {
             let email = v.as_str().filter(|e| is_service_account_email(e)).ok_or_else(|| {
@@ -308,26 +303,16 @@ fn pod_token(
                     "the {GSA_ANNOTATION} annotation {v} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"
                 )
             })?;
-            Some(oauth::impersonation_url(&opts.iam_endpoint, email))
+            Some(email)
         }
     };
-    let federation = Federation {
+    let pod = PodExchange {
         sts_url: &opts.sts_url,
         audience,
-        subject_token_type: JWT_TOKEN_TYPE,
-        client_auth: None,
-        workforce_user_project: None,
-        impersonation: impersonation_url
-            .as_deref()
-            .map(|url| oauth::Impersonation {
-                url,
-                lifetime_secs: DEFAULT_LIFETIME_SECS,
-                delegates: &[],
-            }),
+        iam_endpoint: &opts.iam_endpoint,
+        service_account,
     };
-    let deadline = Instant::now() + settings.timeout.value;
-    let http = Http::new(settings.ca_file.value.as_deref())?;
-    federation::federate(&http, &federation, sa_token, deadline)
+    token::exchange_pod_token(settings, &pod, sa_token)
         .map_err(|e| anyhow!("workload identity for the pod's service account: {e:#}"))
 }
 

@@ -14,11 +14,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
 use crate::hosts::{self, HostClass};
+use crate::net::http::{self, Http, MintContext, Request, Response};
 use crate::settings::Settings;
-use crate::token::http::{self, Http, MintContext, Request, Response};
-use crate::token::oauth;
-use crate::token::project::{self, Project};
-use crate::token::{self, Outcome, Token};
+use crate::token::{self, Outcome, Project, Token};
 use crate::util::env;
 use crate::util::secret::Secret;
 
@@ -64,7 +62,7 @@ pub(crate) fn discover(project: Option<&str>, settings: &Settings) -> Result<Dis
             id: id.trim().to_owned(),
             origin: "--project".to_owned(),
         },
-        None => project::find(settings, &mut ctx).map_err(|e| {
+        None => token::default_project(settings, &mut ctx).map_err(|e| {
             anyhow!(
                 "--discover needs a project: {e:#}. Pass --project PROJECT, or set a default with \
                  `gcloud config set project PROJECT`"
@@ -227,7 +225,7 @@ fn accept(found: &mut Discovery, id: Option<&str>) -> Result<()> {
 
 /// What an error answer means and what to do about it.
 fn refusal(resp: &Response, project: &Project, secret: &Secret<String>) -> String {
-    let said = secret.scrub(&oauth::google_error(resp));
+    let said = secret.scrub(&token::google_error(resp));
     let said = said.trim_end_matches('.');
     let what = format!(
         "the Artifact Registry API refused to list the locations of project {} (from {}): {said}",

@@ -10,8 +10,8 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::access::{STALE_MARGIN_SECS, Token, now_secs};
-use super::http::{MintContext, Request, Response};
 use super::oauth;
+use crate::net::http::{MintContext, Request, Response};
 use crate::util::env;
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, Os, ProductName};

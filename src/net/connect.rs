@@ -358,7 +358,7 @@ impl hyper::rt::Write for ProxyStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::proxy::ProxyEnv;
+    use crate::net::proxy::ProxyEnv;
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
