@@ -16,6 +16,9 @@
 mod support;
 
 mod architecture;
+// Bazel's credential-helper protocol (`get` with a JSON `uri`), and a real Bazel fetching through it.
+#[cfg(target_os = "linux")]
+mod bazel;
 #[cfg(target_os = "linux")]
 mod cached_path;
 #[cfg(unix)]

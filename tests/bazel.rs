@@ -1,0 +1,329 @@
+//! Bazel's credential-helper protocol: `get` with `{"uri": …}` on stdin, as Bazel runs it,
+//! answered with a bearer header and an expiry for Google hosts over https and `{}` for
+//! everything else; and a real Bazel fetching through the helper.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::support::*;
+
+fn metadata_env(server: &Server) -> Env {
+    let mut env = Env::new();
+    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "metadata");
+    env.set("GCE_METADATA_HOST", server.host());
+    env
+}
+
+fn ask(env: &Env, uri: &str) -> Output {
+    env.run(
+        &["get"],
+        serde_json::json!({ "uri": uri }).to_string().as_bytes(),
+    )
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The answer's bearer token and expiry (Unix seconds), after checking its shape.
+fn bearer(out: &Output) -> (String, i64) {
+    assert_eq!(
+        out.code, 0,
+        "get failed: stdout={:?} stderr={:?}",
+        out.stdout, out.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("get prints JSON");
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 2, "headers and expires only: {v}");
+    let values = v["headers"]["Authorization"].as_array().unwrap();
+    assert_eq!(values.len(), 1, "{v}");
+    assert_eq!(v["headers"].as_object().unwrap().len(), 1, "{v}");
+    let token = values[0]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap_or_else(|| panic!("not a bearer header: {v}"))
+        .to_owned();
+    let expires = v["expires"].as_str().unwrap();
+    // Bazel's parser: yyyy-MM-dd'T'HH:mm:ss and an offset, no fractions.
+    assert!(
+        expires.len() == 20 && expires.ends_with('Z') && expires.as_bytes()[10] == b'T',
+        "{expires}"
+    );
+    (token, rfc3339_secs(expires))
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ` (days from civil, Howard Hinnant's method).
+fn rfc3339_secs(s: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (y, m) = if m <= 2 { (y - 1, m + 12) } else { (y, m) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m - 3) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+fn assert_no_headers(out: &Output, what: &str) {
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "{}\n"),
+        "{what}: stderr={:?}",
+        out.stderr
+    );
+}
+
+fn assert_failure(out: &Output, needle: &str, what: &str) {
+    assert_eq!(
+        out.code,
+        1,
+        "{what}: {out:?}",
+        out = (&out.stdout, &out.stderr)
+    );
+    assert_eq!(out.stdout, "", "{what}: Bazel reads errors from stderr");
+    assert!(out.stderr.contains(needle), "{what}: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+}
+
+#[test]
+fn a_google_uri_gets_a_bearer_header_that_expires_five_minutes_before_the_token() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    let before = now();
+    let out = ask(
+        &env,
+        "https://us-maven.pkg.dev/my-project/my-repo/com/example/lib/1.0/lib-1.0.jar",
+    );
+    let (token, expires) = bearer(&out);
+    assert_eq!(token, "ya29.metadata-1");
+    assert!(
+        (before + 3300 - 5..=now() + 3300).contains(&expires),
+        "expires {} s from now",
+        expires - before
+    );
+    assert_eq!(out.stderr, "", "nothing on stderr when all is well");
+}
+
+#[test]
+fn every_google_host_class_gets_the_one_cached_token() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    for uri in [
+        "https://us-maven.pkg.dev/p/r/a.jar",
+        "https://europe-west1-npm.pkg.dev/p/r/pkg/-/pkg-1.0.0.tgz",
+        "https://us-central1-python.pkg.dev/p/r/simple/pkg/",
+        "https://us-go.pkg.dev/p/r/example.com/m/@v/v1.0.0.zip",
+        "https://us-central1-apt.pkg.dev/projects/p/dists/r/InRelease",
+        "https://us-central1-yum.pkg.dev/projects/p/r/repodata/repomd.xml",
+        "https://us-central1-kfp.pkg.dev/p/r/pipeline/v1",
+        "https://us-docker.pkg.dev/v2/p/r/image/manifests/latest",
+        "https://docker.us-central1.rep.pkg.dev/v2/p/r/image/manifests/latest",
+        "https://artifactregistry.googleapis.com/download/v1/projects/p/locations/us/repositories/r/files/f:download?alt=media",
+        "https://gcr.io/v2/p/image/manifests/latest",
+        "https://eu.gcr.io/v2/",
+        "https://storage.googleapis.com/my-bucket/archive.tar.gz",
+        "https://my-bucket.storage.googleapis.com/archive.tar.gz",
+        "HTTPS://Storage.GoogleApis.com:443/b/o?alt=media#x",
+    ] {
+        assert_eq!(bearer(&ask(&env, uri)).0, "ya29.metadata-1", "{uri}");
+    }
+    assert_eq!(server.count(), 1, "one token request for fifteen gets");
+}
+
+#[test]
+fn plain_http_foreign_hosts_lookalikes_and_user_info_get_no_headers_and_no_token_request() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    for uri in [
+        "http://us-maven.pkg.dev/p/r/a.jar",
+        "http://storage.googleapis.com/b/o",
+        "grpcs://remote.example.com",
+        "https://github.com/bazelbuild/rules_go/releases/download/v0.50.0/rules_go.zip",
+        "https://bcr.bazel.build/modules/platforms/0.0.10/MODULE.bazel",
+        "https://storage.googleapis.com.evil.example/b/o",
+        "https://us-maven.pkg.dev.evil.example/p",
+        "https://evil-storage.googleapis.com/b",
+        "https://us-maven.pkg.dev@evil.example/p",
+        "https://user:pw@storage.googleapis.com/b/o",
+        "https://evil.example\\@storage.googleapis.com/b",
+        "https://evil.example/https://us-maven.pkg.dev/p",
+        "https://us-cargo.pkg.dev/p",
+        "not a uri",
+        "",
+    ] {
+        assert_no_headers(&ask(&env, uri), uri);
+    }
+    assert_eq!(server.count(), 0, "no token was minted for any of them");
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    let out = env.run(
+        &["get"],
+        br#"  {"future": {"nested": [1, 2]}, "uri": "https://us-npm.pkg.dev/p/r/x", "n": null}
+"#,
+    );
+    assert_eq!(bearer(&out).0, "ya29.metadata-1");
+}
+
+#[test]
+fn an_empty_or_malformed_request_is_an_error_on_stderr() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    for (input, needle) in [
+        ("{}", "the request has no \"uri\""),
+        (
+            r#"{"url":"https://gcr.io/v2/"}"#,
+            "the request has no \"uri\"",
+        ),
+        (r#"{"uri":5}"#, "\"uri\" is not a string"),
+        (r#"{"uri":null}"#, "\"uri\" is not a string"),
+        ("{", "invalid JSON request on stdin (line 1 column 1)"),
+        (
+            r#"{"uri":"https://gcr.io/secret-path","#,
+            "invalid JSON request on stdin",
+        ),
+    ] {
+        let out = env.run(&["get"], input.as_bytes());
+        assert_failure(&out, needle, input);
+        assert!(!out.stderr.contains("secret-path"), "{}", out.stderr);
+    }
+    let huge = format!("{{\"uri\":\"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    assert_failure(
+        &env.run(&["get"], huge.as_bytes()),
+        "larger than",
+        "huge request",
+    );
+    let mut invalid = br#"{"uri":"https://gcr.io/"#.to_vec();
+    invalid.extend_from_slice(b"\xff\"}");
+    assert_failure(&env.run(&["get"], &invalid), "not valid UTF-8", "bad UTF-8");
+    assert_eq!(server.count(), 0);
+}
+
+#[test]
+fn a_docker_get_answers_exactly_as_before() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    let (url, user, secret) = creds(&env.get("gcr.io"));
+    assert_eq!(
+        (url.as_str(), user.as_str(), secret.as_str()),
+        ("gcr.io", "oauth2accesstoken", "ya29.metadata-1")
+    );
+    // Only container registries get a token from a docker `get`, as before.
+    for host in [
+        "us-maven.pkg.dev",
+        "storage.googleapis.com",
+        "https://us-maven.pkg.dev/p",
+    ] {
+        let out = env.get(host);
+        assert_eq!((out.code, out.stdout.as_str()), (1, NOT_FOUND), "{host}");
+    }
+    let out = env.get("");
+    assert_eq!(out.stdout, "no credentials server URL\n");
+    // Bazel and docker share the cache: the same token, one request.
+    assert_eq!(
+        bearer(&ask(&env, "https://us-docker.pkg.dev/v2/")).0,
+        "ya29.metadata-1"
+    );
+    assert_eq!(server.count(), 1);
+}
+
+#[test]
+fn declared_registries_get_a_token_over_https_only() {
+    let server = metadata_server(3600);
+    let mut env = metadata_env(&server);
+    env.set(
+        "DOCKER_CREDENTIAL_GCP_REGISTRIES",
+        "artifacts.corp.example,127.0.0.1:8443",
+    );
+    assert_eq!(
+        bearer(&ask(&env, "https://artifacts.corp.example/maven/a.jar")).0,
+        "ya29.metadata-1"
+    );
+    assert_eq!(
+        bearer(&ask(&env, "https://127.0.0.1:8443/x")).0,
+        "ya29.metadata-1"
+    );
+    assert_no_headers(&ask(&env, "http://artifacts.corp.example/a.jar"), "http");
+    assert_no_headers(&ask(&env, "https://127.0.0.1:8444/x"), "other port");
+}
+
+#[test]
+fn a_retired_bucket_host_is_explained_on_stderr() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    let out = ask(&env, "https://b.gcr.io/my-bucket/image");
+    assert_failure(&out, "are no longer served", "b.gcr.io");
+    assert_eq!(server.count(), 0);
+}
+
+#[test]
+fn without_credentials_bazel_gets_no_headers_and_the_hint_goes_to_stderr() {
+    let env = Env::new();
+    let out = ask(&env, "https://us-maven.pkg.dev/p/r/a.jar");
+    assert_no_headers(&out, "no credentials");
+    assert!(
+        out.stderr.contains("no Google credentials on this machine")
+            && out.stderr.contains("anonymously"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_failed_mint_exits_1_with_the_error_on_stderr() {
+    let endpoint = token_endpoint(3600);
+    let mut env = Env::new();
+    let adc = env.path("adc.json");
+    let mut user: serde_json::Value =
+        serde_json::from_str(&authorized_user_json(Some(&endpoint.url("/token")))).unwrap();
+    user["refresh_token"] = "1//revoked".into();
+    std::fs::write(&adc, user.to_string()).unwrap();
+    env.set("GOOGLE_APPLICATION_CREDENTIALS", adc.display().to_string());
+    let out = ask(&env, "https://us-maven.pkg.dev/p/r/a.jar");
+    assert_failure(&out, "invalid_grant", "rejected refresh token");
+    assert!(!out.stderr.contains("1//revoked"), "{}", out.stderr);
+}
+
+#[test]
+fn a_bazel_get_near_expiry_refreshes_ahead_like_a_docker_get() {
+    let server = metadata_server(3600);
+    let env = metadata_env(&server);
+    assert_eq!(
+        bearer(&ask(&env, "https://us-maven.pkg.dev/p")).0,
+        "ya29.metadata-1"
+    );
+    cache::age_entry_in(&env.cache_dir());
+    let (token, expires) = bearer(&ask(&env, "https://us-maven.pkg.dev/p"));
+    assert_eq!(token, "ya29.metadata-1", "answered from the cache");
+    // Ten minutes left: Bazel may use it for five more.
+    assert!(
+        (now() + 295..=now() + 300).contains(&expires),
+        "{}",
+        expires - now()
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.count() < 2 {
+        assert!(std::time::Instant::now() < until, "no background refresh");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (token, expires) = bearer(&ask(&env, "https://us-maven.pkg.dev/p"));
+        if token == "ya29.metadata-2" {
+            assert!(expires > now() + 3000, "{}", expires - now());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the refreshed token is not served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
