@@ -102,10 +102,7 @@ pub mod fuzz_api {
         let mut root = crate::setup::json_file::parse(text, "config.json")
             .ok()?
             .root;
-        if root.get("credHelpers").is_some_and(|v| !v.is_object()) {
-            return None;
-        }
-        crate::setup::configure::add_entries(&mut root, "gcp", hosts);
+        crate::setup::configure::add_entries(&mut root, "gcp", hosts).ok()?;
         crate::setup::json_file::render(&root).ok()
     }
 }

@@ -285,3 +285,58 @@ fn use_groups_name_each_module() {
         assert!(refs.contains(&want), "{want:?} not in {refs:?}");
     }
 }
+
+/// Per-OS code lives in `imp` modules (one per platform, the same functions in each), as
+/// cargo's credential providers keep theirs; the rest of the crate is the same everywhere and
+/// asks `util::platform` (plain functions of `Os`) for per-OS decisions. Allowed besides:
+/// Windows-only modules declared in `util/mod.rs`, the Linux entry point in `main.rs`, test
+/// modules, and `Os::CURRENT`'s `cfg!` in `util/platform.rs`.
+#[test]
+fn platform_code_is_behind_imp_modules() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut wrong = Vec::new();
+    let mut files = Vec::new();
+    collect_paths(&src, &mut files);
+    for path in files {
+        let rel = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel == "main.rs" || rel == "util/mod.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate() {
+            let per_os = ["unix", "windows", "target_os"]
+                .iter()
+                .any(|w| line.contains(w));
+            if line.starts_with("#[cfg(") && per_os && !line.contains("test") {
+                let next = lines[i + 1..].iter().find(|l| !l.is_empty()).unwrap_or(&"");
+                if *next != "mod imp {" {
+                    wrong.push(format!("src/{rel}:{}: {line} before {next:?}", i + 1));
+                }
+            }
+            if line.contains("cfg!(") && rel != "util/platform.rs" {
+                wrong.push(format!("src/{rel}:{}: {line}", i + 1));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "per-OS code outside an `imp` module:\n{}",
+        wrong.join("\n")
+    );
+}
+
+fn collect_paths(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_paths(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}

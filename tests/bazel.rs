@@ -77,16 +77,17 @@ fn assert_no_headers(out: &Output, what: &str) {
     );
 }
 
-fn assert_failure(out: &Output, needle: &str, what: &str) {
-    assert_eq!(
-        out.code,
-        1,
-        "{what}: {out:?}",
-        out = (&out.stdout, &out.stderr)
-    );
-    assert_eq!(out.stdout, "", "{what}: Bazel reads errors from stderr");
+/// Exit 1 with `needle` on stderr, where Bazel reads a failed helper's message; `stdout` is
+/// what a docker client reads.
+fn assert_failure_with(out: &Output, needle: &str, stdout: &str, what: &str) {
+    assert_eq!(out.code, 1, "{what}: {:?}", (&out.stdout, &out.stderr));
+    assert_eq!(out.stdout, stdout, "{what}");
     assert!(out.stderr.contains(needle), "{what}: {}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+}
+
+fn assert_failure(out: &Output, needle: &str, what: &str) {
+    assert_failure_with(out, needle, "", what);
 }
 
 #[test]
@@ -172,6 +173,8 @@ fn unknown_fields_are_ignored() {
     assert_eq!(bearer(&out).0, "ya29.metadata-1");
 }
 
+/// Such input is no request Bazel sends; a docker client sending it gets "not found" on stdout,
+/// as it always did.
 #[test]
 fn an_empty_or_malformed_request_is_an_error_on_stderr() {
     let server = metadata_server(3600);
@@ -191,18 +194,23 @@ fn an_empty_or_malformed_request_is_an_error_on_stderr() {
         ),
     ] {
         let out = env.run(&["get"], input.as_bytes());
-        assert_failure(&out, needle, input);
+        assert_failure_with(&out, needle, NOT_FOUND, input);
         assert!(!out.stderr.contains("secret-path"), "{}", out.stderr);
     }
+    // Input too large to read, or not text, is refused on stdout as it always was for docker,
+    // and on stderr for Bazel.
     let huge = format!("{{\"uri\":\"{}\"}}", "a".repeat(2 * 1024 * 1024));
-    assert_failure(
-        &env.run(&["get"], huge.as_bytes()),
-        "larger than",
-        "huge request",
-    );
+    let out = env.run(&["get"], huge.as_bytes());
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("larger than"), "{}", out.stderr);
     let mut invalid = br#"{"uri":"https://gcr.io/"#.to_vec();
     invalid.extend_from_slice(b"\xff\"}");
-    assert_failure(&env.run(&["get"], &invalid), "not valid UTF-8", "bad UTF-8");
+    assert_failure_with(
+        &env.run(&["get"], &invalid),
+        "not valid UTF-8",
+        "input on stdin is not valid UTF-8\n",
+        "bad UTF-8",
+    );
     assert_eq!(server.count(), 0);
 }
 

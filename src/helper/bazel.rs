@@ -30,6 +30,10 @@ pub(crate) enum Reply {
     Headers(String),
     /// A message for stderr, exit 1.
     Failure(String),
+    /// Input that is no request Bazel sends (no `uri`, not JSON): the message for stderr, and
+    /// docker's "not found" on stdout with exit 1, which is what a docker client that sent such
+    /// text always got.
+    NotARequest(String),
 }
 
 /// Whether `get` input is a Bazel request rather than a docker server address: a JSON object,
@@ -101,7 +105,7 @@ pub(crate) fn target(uri: &str, declared: &[ExtraHost]) -> Target {
 pub(crate) fn get(input: &str, settings: &Settings) -> Reply {
     let request = match parse_request(input) {
         Ok(r) => r,
-        Err(message) => return Reply::Failure(message),
+        Err(message) => return Reply::NotARequest(message),
     };
     let uri = match target(&request.uri, &settings.registries.value) {
         Target::Google(uri) => uri,

@@ -8,7 +8,7 @@
 //! A `get` whose input is a JSON object is Bazel's instead (`super::bazel`): its errors go to
 //! stderr, where Bazel looks for them.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
@@ -21,7 +21,7 @@ use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
 use crate::settings::{self, Settings};
 use crate::token::{self, Outcome, now_secs};
 use crate::util::secret::Secret;
-use crate::util::text::{excerpt, one_line};
+use crate::util::text::{excerpt, json_error, one_line};
 use crate::util::ui;
 
 pub(crate) const NOT_FOUND: &str = "credentials not found in native keychain";
@@ -86,12 +86,17 @@ struct StoreInput {
 
 /// Runs one protocol verb with stdin and stdout and returns the exit code.
 pub(crate) fn run(verb: Verb) -> ExitCode {
-    let (bytes, read_error) = read_stdin();
-    let bazel = verb == Verb::Get && bazel::is_request(&bytes);
-    let answer = match read_error.map_or_else(|| text_of(bytes), Err) {
+    let bytes = ui::read_stdin(MAX_INPUT);
+    let bazel = verb == Verb::Get && bytes.as_ref().is_ok_and(|b| bazel::is_request(b));
+    let answer = match bytes.and_then(text_of) {
         Ok(input) if bazel => bazel_answer(&input),
         Ok(input) => answer(verb, &input),
-        Err(e) if bazel => Answer::ErrorOnStderr(e.to_string()),
+        // Input that is not text, or too large to read, is no request Bazel sends and was
+        // always refused on stdout for docker; the message goes to stderr too, for Bazel.
+        Err(e) if verb == Verb::Get => {
+            ui::note(format_args!("docker-credential-gcp: error: {e}"));
+            Answer::Error(e.to_string())
+        }
         Err(e) => Answer::Error(e.to_string()),
     };
     let (text, code) = match answer {
@@ -115,24 +120,6 @@ pub(crate) fn run(verb: Verb) -> ExitCode {
     }
 }
 
-/// Stdin, at most one byte more than [`MAX_INPUT`], and the error that stopped reading (the
-/// bytes read so far tell a Bazel request from a docker one even then).
-fn read_stdin() -> (Vec<u8>, Option<anyhow::Error>) {
-    let mut bytes = Vec::new();
-    let read = std::io::stdin()
-        .lock()
-        .take(MAX_INPUT + 1)
-        .read_to_end(&mut bytes);
-    let error = match read {
-        Err(e) => Some(anyhow!("cannot read stdin: {e}")),
-        Ok(_) if bytes.len() as u64 > MAX_INPUT => {
-            Some(anyhow!("input on stdin is larger than {MAX_INPUT} bytes"))
-        }
-        Ok(_) => None,
-    };
-    (bytes, error)
-}
-
 fn text_of(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow!("input on stdin is not valid UTF-8"))
 }
@@ -149,6 +136,10 @@ fn bazel_answer(input: &str) -> Answer {
     match bazel::get(input, &settings) {
         bazel::Reply::Headers(json) => Answer::Output(json + "\n"),
         bazel::Reply::Failure(message) => Answer::ErrorOnStderr(message),
+        bazel::Reply::NotARequest(message) => {
+            ui::note(format_args!("docker-credential-gcp: error: {message}"));
+            Answer::NotFound
+        }
     }
 }
 
@@ -280,9 +271,8 @@ pub(crate) fn parse_store(input: &str) -> std::result::Result<StoreRequest, Stri
     }
     let creds: StoreInput = serde_json::from_str(input).map_err(|e| {
         format!(
-            "invalid credentials JSON on stdin (line {} column {}); expected an object with ServerURL, Username and Secret",
-            e.line(),
-            e.column()
+            "invalid credentials JSON on stdin ({}); expected an object with ServerURL, Username and Secret",
+            json_error(&e)
         )
     })?;
     if creds.server_url.trim().is_empty() {
@@ -371,4 +361,43 @@ fn registry_key(server: &str) -> Result<String> {
                 excerpt(server.trim().as_bytes())
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_input_is_refused_with_what_is_wrong() {
+        for (input, needle) in [
+            ("", "no credentials on stdin"),
+            ("not json", "invalid credentials JSON"),
+            ("[1,2,3]", "invalid credentials JSON"),
+            ("42", "invalid credentials JSON"),
+            (
+                r#"{"ServerURL": 5, "Username": "u", "Secret": "s"}"#,
+                "invalid credentials JSON",
+            ),
+            (
+                r#"{"ServerURL":"gcr.io","Username":"u","Secret":"s""#,
+                "invalid credentials JSON",
+            ),
+            (
+                r#"{"ServerURL":"","Username":"u","Secret":"s"}"#,
+                "no credentials server URL",
+            ),
+            (
+                r#"{"ServerURL":"gcr.io","Username":"","Secret":"s"}"#,
+                "no credentials username",
+            ),
+            (
+                r#"{"ServerURL":"not a host!","Username":"u","Secret":"s"}"#,
+                "is not a registry host",
+            ),
+        ] {
+            let e = parse_store(input).err().unwrap_or_default();
+            assert!(e.contains(needle), "{input:?}: {e}");
+            assert_eq!(e.lines().count(), 1, "{input:?}: one line");
+        }
+    }
 }

@@ -13,7 +13,7 @@
 //! Building a client costs milliseconds (root certificates, proxy variables): the cached `get`
 //! never reaches this module.
 
-pub(crate) mod connect;
+mod connect;
 pub(crate) mod http;
 pub(crate) mod proxy;
 pub(crate) mod tls;

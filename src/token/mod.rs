@@ -244,11 +244,14 @@ fn mint_in_order(
     ca_file: Option<std::path::PathBuf>,
 ) -> Result<Outcome> {
     let mut ctx = MintContext::new(deadline, ca_file);
-    let mut failures: Vec<(Candidate, anyhow::Error)> = Vec::new();
+    let mut failures: Vec<(Candidate, anyhow::Error, bool)> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
     for candidate in candidates {
         log::info!("minting a token with {}", candidate.describe());
-        match candidate.mint(&mut ctx) {
+        let minted = candidate.mint(&mut ctx);
+        // A proxy in the way is not the credentials' fault (see net::connect).
+        let at_proxy = ctx.take_proxy_failure();
+        match minted {
             Ok(Minted::Token(token)) => {
                 if let Some(cache) = cache
                     && let Err(e) = cache.write(&candidate.key, &token, &tried)
@@ -261,7 +264,7 @@ fn mint_in_order(
             Err(e) => {
                 log::warn!("{} failed: {e:#}", candidate.kind.name());
                 tried.push(candidate.key.clone());
-                failures.push((candidate.clone(), e));
+                failures.push((candidate.clone(), e, at_proxy));
             }
         }
     }
@@ -280,16 +283,10 @@ fn mint_in_order(
     }
     let detail: Vec<String> = failures
         .iter()
-        .map(|(c, e)| {
-            let text = format!("{e:#}");
-            // A proxy in the way is not the credentials' fault (see net::connect).
-            let advice = if text.contains(crate::net::connect::THROUGH_PROXY) {
-                PROXY_ADVICE
-            } else {
-                c.advice()
-            };
+        .map(|(c, e, at_proxy)| {
+            let advice = if *at_proxy { PROXY_ADVICE } else { c.advice() };
             format!(
-                "{} ({}): {text} (to fix: {advice})",
+                "{} ({}): {e:#} (to fix: {advice})",
                 c.kind.name(),
                 c.describe()
             )
