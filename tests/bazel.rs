@@ -285,7 +285,7 @@ fn without_credentials_bazel_gets_no_headers_and_the_hint_goes_to_stderr() {
 }
 
 #[test]
-fn a_failed_mint_exits_1_with_the_error_on_stderr() {
+fn a_revoked_sign_in_answers_no_headers_with_the_fix_on_stderr() {
     let endpoint = token_endpoint(3600);
     let mut env = Env::new();
     let adc = env.path("adc.json");
@@ -295,8 +295,36 @@ fn a_failed_mint_exits_1_with_the_error_on_stderr() {
     std::fs::write(&adc, user.to_string()).unwrap();
     env.set("GOOGLE_APPLICATION_CREDENTIALS", adc.display().to_string());
     let out = ask(&env, "https://us-maven.pkg.dev/p/r/a.jar");
-    assert_failure(&out, "invalid_grant", "rejected refresh token");
+    assert_no_headers(&out, "sign-in needed");
+    assert!(
+        out.stderr.contains("invalid_grant")
+            && out.stderr.contains("gcloud auth application-default login"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("1//revoked"), "{}", out.stderr);
+}
+
+#[test]
+fn a_broken_credentials_file_exits_1_with_the_error_on_stderr_unless_on_error_is_anonymous() {
+    let mut env = Env::new();
+    let adc = env.path("adc.json");
+    std::fs::write(
+        &adc,
+        r#"{"type":"service_account","client_email":"x@y.iam.gserviceaccount.com"}"#,
+    )
+    .unwrap();
+    env.set("GOOGLE_APPLICATION_CREDENTIALS", adc.display().to_string());
+    let out = ask(&env, "https://storage.googleapis.com/b/o");
+    assert_failure(&out, "adc.json", "broken file");
+    env.set("DOCKER_CREDENTIAL_GCP_ON_ERROR", "anonymous");
+    let out = ask(&env, "https://storage.googleapis.com/b/o");
+    assert_no_headers(&out, "on_error=anonymous");
+    assert!(
+        out.stderr.contains("on_error is anonymous"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -20,14 +20,17 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, ExtraHost, HostClass, HttpsUri};
-use crate::settings::Settings;
-use crate::token::{self, Outcome, Token, now_secs};
+use crate::settings::{OnError, Settings};
+use crate::token::{self, NoToken, Token, now_secs};
 
 /// What a Bazel `get` answers.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// JSON for stdout, exit 0 (`{}` when there is nothing to add).
+    /// JSON for stdout, exit 0 (`{}` for a URI that is not Google's).
     Headers(String),
+    /// `{}` for stdout, exit 0, for a Google URI without a token: Bazel goes on anonymously,
+    /// and the hint logged on the way is shown on stderr.
+    Anonymous(String),
     /// A message for stderr, exit 1.
     Failure(String),
     /// Input that is no request Bazel sends (no `uri`, not JSON): the message for stderr, and
@@ -123,38 +126,39 @@ pub(crate) fn get(input: &str, settings: &Settings) -> Reply {
 /// The token for `uri`. Every request resolves here with its full URI (host, port and path),
 /// so an identity rule that matches a repository's path can choose the identity; today there
 /// is one identity for every Google host, as for docker.
-fn token_for(_uri: &HttpsUri, settings: &Settings) -> anyhow::Result<Outcome> {
+fn token_for(_uri: &HttpsUri, settings: &Settings) -> Result<Token, NoToken> {
     token::google_token(settings)
 }
 
 const NO_HEADERS: &str = "{}";
 
-/// Maps the token lookup to Bazel's answer; the one place that decides it, for the typed
-/// failure kinds of issue #24: "no credentials" and "sign-in needed" answer `{}` (Bazel goes
-/// on anonymously, as docker's "not found" makes docker do) with the hint on stderr and in the
-/// log file (Bazel drops stderr on exit 0, so the log file is where a user finds it); every
-/// other kind exits 1 with the error on stderr, which Bazel prints (and a download then goes
-/// on without credentials), unless `on_error` is `anonymous`, which answers `{}` as well.
-fn answer(result: anyhow::Result<Outcome>, settings: &Settings, uri: &HttpsUri) -> Reply {
-    match result {
-        Ok(Outcome::Token(token)) => headers(&token, now_secs()),
-        Ok(Outcome::NoSource) => {
-            let names: Vec<&str> = settings
-                .token_sources
-                .value
-                .iter()
-                .map(|k| k.name())
-                .collect();
-            log::warn!(
-                "no Google credentials on this machine (sources tried: {}); run `gcloud auth application-default login` \
-                 or set GOOGLE_APPLICATION_CREDENTIALS. Answering no headers, so Bazel fetches from {} anonymously",
-                names.join(", "),
-                uri.registry
-            );
-            Reply::Headers(NO_HEADERS.to_owned())
-        }
-        Err(e) => Reply::Failure(format!("{e:#}")),
+/// Maps the token lookup to Bazel's answer, as docker's `get` maps it to "not found" or an
+/// error: when the user simply has no (valid) credentials (an absent failure kind) the answer
+/// is `{}`, so Bazel fetches anonymously, with the hint on stderr and in the log file (Bazel
+/// drops stderr on exit 0, so the log file is where a Bazel user finds it); any other failure
+/// exits 1 with the error on stderr, which Bazel prints (a download then goes on without
+/// credentials), unless `on_error` is `anonymous`, which answers `{}` as well.
+fn answer(result: Result<Token, NoToken>, settings: &Settings, uri: &HttpsUri) -> Reply {
+    let no = match result {
+        Ok(token) => return headers(&token, now_secs()),
+        Err(no) => no,
+    };
+    if no.kind.is_absent() {
+        log::warn!(
+            "{}. Answering no headers, so Bazel fetches from {} anonymously",
+            no.hint(),
+            uri.registry
+        );
+        return Reply::Anonymous(NO_HEADERS.to_owned());
     }
+    if settings.on_error.value == OnError::Anonymous {
+        log::warn!(
+            "{no}. Answering no headers (on_error is anonymous), so Bazel fetches from {} anonymously",
+            uri.registry
+        );
+        return Reply::Anonymous(NO_HEADERS.to_owned());
+    }
+    Reply::Failure(no.to_string())
 }
 
 /// `{"headers":{"Authorization":["Bearer …"]},"expires":"…"}` for `token` at `now`.
