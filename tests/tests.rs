@@ -20,6 +20,9 @@ mod architecture;
 mod cached_path;
 #[cfg(unix)]
 mod configure;
+// The engines of today (Docker 28, containerd 2, podman 5...) from the current test root.
+#[cfg(target_os = "linux")]
+mod current_engines;
 #[cfg(target_os = "linux")]
 mod daemons;
 #[cfg(unix)]
