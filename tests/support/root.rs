@@ -109,8 +109,8 @@ touch "$m/etc/resolv.conf"
 mount -n --bind "$resolv" "$m/etc/resolv.conf"
 cp "$helper" "$m/usr/local/bin/docker-credential-gcp"
 chmod 755 "$m/usr/local/bin/docker-credential-gcp"
-echo ready
-exec chroot "$m" /bin/sleep infinity
+# "ready" from inside: a program entering before the chroot would get the machine's root.
+exec chroot "$m" /bin/sh -c 'echo ready; exec sleep infinity'
 "#;
         let mut cmd = Command::new("setpriv");
         cmd.args(["--pdeathsig", "KILL", "--"]);
@@ -250,8 +250,7 @@ impl Containerd2 {
 }
 
 /// Starts containerd 2 in `session` with a version 3 configuration: its paths in `dir`, the
-/// CRI plugins on (their images kept with the `native` snapshotter), and `cri_registry`
-/// appended (the CRI images plugin's `registry` table, such as `config_path = "…"`; empty for
+/// CRI plugins on, the default (overlayfs) snapshotter, and `cri_registry` appended (the CRI images plugin's `registry` table, such as `config_path = "…"`; empty for
 /// containerd's defaults). No "opt" plugin (it creates /opt/containerd).
 pub(crate) fn start_containerd(
     session: &RootSession,
@@ -262,7 +261,7 @@ pub(crate) fn start_containerd(
     let socket = dir.join("containerd.sock");
     let config = dir.join("config.toml");
     let mut text = format!(
-        "version = 3\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.internal.v1.opt\"]\n\n[grpc]\n  address = \"{0}/containerd.sock\"\n\n[ttrpc]\n  address = \"{0}/containerd.sock.ttrpc\"\n\n[debug]\n  address = \"{0}/debug.sock\"\n  level = \"info\"\n\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = \"native\"\n",
+        "version = 3\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.internal.v1.opt\"]\n\n[grpc]\n  address = \"{0}/containerd.sock\"\n\n[ttrpc]\n  address = \"{0}/containerd.sock.ttrpc\"\n\n[debug]\n  address = \"{0}/debug.sock\"\n  level = \"info\"\n",
         dir.display()
     );
     if !cri_registry.is_empty() {
