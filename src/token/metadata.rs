@@ -7,15 +7,16 @@
 //! reached directly, never through a proxy. Besides tokens it answers which project the VM
 //! belongs to ([`project_id`]).
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
-use super::access::{STALE_MARGIN_SECS, Token, now_secs};
-use super::http::{MintContext, Request, Response};
+use super::access::Token;
 use super::oauth;
+use crate::net::http::{MintContext, Request, Response};
 use crate::util::env;
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, Os, ProductName};
 use crate::util::text::excerpt;
+use crate::util::winreg;
 
 const DEFAULT_HOST: &str = "169.254.169.254";
 const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
@@ -37,23 +38,14 @@ fn product_name(source: ProductName) -> Option<String> {
                 .ok()??;
             String::from_utf8(bytes).ok()
         }
-        #[cfg(windows)]
-        ProductName::Registry { key, value } => {
-            crate::util::winreg::local_machine_string(key, value)
-        }
-        #[cfg(not(windows))]
-        ProductName::Registry { .. } => None,
+        ProductName::Registry { key, value } => winreg::local_machine_string(key, value),
         ProductName::Unavailable => None,
     }
 }
 
 pub(crate) fn mint(host: &str, ctx: &mut MintContext) -> Result<Token> {
     let (step, resp) = get(host, TOKEN_PATH, ctx)?;
-    let token = oauth::parse_token_response(&resp).map_err(|e| anyhow!("{step}: {e}"))?;
-    if token.remaining_secs(now_secs()) <= STALE_MARGIN_SECS {
-        bail!("{step}: returned a token that expires within {STALE_MARGIN_SECS} seconds");
-    }
-    Ok(token)
+    oauth::parse_token_response(&resp, oauth::Grant::Metadata).with_context(|| step)
 }
 
 /// The project the VM or node belongs to, as the metadata server at `host` names it.

@@ -13,6 +13,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -22,8 +24,9 @@ use hyper_util::client::legacy::Client;
 
 use super::connect::{self, Connector, ProxyError, ProxyErrorKind};
 use super::proxy::{self, Bypass, Proxies, Route};
+use super::tap::Sent;
 use super::tls;
-use crate::util::secret::Secret;
+use crate::util::secret::{Secret, Secrets};
 
 pub(crate) type HttpClient = Client<Connector, String>;
 
@@ -42,7 +45,22 @@ pub(crate) struct Request {
     body: String,
     /// Never through a proxy (the metadata server, as in Google's client libraries).
     direct: bool,
+    /// What in this request is secret (credential headers, secret form fields), so that no
+    /// answer can echo it into a message.
+    secrets: Secrets,
 }
+
+/// Form fields whose values are credentials in the OAuth exchanges (RFC 6749, RFC 7523,
+/// RFC 8693): their values never appear in a message, whatever the server echoes.
+const SECRET_FORM_FIELDS: [&str; 7] = [
+    "refresh_token",
+    "client_secret",
+    "assertion",
+    "subject_token",
+    "actor_token",
+    "password",
+    "code",
+];
 
 /// What a POST carries.
 #[derive(Debug)]
@@ -62,16 +80,23 @@ impl Request {
 
     /// A POST of a form (`application/x-www-form-urlencoded`) or JSON, asking for JSON back.
     pub(crate) fn post(url: &str, body: Body<'_>) -> Request {
+        let mut req = Request::without_body(Method::POST, url);
         let (content_type, body) = match body {
-            Body::Form(pairs) => (
-                "application/x-www-form-urlencoded",
-                form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(pairs)
-                    .finish(),
-            ),
+            Body::Form(pairs) => {
+                for (name, value) in pairs {
+                    if SECRET_FORM_FIELDS.contains(name) {
+                        req.secrets.add(value);
+                    }
+                }
+                (
+                    "application/x-www-form-urlencoded",
+                    form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(pairs)
+                        .finish(),
+                )
+            }
             Body::Json(value) => ("application/json", value.to_string()),
         };
-        let mut req = Request::without_body(Method::POST, url);
         req.body = body;
         req.header("content-type", content_type)
             .header("accept", "application/json")
@@ -84,6 +109,7 @@ impl Request {
             headers: HeaderMap::new(),
             body: String::new(),
             direct: false,
+            secrets: Secrets::default(),
         }
     }
 
@@ -119,6 +145,10 @@ impl Request {
 
     /// Adds a credential header (`authorization`, a session token), marked sensitive.
     pub(crate) fn secret_header(mut self, name: &'static str, value: Secret<&str>) -> Request {
+        // `Bearer TOKEN`, `Basic CREDENTIALS`: the credential is the secret.
+        let value_text = *value.expose();
+        self.secrets
+            .add(value_text.split_once(' ').map_or(value_text, |(_, c)| c));
         if let Ok(mut value) = HeaderValue::from_str(value.expose()) {
             value.set_sensitive(true);
             self.headers.append(HeaderName::from_static(name), value);
@@ -297,6 +327,13 @@ pub(crate) struct Http {
     proxied: Result<(HttpClient, Proxies), String>,
     /// Never through a proxy.
     direct: HttpClient,
+    /// Every secret the requests sent so far carried (see [`Http::scrub`]).
+    sent: std::sync::Mutex<Secrets>,
+    /// What the connections wrote, for requests built elsewhere (yup-oauth2's).
+    tapped: Sent,
+    /// Whether the last connection (of either client, for our requests and yup-oauth2's)
+    /// failed at a proxy, or a forwarding proxy refused the last request.
+    at_proxy: Arc<AtomicBool>,
 }
 
 impl Http {
@@ -314,16 +351,35 @@ impl Http {
             .context("cannot start the async runtime")?;
         // hyper's connector registers timers with the runtime it is built in.
         let _entered = runtime.enter();
+        let tapped = Sent::default();
+        let at_proxy = Arc::new(AtomicBool::new(false));
+        // No idle connections: each carries one exchange, which the tap's read cap relies on.
         let client = |proxies: Proxies| {
             Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_max_idle_per_host(0)
-                .build(connect::connector(proxies, tls.clone()))
+                .build(connect::connector(
+                    proxies,
+                    tls.clone(),
+                    at_proxy.clone(),
+                    tapped.clone(),
+                ))
         };
         Ok(Http {
             proxied: proxies.map(|p| (client(p.clone()), p)),
             direct: client(Proxies::none()),
             runtime: Some(runtime),
+            sent: std::sync::Mutex::new(Secrets::default()),
+            tapped,
+            at_proxy,
         })
+    }
+
+    /// Whether the last request failed at a proxy (it could not connect to the proxy, the
+    /// proxy refused the tunnel, or a forwarding proxy asked for credentials), and forgets it.
+    /// The advice for such a failure is about the proxy settings, not the credentials; the
+    /// failure itself may have reached the caller only as text.
+    pub(crate) fn take_proxy_failure(&self) -> bool {
+        self.at_proxy.swap(false, Ordering::Relaxed)
     }
 
     /// The client that honours the proxy settings, for yup-oauth2 (which sends its requests
@@ -358,6 +414,11 @@ impl Http {
     /// `deadline`. Any HTTP answer, including an error status after the last attempt, is
     /// returned for the caller to interpret; a 400 `invalid_grant` is final at once.
     pub(crate) fn send(&self, req: &Request, deadline: Instant) -> Result<Response, HttpError> {
+        if let Ok(mut sent) = self.sent.lock() {
+            for form in req.secrets.forms() {
+                sent.add(form);
+            }
+        }
         let (client, route) = if req.direct {
             (&self.direct, None)
         } else {
@@ -386,11 +447,14 @@ impl Http {
             }
             match self.send_once(client, built, &req.url, deadline) {
                 Ok(resp) if resp.status == 407 => match &route {
-                    Some(Route::Forward(proxy)) => Err(Attempt::Failed(HttpError::new(
-                        ErrorKind::Proxy,
-                        &req.url,
-                        proxy_auth_required(proxy).to_string(),
-                    ))),
+                    Some(Route::Forward(proxy)) => {
+                        self.at_proxy.store(true, Ordering::Relaxed);
+                        Err(Attempt::Failed(HttpError::new(
+                            ErrorKind::Proxy,
+                            &req.url,
+                            proxy_auth_required(proxy).to_string(),
+                        )))
+                    }
                     _ => Ok(resp),
                 },
                 Ok(resp) if resp.is_transient() => Err(Attempt::Transient(Box::new(resp))),
@@ -451,12 +515,28 @@ fn proxy_auth_required(proxy: &proxy::Proxy) -> ProxyError {
     ProxyError::new(proxy, kind, None)
 }
 
-/// The deadline of one mint and the HTTP stack, built on first use (a gcloud mint needs none).
+impl Http {
+    /// `message` without any secret a request sent through this client carried: the one
+    /// scrubber every message made from a remote answer goes through.
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let message = self.tapped.secrets(&SECRET_FORM_FIELDS).scrub(message);
+        match self.sent.lock() {
+            Ok(sent) => sent.scrub(&message),
+            // A poisoned lock means a panic elsewhere; say nothing remote at all.
+            Err(_) => "(details withheld)".to_owned(),
+        }
+    }
+}
+
+/// The deadline of one mint, the HTTP stack (built on first use: a gcloud mint needs none),
+/// and every secret the mint read or sent, so its errors can be scrubbed in one place.
 pub(crate) struct MintContext {
     pub(crate) deadline: Instant,
     /// Extra certificate authorities to trust (the `ca_file` setting).
     ca_file: Option<PathBuf>,
     http: Option<Http>,
+    /// Secrets read from credential files (a private key, a client secret).
+    read: Secrets,
 }
 
 impl MintContext {
@@ -465,6 +545,21 @@ impl MintContext {
             deadline,
             ca_file,
             http: None,
+            read: Secrets::default(),
+        }
+    }
+
+    /// Notes a secret read from a credentials file, so no message can quote it.
+    pub(crate) fn holds(&mut self, secret: &Secret<String>) {
+        self.read.add(secret.expose());
+    }
+
+    /// `message` without any secret this mint read or sent (in any of their encodings).
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let message = self.read.scrub(message);
+        match &self.http {
+            Some(http) => http.scrub(&message),
+            None => message,
         }
     }
 
@@ -473,6 +568,12 @@ impl MintContext {
             self.http = Some(Http::new(self.ca_file.as_deref())?);
         }
         Ok(self.http.as_ref().expect("just set"))
+    }
+
+    /// Whether the last request failed at a proxy ([`Http::take_proxy_failure`]); false when
+    /// nothing was sent.
+    pub(crate) fn take_proxy_failure(&mut self) -> bool {
+        self.http.as_ref().is_some_and(Http::take_proxy_failure)
     }
 }
 
@@ -507,13 +608,24 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// connection, a certificate), and with the fix for a certificate nobody here trusts.
 pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = error_chain(e).replace("client error (Connect): ", "");
-    if msg.contains("UnknownIssuer") {
+    if connect::causes(e).any(is_unknown_issuer) {
         msg.push_str(
             " (if a proxy or firewall inspects TLS, point DOCKER_CREDENTIAL_GCP_CA_FILE at its \
              certificate authority's PEM file)",
         );
     }
     msg
+}
+
+/// A server certificate signed by no authority we trust: rustls's error, which arrives inside
+/// the `io::Error` of the TLS stream.
+fn is_unknown_issuer(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer
+        ))
+    )
 }
 
 /// A URL for messages: scheme, host and path only (queries may carry credentials).
@@ -722,6 +834,8 @@ mod tests {
             .unwrap_err();
         proxy.join().unwrap();
         assert_eq!(e.kind, ErrorKind::Proxy);
+        assert!(http.take_proxy_failure(), "recorded");
+        assert!(!http.take_proxy_failure(), "and forgotten once taken");
         assert_eq!(
             e.to_string(),
             format!(
@@ -752,19 +866,37 @@ mod tests {
         assert!(server.join().unwrap().starts_with("GET /direct HTTP/1.1"));
     }
 
+    /// A failure with `inner` as its cause, as hyper reports a failed connection.
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
     #[test]
     fn an_untrusted_certificate_comes_with_the_ca_file_hint() {
-        #[derive(Debug)]
-        struct Tls;
-        impl std::fmt::Display for Tls {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("invalid peer certificate: UnknownIssuer")
-            }
-        }
-        impl std::error::Error for Tls {}
-        let msg = describe(&Tls);
+        // As tokio-rustls reports it: rustls's error inside an io::Error.
+        let tls = |e: rustls::CertificateError| {
+            Wrapped(Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(e),
+            )))
+        };
+        let msg = describe(&tls(rustls::CertificateError::UnknownIssuer));
         assert!(msg.starts_with("invalid peer certificate: UnknownIssuer (if a proxy"));
         assert!(msg.contains("DOCKER_CREDENTIAL_GCP_CA_FILE"));
+        let msg = describe(&tls(rustls::CertificateError::Expired));
+        assert!(!msg.contains("DOCKER_CREDENTIAL_GCP_CA_FILE"), "{msg}");
+        // The words alone are not the kind.
+        let said = Wrapped("the server said: UnknownIssuer".into());
+        assert!(!describe(&said).contains("DOCKER_CREDENTIAL_GCP_CA_FILE"));
     }
 
     #[test]
