@@ -2,8 +2,15 @@
 //! answered with a bearer header and an expiry for Google hosts over https and `{}` for
 //! everything else; and a real Bazel fetching through the helper.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::daemons::output_of;
+use crate::support::peers::{Peer, need};
+use crate::support::proxy::Pki;
+use crate::support::root::{ROOT_HELPER, RootSession};
 use crate::support::*;
 
 fn metadata_env(server: &Server) -> Env {
@@ -344,22 +351,293 @@ fn a_bazel_get_near_expiry_refreshes_ahead_like_a_docker_get() {
         "{}",
         expires - now()
     );
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(10);
     while server.count() < 2 {
-        assert!(std::time::Instant::now() < until, "no background refresh");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(Instant::now() < until, "no background refresh");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(10);
     loop {
         let (token, expires) = bearer(&ask(&env, "https://us-maven.pkg.dev/p"));
         if token == "ya29.metadata-2" {
             assert!(expires > now() + 3000, "{}", expires - now());
             break;
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "the refreshed token is not served"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(Instant::now() < until, "the refreshed token is not served");
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real Bazel: Debian unstable's bazel-bootstrap (7.7) in the current test root.
+
+/// The names the loopback file server answers for, as Artifact Registry's Maven host and Cloud
+/// Storage; inside the root session they resolve to 127.0.0.1.
+const FILE_HOSTS: [&str; 2] = ["us-maven.pkg.dev", "storage.googleapis.com"];
+
+/// Stops the Bazel server of an output root when the test ends, however it ends (its
+/// `max_idle_secs` is the last resort if even this cannot run).
+struct BazelServer<'a> {
+    session: &'a RootSession,
+    env: &'a Env,
+    workspace: PathBuf,
+}
+
+impl Drop for BazelServer<'_> {
+    fn drop(&mut self) {
+        let ws = self.workspace.display().to_string();
+        let _ = self
+            .session
+            .program(
+                self.env,
+                "sh",
+                &["-c", "cd \"$1\" && bazel shutdown", "sh", &ws],
+            )
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_real_bazel_fetches_from_artifact_registry_and_cloud_storage_with_one_token() {
+    if !need(&[Peer::Root, Peer::CurrentRoot, Peer::StaticBinary]) {
+        return;
+    }
+    let started = Instant::now();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    // What the server holds: two Maven files and an archive in a bucket.
+    let jar = b"PK\x03\x04 lib-1.0.jar from the test repository\n".to_vec();
+    let pom = b"<project><artifactId>lib</artifactId></project>\n".to_vec();
+    std::fs::create_dir_all(w.join("archive")).unwrap();
+    std::fs::write(w.join("archive/data.txt"), "hello from a bucket\n").unwrap();
+    let tar = Command::new("tar")
+        .args(["czf", "archive.tar.gz", "-C", "archive", "data.txt"])
+        .current_dir(w)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let archive = std::fs::read(w.join("archive.tar.gz")).unwrap();
+    let files: HashMap<&str, Vec<u8>> = HashMap::from([
+        (
+            "/my-project/my-repo/com/example/lib/1.0/lib-1.0.jar",
+            jar.clone(),
+        ),
+        (
+            "/my-project/my-repo/com/example/lib/1.0/lib-1.0.pom",
+            pom.clone(),
+        ),
+        ("/my-bucket/archive.tar.gz", archive.clone()),
+    ]);
+
+    // The token stand-in and a file server that wants exactly the minted token.
+    let metadata = metadata_server(3600);
+    let pki = Pki::for_names(&FILE_HOSTS);
+    let server = Server::start_tls(pki.server_config(), move |req| {
+        if req.header("authorization") != Some("Bearer ya29.metadata-1") {
+            return Reply::json(
+                401,
+                serde_json::json!({"error": "no or wrong bearer token"}),
+            );
+        }
+        match files.get(req.path()) {
+            Some(body) => Reply {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+                body: body.clone(),
+            },
+            None => Reply::json(404, serde_json::json!({"error": "not found"})),
+        }
+    });
+    let port = server.port();
+    let url = |host: &str, path: &str| format!("https://{host}:{port}{path}");
+    let jar_url = url(
+        FILE_HOSTS[0],
+        "/my-project/my-repo/com/example/lib/1.0/lib-1.0.jar",
+    );
+    let pom_url = url(
+        FILE_HOSTS[0],
+        "/my-project/my-repo/com/example/lib/1.0/lib-1.0.pom",
+    );
+    let archive_url = url(FILE_HOSTS[1], "/my-bucket/archive.tar.gz");
+
+    // The root session: those names are 127.0.0.1, every other lookup fails at once.
+    std::fs::write(
+        w.join("hosts"),
+        format!(
+            "127.0.0.1 localhost {}\n::1 localhost\n",
+            FILE_HOSTS.join(" ")
+        ),
+    )
+    .unwrap();
+    std::fs::write(w.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+    let session =
+        RootSession::start(None, Some(&w.join("hosts")), Some(&w.join("resolv.conf"))).unwrap();
+
+    let log = w.join("helper.log");
+    let mut env = Env::new();
+    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "metadata")
+        .set("GCE_METADATA_HOST", metadata.host())
+        .set("DOCKER_CREDENTIAL_GCP_LOG", "debug")
+        .set("DOCKER_CREDENTIAL_GCP_LOG_FILE", log.display().to_string());
+
+    // Bazel's JVM trusts the test CA through its own trust store.
+    let trust = w.join("trust.p12");
+    let ca = pki.ca_file().display().to_string();
+    let out = output_of(session.program(
+        &env,
+        "keytool",
+        &[
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "test-ca",
+            "-file",
+            &ca,
+            "-keystore",
+            &trust.display().to_string(),
+            "-storetype",
+            "PKCS12",
+            "-storepass",
+            "changeit",
+        ],
+    ));
+    assert_eq!(out.code, 0, "keytool: {}{}", out.stdout, out.stderr);
+
+    // The workspace: four repositories from three URLs on two hosts. `jar_again` shares
+    // `jar`'s URL. No repository cache and a fresh output root, so every download happens.
+    let ws = w.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("BUILD"), "").unwrap();
+    std::fs::write(
+        ws.join("WORKSPACE"),
+        format!(
+            r#"load("@bazel_tools//tools/build_defs/repo:http.bzl", "http_archive", "http_file")
+http_file(name = "jar", urls = ["{jar_url}"], sha256 = "{jar_sha}")
+http_file(name = "pom", urls = ["{pom_url}"], sha256 = "{pom_sha}")
+http_file(name = "jar_again", urls = ["{jar_url}"], sha256 = "{jar_sha}")
+http_archive(
+    name = "archive",
+    urls = ["{archive_url}"],
+    sha256 = "{archive_sha}",
+    build_file_content = 'exports_files(["data.txt"])',
+)
+"#,
+            jar_sha = sha256_hex(&jar),
+            pom_sha = sha256_hex(&pom),
+            archive_sha = sha256_hex(&archive),
+        ),
+    )
+    .unwrap();
+    let output_root = w.join("bazel-out");
+    std::fs::write(
+        ws.join(".bazelrc"),
+        format!(
+            "startup --output_user_root={out}
+startup --max_idle_secs=120
+startup --host_jvm_args=-Djavax.net.ssl.trustStore={trust}
+startup --host_jvm_args=-Djavax.net.ssl.trustStorePassword=changeit
+common --noenable_bzlmod
+common --repository_cache=
+common --credential_helper=*.pkg.dev={ROOT_HELPER}
+common --credential_helper=*.storage.googleapis.com=docker-credential-gcp
+",
+            out = output_root.display(),
+            trust = trust.display(),
+        ),
+    )
+    .unwrap();
+
+    let _server = BazelServer {
+        session: &session,
+        env: &env,
+        workspace: ws.clone(),
+    };
+    let bazel_started = Instant::now();
+    let out = output_of(session.program(
+        &env,
+        "sh",
+        &[
+            "-c",
+            "cd \"$1\" && bazel fetch @jar//file @pom//file @jar_again//file @archive//:data.txt",
+            "sh",
+            &ws.display().to_string(),
+        ],
+    ));
+    let bazel_took = bazel_started.elapsed();
+    assert_eq!(
+        out.code,
+        0,
+        "bazel fetch failed:\n{}",
+        registry::tail(&out.stderr, 40)
+    );
+
+    // Every download carried the minted token (the server refuses anything else)...
+    let requests = server.requests();
+    let fetched: BTreeSet<String> = requests
+        .iter()
+        .map(|r| format!("https://{}{}", r.header("host").unwrap_or(""), r.path()))
+        .collect();
+    assert_eq!(
+        fetched,
+        BTreeSet::from([jar_url.clone(), pom_url.clone(), archive_url.clone()]),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer ya29.metadata-1")),
+        "{requests:?}"
+    );
+    let extracted = std::fs::read_dir(&output_root)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path().join("external/archive/data.txt");
+            p.is_file().then_some(p)
+        })
+        .next()
+        .expect("the archive was extracted");
+    assert_eq!(
+        std::fs::read_to_string(extracted).unwrap(),
+        "hello from a bucket\n"
+    );
+
+    // ...from one token request, and Bazel ran the helper once per URL: its credential cache is
+    // keyed by the whole URI, so one run per host is not Bazel's to give; `jar_again` was
+    // answered from that cache, because the answer said how long it holds (`expires`).
+    assert_eq!(metadata.count(), 1, "one token request for the whole build");
+    let asked: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once("Bazel asks for ")
+                .map(|(_, uri)| uri.to_owned())
+        })
+        .collect();
+    let distinct: BTreeSet<&String> = asked.iter().collect();
+    assert_eq!(
+        asked.len(),
+        3,
+        "one helper run per URL, not per repository: {asked:?}"
+    );
+    assert_eq!(
+        distinct,
+        BTreeSet::from([&jar_url, &pom_url, &archive_url]),
+        "{asked:?}"
+    );
+    eprintln!(
+        "a real Bazel fetch: {:?} in all, {bazel_took:?} for `bazel fetch` (server start included); {} helper runs, {} token request",
+        started.elapsed(),
+        asked.len(),
+        metadata.count()
+    );
 }
