@@ -733,6 +733,13 @@ impl Bench {
         self.line("");
         self.line("## Bazel's credential-helper protocol (same run)");
         self.line("");
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("unknown");
+        self.line(format!(
+            "Load average when this section started: {load} on {} cores (the ratios hold under load; the absolute times do not).",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        ));
+        self.line("");
         let request = self.home.path().join("bazel-request.json");
         std::fs::write(
             &request,
