@@ -194,7 +194,10 @@ fn an_empty_or_malformed_request_is_an_error_on_stderr() {
         ),
         (r#"{"uri":5}"#, "\"uri\" is not a string"),
         (r#"{"uri":null}"#, "\"uri\" is not a string"),
-        ("{", "invalid JSON request on stdin (line 1 column 1)"),
+        (
+            "{",
+            "invalid JSON request on stdin (unexpected end at line 1 column 1)",
+        ),
         (
             r#"{"uri":"https://gcr.io/secret-path","#,
             "invalid JSON request on stdin",

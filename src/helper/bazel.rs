@@ -3,9 +3,9 @@
 //! Bazel runs `HELPER get` in the workspace directory, with the client's environment, writes
 //! `{"uri":"https://host/path"}` on stdin and, on exit 0, reads
 //! `{"headers":{"Name":["value"]},"expires":"<RFC 3339>"}` from stdout; `{}` means "no headers".
-//! On any other exit it reads stderr for the message and drops stdout: a download then goes on
-//! without credentials with a warning, a remote cache or BES call fails. So stdout carries only
-//! answers and every error goes to stderr, unlike docker's protocol.
+//! On any other exit it reads stderr for the message and drops stdout (a download then goes on
+//! without credentials, with a warning that quotes it). So stdout carries only answers and
+//! every error goes to stderr, unlike docker's protocol.
 //!
 //! Bazel 7.4 and later cache each answer per URI until `expires` (7.1-7.3 mis-computed that
 //! time and ran the helper for every request when `expires` was set; without it they cache for
@@ -22,6 +22,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, ExtraHost, HostClass, HttpsUri};
 use crate::settings::{OnError, Settings};
 use crate::token::{self, NoToken, Token, now_secs};
+use crate::util::text::json_error;
 
 /// What a Bazel `get` answers.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,9 +61,8 @@ pub(crate) struct Request {
 pub(crate) fn parse_request(input: &str) -> Result<Request, String> {
     let value: Value = serde_json::from_str(input).map_err(|e| {
         format!(
-            "invalid JSON request on stdin (line {} column {}); expected an object with \"uri\", as Bazel sends",
-            e.line(),
-            e.column()
+            "invalid JSON request on stdin ({}); expected an object with \"uri\", as Bazel sends",
+            json_error(&e)
         )
     })?;
     let Value::Object(fields) = value else {
@@ -234,7 +234,10 @@ mod tests {
             (r#"{"uri":5}"#, "is not a string"),
             (r#"{"uri":null}"#, "is not a string"),
             (r#"{"uri":["https://gcr.io"]}"#, "is not a string"),
-            ("{", "invalid JSON request on stdin (line 1 column 1)"),
+            (
+                "{",
+                "invalid JSON request on stdin (unexpected end at line 1 column 1)",
+            ),
             (r#"{"uri":"https://gcr.io"} {}"#, "invalid JSON request"),
             (r#"{"uri":"https://gcr.io",}"#, "invalid JSON request"),
         ] {
