@@ -187,6 +187,46 @@ impl Inputs<'_> {
         }
     }
 
+    /// A path-valued setting, or `default` when it is set nowhere. The variable is taken as
+    /// the OS gives it (any bytes, like HOME); the path must be absolute, as one relative to
+    /// wherever docker runs the helper would name a different file each time.
+    fn path(
+        &self,
+        spec: &Spec,
+        default: impl FnOnce() -> Option<PathBuf>,
+    ) -> Result<Setting<Option<PathBuf>>> {
+        let (path, origin) = match (self.env)(spec.env) {
+            Some(v) => (PathBuf::from(v), Origin::Env(spec.env)),
+            None => match self.file.and_then(|f| f.get(spec.key)) {
+                None | Some(Value::Null) => {
+                    return Ok(Setting {
+                        value: default(),
+                        origin: Origin::Default,
+                    });
+                }
+                Some(v) => (
+                    PathBuf::from(file_value_as_text(spec.key, v)?),
+                    Origin::File,
+                ),
+            },
+        };
+        if !path.is_absolute() {
+            let or_default = match origin {
+                Origin::Env(var) => format!("unset {var}"),
+                _ => format!("remove {:?} from the config file", spec.key),
+            };
+            bail!(
+                "invalid {} ({origin}): {path:?} is not an absolute path; give the full path (`~` \
+                 is not expanded), or {or_default} for the default",
+                spec.key,
+            );
+        }
+        Ok(Setting {
+            value: Some(path),
+            origin,
+        })
+    }
+
     /// The parsed value of `spec`, or `default` when it is set nowhere.
     fn get<T>(
         &self,
@@ -245,17 +285,13 @@ impl Settings {
             token_sources: inputs
                 .get(&TOKEN_SOURCES, parse_sources, || DEFAULT_SOURCES.to_vec())?,
             registries,
-            cache_dir: inputs.get(
-                &CACHE_DIR,
-                |v| Ok(Some(PathBuf::from(v))),
-                || dirs.cache_dir(),
-            )?,
+            cache_dir: inputs.path(&CACHE_DIR, || dirs.cache_dir())?,
             no_cache: inputs.get(&NO_CACHE, parse_bool, || false)?,
             timeout: inputs.get(&TIMEOUT, parse_timeout, || DEFAULT_TIMEOUT)?,
             refresh_ahead: inputs.get(&REFRESH_AHEAD, parse_minutes, || DEFAULT_REFRESH_AHEAD)?,
             log_level: inputs.get(&LOG, logging::parse_level, || LevelFilter::Warn)?,
-            log_file: inputs.get(&LOG_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
-            ca_file: inputs.get(&CA_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
+            log_file: inputs.path(&LOG_FILE, || None)?,
+            ca_file: inputs.path(&CA_FILE, || None)?,
             config_file,
             warnings,
             data_dir: dirs.data_dir(),
@@ -460,6 +496,42 @@ mod tests {
             Some(Path::new("/home/a/.cache/docker-credential-gcp"))
         );
         assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn path_settings_take_any_bytes_and_must_be_absolute() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9").to_owned();
+            let lookup = move |k: &str| (k == CACHE_DIR.env).then(|| raw.clone());
+            let s = Settings::resolve(&lookup, None, None, &BaseDirs::default()).unwrap();
+            assert_eq!(
+                s.cache_dir.value.unwrap().as_os_str().as_bytes(),
+                b"/tmp/caf\xe9"
+            );
+        }
+        for spec in [&CACHE_DIR, &LOG_FILE, &CA_FILE] {
+            for relative in ["cache", "./x", "~/x", "../x"] {
+                let e = resolve(&[(spec.env, relative)], None)
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains(spec.env) && e.contains("absolute"), "{e}");
+                let file = serde_json::json!({ spec.key: relative }).to_string();
+                let e = resolve(&[], Some(&file)).unwrap_err().to_string();
+                assert!(
+                    e.contains(spec.key) && e.contains("config file") && e.contains("absolute"),
+                    "{e}"
+                );
+            }
+            let s = resolve(&[(spec.env, "/abs/x")], None).unwrap();
+            let value = match spec.key {
+                "cache_dir" => s.cache_dir.value,
+                "log_file" => s.log_file.value,
+                _ => s.ca_file.value,
+            };
+            assert_eq!(value.as_deref(), Some(Path::new("/abs/x")));
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ mod kubelet_rules;
 mod login;
 #[cfg(unix)]
 mod protocol;
+// Where the helper's own files go: paths from the environment and the config file.
+#[cfg(unix)]
+mod paths;
 #[cfg(target_os = "linux")]
 mod proxy;
 #[cfg(unix)]
