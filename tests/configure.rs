@@ -693,6 +693,75 @@ fn configure_mirror_adds_the_mirror_to_daemon_json_keeping_everything() {
     );
 }
 
+/// Number texts that a parse into f64 and back would change (or refuse), and ordinary ones.
+const NUMBER_TEXTS: [&str; 14] = [
+    "-0",
+    "-0.0",
+    "1.0",
+    "1.50",
+    "15E2",
+    "1e-2",
+    "2E+0",
+    "1e400",
+    "-1e400",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "123456789012345678901234567890.1234567890123456789",
+    "0",
+    "42",
+];
+
+/// `"nI": TEXT` for each number text, as the members of one object.
+fn numbered_members() -> String {
+    NUMBER_TEXTS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("\"n{i}\": {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn assert_numbers_kept(text: &str) {
+    for (i, t) in NUMBER_TEXTS.iter().enumerate() {
+        let member = format!("\"n{i}\": {t}");
+        let kept = text
+            .match_indices(&member)
+            .any(|(at, _)| matches!(text.as_bytes().get(at + member.len()), Some(b',' | b'\n')));
+        assert!(kept, "{member} in {text}");
+    }
+}
+
+#[test]
+fn configure_docker_and_configure_mirror_keep_every_number_as_written() {
+    let s = Setup::new();
+    s.write_config(&format!(
+        "{{\"credHelpers\": {{\"quay.io\": \"quay\"}}, \"zzFutureKey\": {{{}}}}}",
+        numbered_members()
+    ));
+    for args in [&[][..], &["--remove"][..]] {
+        let out = s.configure(args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert_numbers_kept(&std::fs::read_to_string(s.config()).unwrap());
+    }
+
+    let daemon = s.env.path("daemon.json");
+    std::fs::write(
+        &daemon,
+        format!("{{{}, \"shutdown-timeout\": -0}}", numbered_members()),
+    )
+    .unwrap();
+    let path = daemon.display().to_string();
+    for args in [&[][..], &["--remove"][..]] {
+        let mut all = vec!["configure-mirror", "--daemon-json", &path];
+        all.extend_from_slice(args);
+        let out = s.env.run(&all, b"");
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        let text = std::fs::read_to_string(&daemon).unwrap();
+        assert_numbers_kept(&text);
+        assert!(text.contains("\"shutdown-timeout\": -0"), "{text}");
+    }
+}
+
 #[test]
 fn configure_mirror_writes_containerd_and_podman_files_and_removes_them_again() {
     let env = Env::new();
