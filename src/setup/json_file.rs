@@ -24,6 +24,8 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
+use crate::util::text;
+
 /// A parsed config file: its top-level object and the keys that appeared twice.
 #[derive(Debug)]
 pub(crate) struct Parsed {
@@ -108,22 +110,24 @@ pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Parsed> {
     })
 }
 
-fn malformed(what: &str, e: &serde_json::Error, at: Option<(usize, usize)>) -> anyhow::Error {
-    // `at`: where the value whose parse failed starts, for an error counted from there.
-    let (line, column) = match at {
-        None => (e.line(), e.column()),
-        Some((line, column)) if e.line() == 1 => (line, column + e.column() - 1),
-        Some((line, _)) => (line + e.line() - 1, e.column()),
-    };
-    anyhow!(
-        "{what} is not valid JSON (line {line}, column {column}: {}); fix or move it, it was not changed",
-        match e.classify() {
-            serde_json::error::Category::Eof => "unexpected end of file",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Io => "read error",
+fn malformed(what: &str, e: &serde_json::Error, start: Option<(usize, usize)>) -> anyhow::Error {
+    let described = text::json_error(e);
+    // An error inside one value is counted from where that value starts (`start`).
+    let described = match start {
+        None => described,
+        Some((line, column)) => {
+            let (line, column) = if e.line() == 1 {
+                (line, column + e.column() - 1)
+            } else {
+                (line + e.line() - 1, e.column())
+            };
+            described.replace(
+                &format!("at line {} column {}", e.line(), e.column()),
+                &format!("at line {line} column {column}"),
+            )
         }
-    )
+    };
+    anyhow!("{what} is not valid JSON ({described}); fix or move it, it was not changed")
 }
 
 /// Line and column (from 1, in bytes) of byte `offset` in `input`.
@@ -444,7 +448,7 @@ mod tests {
         let e = parse(b"{\n  \"a\": [1,\n    \"x\\ud800\"]}", "c.json")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 3, column"), "{e}");
+        assert!(e.contains("syntax error at line 3 column 13"), "{e}");
     }
 
     proptest::proptest! {
@@ -462,7 +466,7 @@ mod tests {
         let e = parse(b"{\n  \"auths\": {,\n}", "c.json")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2, column 13"), "{e}");
+        assert!(e.contains("syntax error at line 2 column 13"), "{e}");
         assert!(parse(b"[1]", "c.json").is_err());
         assert!(parse(b" \n", "c.json").unwrap().root.is_empty());
     }
