@@ -1,13 +1,10 @@
 //! Every decision that differs between Linux, macOS and Windows, as plain functions of the
 //! platform and its inputs, so each is table-tested on Linux. The `#[cfg]` glue that feeds
 //! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`]
-//! (with the user database's home directory on Unix).
+//! (its `imp` modules: HOME, XDG_* and the user database on Unix, known folders on Windows).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-
-#[cfg(unix)]
-use crate::util::env;
 
 /// Name of this program's directory under the user's config, cache and data directories.
 pub(crate) const APP_DIR: &str = "docker-credential-gcp";
@@ -44,49 +41,9 @@ pub(crate) struct BaseDirs {
 }
 
 impl BaseDirs {
-    #[cfg(unix)]
+    /// The running user's directories.
     pub(crate) fn current() -> BaseDirs {
-        BaseDirs::unix(Os::CURRENT, &env::var_os, account_home)
-    }
-
-    #[cfg(not(unix))]
-    pub(crate) fn current() -> BaseDirs {
-        BaseDirs {
-            home: dirs::home_dir(),
-            config: dirs::config_dir(),
-            cache: dirs::cache_dir(),
-            data_local: dirs::data_local_dir(),
-        }
-    }
-
-    /// The base directories on Linux and macOS, from HOME and the XDG variables (`var`, which
-    /// may hold any bytes). A relative value is ignored, so nothing of this program's lands
-    /// relative to the directory docker happens to run it in: the XDG spec says so for the
-    /// XDG variables, and a relative HOME counts as unset, which means the home directory of
-    /// the user database (`account_home`), as for a kubelet plugin that gets no HOME.
-    #[cfg(unix)]
-    fn unix(
-        os: Os,
-        var: &dyn Fn(&str) -> Option<OsString>,
-        account_home: impl FnOnce() -> Option<PathBuf>,
-    ) -> BaseDirs {
-        let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
-        let home = absolute("HOME").or_else(|| account_home().filter(|p| p.is_absolute()));
-        let under_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
-        match os {
-            Os::Macos => BaseDirs {
-                config: under_home("Library/Application Support"),
-                cache: under_home("Library/Caches"),
-                data_local: under_home("Library/Application Support"),
-                home,
-            },
-            Os::Linux | Os::Windows => BaseDirs {
-                config: absolute("XDG_CONFIG_HOME").or_else(|| under_home(".config")),
-                cache: absolute("XDG_CACHE_HOME").or_else(|| under_home(".cache")),
-                data_local: absolute("XDG_DATA_HOME").or_else(|| under_home(".local/share")),
-                home,
-            },
-        }
+        imp::current()
     }
 
     /// This program's settings file.
@@ -124,37 +81,191 @@ impl BaseDirs {
     }
 }
 
-/// The home directory the user database (`/etc/passwd`, NSS) gives the effective user.
 #[cfg(unix)]
-fn account_home() -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: passwd is plain data that getpwuid_r fills in; an all-zero value is valid.
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; the strings `entry` points to live in
-        // `buf`, which outlives their use below.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                libc::geteuid(),
-                &mut entry,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
+mod imp {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    use super::{BaseDirs, Os};
+    use crate::util::env;
+
+    pub(super) fn current() -> BaseDirs {
+        from_env(Os::CURRENT, &env::var_os, account_home)
+    }
+
+    /// The base directories on Linux and macOS, from HOME and the XDG variables (`var`, which
+    /// may hold any bytes). A relative value is ignored, so nothing of this program's lands
+    /// relative to the directory docker happens to run it in: the XDG spec says so for the
+    /// XDG variables, and a relative HOME counts as unset, which means the home directory of
+    /// the user database (`account_home`), as for a kubelet plugin that gets no HOME.
+    pub(super) fn from_env(
+        os: Os,
+        var: &dyn Fn(&str) -> Option<OsString>,
+        account_home: impl FnOnce() -> Option<PathBuf>,
+    ) -> BaseDirs {
+        let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
+        let home = absolute("HOME").or_else(|| account_home().filter(|p| p.is_absolute()));
+        let under_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
+        match os {
+            Os::Macos => BaseDirs {
+                config: under_home("Library/Application Support"),
+                cache: under_home("Library/Caches"),
+                data_local: under_home("Library/Application Support"),
+                home,
+            },
+            Os::Linux | Os::Windows => BaseDirs {
+                config: absolute("XDG_CONFIG_HOME").or_else(|| under_home(".config")),
+                cache: absolute("XDG_CACHE_HOME").or_else(|| under_home(".cache")),
+                data_local: absolute("XDG_DATA_HOME").or_else(|| under_home(".local/share")),
+                home,
+            },
+        }
+    }
+
+    /// The home directory the user database (`/etc/passwd`, NSS) gives the effective user.
+    fn account_home() -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut buf = vec![0u8; 1024];
+        loop {
+            // SAFETY: passwd is plain data that getpwuid_r fills in; an all-zero value is valid.
+            let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+            let mut found: *mut libc::passwd = std::ptr::null_mut();
+            // SAFETY: every pointer is valid for the call; the strings `entry` points to live in
+            // `buf`, which outlives their use below.
+            let rc = unsafe {
+                libc::getpwuid_r(
+                    libc::geteuid(),
+                    &mut entry,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut found,
+                )
+            };
+            if rc == libc::ERANGE && buf.len() < 1 << 20 {
+                buf.resize(buf.len() * 4, 0);
+                continue;
+            }
+            if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+                return None;
+            }
+            // SAFETY: getpwuid_r succeeded, so pw_dir is a NUL-terminated string inside `buf`.
+            let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+            let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+            return (!dir.as_os_str().is_empty()).then_some(dir);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+
+        use super::*;
+
+        fn dirs(os: Os, vars: &[(&str, &[u8])], account: Option<&str>) -> BaseDirs {
+            let vars: Vec<(String, OsString)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), OsStr::from_bytes(v).to_owned()))
+                .collect();
+            let var =
+                move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            from_env(os, &var, || account.map(PathBuf::from))
+        }
+
+        fn under(home: &str, config: &str, cache: &str, data: &str) -> BaseDirs {
+            let home = PathBuf::from(home);
+            BaseDirs {
+                config: Some(home.join(config)),
+                cache: Some(home.join(cache)),
+                data_local: Some(home.join(data)),
+                home: Some(home),
+            }
+        }
+
+        fn linux(home: &str) -> BaseDirs {
+            under(home, ".config", ".cache", ".local/share")
+        }
+
+        fn macos(home: &str) -> BaseDirs {
+            under(
+                home,
+                "Library/Application Support",
+                "Library/Caches",
+                "Library/Application Support",
             )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
         }
-        if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
-            return None;
+
+        #[test]
+        fn home_and_xdg_directories_are_used_when_absolute_and_ignored_when_relative() {
+            let set = [
+                ("HOME", &b"/home/a"[..]),
+                ("XDG_CONFIG_HOME", b"/x/config"),
+                ("XDG_CACHE_HOME", b"/x/cache"),
+                ("XDG_DATA_HOME", b"/x/data"),
+            ];
+            let d = dirs(Os::Linux, &set, Some("/root"));
+            assert_eq!(
+                d,
+                BaseDirs {
+                    home: Some("/home/a".into()),
+                    config: Some("/x/config".into()),
+                    cache: Some("/x/cache".into()),
+                    data_local: Some("/x/data".into()),
+                }
+            );
+            assert_eq!(dirs(Os::Linux, &set[..1], None), linux("/home/a"));
+
+            let relative = [
+                ("HOME", &b"rel"[..]),
+                ("XDG_CONFIG_HOME", b"x/config"),
+                ("XDG_CACHE_HOME", b"./cache"),
+                ("XDG_DATA_HOME", b"~/data"),
+            ];
+            let d = dirs(Os::Linux, &relative, Some("/home/a"));
+            assert_eq!(d, linux("/home/a"), "as if unset: the user database's home");
+            assert_eq!(dirs(Os::Linux, &relative, None), BaseDirs::default());
+            assert_eq!(dirs(Os::Linux, &[], Some("relative")), BaseDirs::default());
+
+            // macOS has no XDG directories: everything is under ~/Library.
+            assert_eq!(dirs(Os::Macos, &set, None), macos("/home/a"));
+            assert_eq!(
+                dirs(Os::Macos, &relative, Some("/Users/a")),
+                macos("/Users/a")
+            );
         }
-        // SAFETY: getpwuid_r succeeded, so pw_dir is a NUL-terminated string inside `buf`.
-        let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
-        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
-        return (!dir.as_os_str().is_empty()).then_some(dir);
+
+        #[test]
+        fn directories_keep_bytes_that_are_not_utf8() {
+            let d = dirs(Os::Linux, &[("XDG_CACHE_HOME", b"/x/caf\xe9")], None);
+            assert_eq!(
+                d.cache_dir().unwrap().as_os_str().as_bytes(),
+                b"/x/caf\xe9/docker-credential-gcp"
+            );
+            let d = dirs(Os::Linux, &[("HOME", b"/home/\xff")], None);
+            assert_eq!(
+                d.cache.unwrap().as_os_str().as_bytes(),
+                b"/home/\xff/.cache"
+            );
+        }
+
+        #[test]
+        fn the_user_database_names_an_absolute_home() {
+            assert!(account_home().is_some_and(|h| h.is_absolute()));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod imp {
+    use super::BaseDirs;
+
+    pub(super) fn current() -> BaseDirs {
+        BaseDirs {
+            home: dirs::home_dir(),
+            config: dirs::config_dir(),
+            cache: dirs::cache_dir(),
+            data_local: dirs::data_local_dir(),
+        }
     }
 }
 
@@ -350,16 +461,11 @@ mod tests {
     }
 
     fn macos() -> BaseDirs {
-        macos_of("/Users/a")
-    }
-
-    fn macos_of(home: &str) -> BaseDirs {
-        let home = PathBuf::from(home);
         BaseDirs {
-            config: Some(home.join("Library/Application Support")),
-            cache: Some(home.join("Library/Caches")),
-            data_local: Some(home.join("Library/Application Support")),
-            home: Some(home),
+            home: Some("/Users/a".into()),
+            config: Some("/Users/a/Library/Application Support".into()),
+            cache: Some("/Users/a/Library/Caches".into()),
+            data_local: Some("/Users/a/Library/Application Support".into()),
         }
     }
 
@@ -411,69 +517,6 @@ mod tests {
             Some(PathBuf::from(r"C:\Users\a\AppData\Local").join(APP_DIR))
         );
         assert_eq!(BaseDirs::default().config_file(), None);
-    }
-
-    #[cfg(unix)]
-    fn unix_dirs(os: Os, vars: &[(&str, &[u8])], account: Option<&str>) -> BaseDirs {
-        use std::os::unix::ffi::OsStrExt;
-        let vars: Vec<(String, OsString)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), std::ffi::OsStr::from_bytes(v).to_owned()))
-            .collect();
-        let var = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        BaseDirs::unix(os, &var, || account.map(PathBuf::from))
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn home_and_xdg_directories_are_used_when_absolute_and_ignored_when_relative() {
-        let set = [
-            ("HOME", &b"/home/a"[..]),
-            ("XDG_CONFIG_HOME", b"/x/config"),
-            ("XDG_CACHE_HOME", b"/x/cache"),
-            ("XDG_DATA_HOME", b"/x/data"),
-        ];
-        let d = unix_dirs(Os::Linux, &set, Some("/root"));
-        assert_eq!(d.home, p("/home/a"));
-        assert_eq!(d.config, p("/x/config"));
-        assert_eq!(d.cache, p("/x/cache"));
-        assert_eq!(d.data_local, p("/x/data"));
-        assert_eq!(unix_dirs(Os::Linux, &set[..1], None), linux());
-
-        let relative = [
-            ("HOME", &b"rel"[..]),
-            ("XDG_CONFIG_HOME", b"x/config"),
-            ("XDG_CACHE_HOME", b"./cache"),
-            ("XDG_DATA_HOME", b"~/data"),
-        ];
-        let d = unix_dirs(Os::Linux, &relative, Some("/home/a"));
-        assert_eq!(d, linux(), "as if unset: the user database's home");
-        let d = unix_dirs(Os::Linux, &relative, None);
-        assert_eq!(d, BaseDirs::default(), "no home at all: no directories");
-        assert_eq!(
-            unix_dirs(Os::Linux, &[], Some("relative")),
-            BaseDirs::default()
-        );
-
-        // macOS has no XDG directories: everything is under ~/Library.
-        assert_eq!(unix_dirs(Os::Macos, &set, None), macos_of("/home/a"));
-        assert_eq!(unix_dirs(Os::Macos, &relative, Some("/Users/a")), macos());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn directories_keep_bytes_that_are_not_utf8() {
-        use std::os::unix::ffi::OsStrExt;
-        let d = unix_dirs(Os::Linux, &[("XDG_CACHE_HOME", b"/x/caf\xe9")], None);
-        assert_eq!(
-            d.cache_dir().unwrap().as_os_str().as_bytes(),
-            b"/x/caf\xe9/docker-credential-gcp"
-        );
-        let d = unix_dirs(Os::Linux, &[("HOME", b"/home/\xff")], None);
-        assert_eq!(
-            d.cache.unwrap().as_os_str().as_bytes(),
-            b"/home/\xff/.cache"
-        );
     }
 
     #[test]
