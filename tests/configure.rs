@@ -822,6 +822,94 @@ fn configure_mirror_writes_containerd_and_podman_files_and_removes_them_again() 
     );
 }
 
+/// mirror.gcr.io as people write it: scheme and host in any case, the default port, a final
+/// slash; in hosts.toml and registries.conf also without the scheme those files default to.
+/// configure-mirror finds it (no second copy) and --remove takes it out.
+#[test]
+fn configure_mirror_knows_mirror_gcr_io_however_it_is_spelled() {
+    let env = Env::new();
+    let run = |args: &[&str], remove: bool| {
+        let mut all = vec!["configure-mirror"];
+        all.extend_from_slice(args);
+        if remove {
+            all.push("--remove");
+        }
+        let out = env.run(&all, b"");
+        assert_eq!(out.code, 0, "{all:?}: {}", out.stderr);
+        out
+    };
+    let daemon = env.path("daemon.json");
+    let d = daemon.display().to_string();
+    for spelling in [
+        "HTTPS://MIRROR.GCR.IO",
+        "https://mirror.gcr.io:443/",
+        "https://mirror.gcr.io/",
+        "https://Mirror.Gcr.Io:443",
+    ] {
+        let text = format!(
+            "{{\n\t\"registry-mirrors\": [\n\t\t\"https://corp.example\",\n\t\t\"{spelling}\"\n\t]\n}}\n"
+        );
+        std::fs::write(&daemon, &text).unwrap();
+        let out = run(&["--daemon-json", &d], false);
+        assert_eq!(
+            std::fs::read_to_string(&daemon).unwrap(),
+            text,
+            "{spelling}"
+        );
+        assert!(
+            out.stderr.contains("already set up"),
+            "{spelling}: {}",
+            out.stderr
+        );
+        run(&["--daemon-json", &d], true);
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap()).unwrap();
+        assert_eq!(
+            v["registry-mirrors"],
+            serde_json::json!(["https://corp.example"]),
+            "{spelling}"
+        );
+    }
+
+    let hosts_dir = env.path("certs.d");
+    let hosts_toml = hosts_dir.join("docker.io/hosts.toml");
+    std::fs::create_dir_all(hosts_toml.parent().unwrap()).unwrap();
+    let h = hosts_dir.display().to_string();
+    let other = "server = \"https://registry-1.docker.io\"\n\n[host.\"https://corp.example\"]\n  capabilities = [\"pull\"]\n";
+    for spelling in [
+        "https://mirror.gcr.io/",
+        "HTTPS://MIRROR.GCR.IO:443",
+        "mirror.gcr.io",
+    ] {
+        let text =
+            format!("{other}\n[host.\"{spelling}\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+        std::fs::write(&hosts_toml, &text).unwrap();
+        run(&["--containerd", "--hosts-dir", &h], false);
+        assert_eq!(
+            std::fs::read_to_string(&hosts_toml).unwrap(),
+            text,
+            "{spelling}"
+        );
+        run(&["--containerd", "--hosts-dir", &h], true);
+        assert_eq!(
+            std::fs::read_to_string(&hosts_toml).unwrap(),
+            other,
+            "{spelling}"
+        );
+    }
+
+    let conf = env.path("registries.conf");
+    let c = conf.display().to_string();
+    let entry = "[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n";
+    for spelling in ["mirror.gcr.io:443", "MIRROR.GCR.IO", "mirror.gcr.io/"] {
+        let text = format!("{entry}\n[[registry.mirror]]\nlocation = \"{spelling}\"\n");
+        std::fs::write(&conf, &text).unwrap();
+        run(&["--podman", "--registries-conf", &c], false);
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), text, "{spelling}");
+        run(&["--podman", "--registries-conf", &c], true);
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), entry, "{spelling}");
+    }
+}
+
 #[test]
 fn configure_mirror_refuses_malformed_files() {
     let env = Env::new();
