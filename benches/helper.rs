@@ -22,6 +22,9 @@
 /// The token cache entry on disk, as the tests reach it.
 #[path = "../tests/support/cache.rs"]
 mod cache;
+/// The headless Secret Service, as the tests start it.
+#[path = "../tests/support/dbus_keyring.rs"]
+mod dbus_keyring;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -33,6 +36,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 1000;
+
+/// One section of the report (`cargo bench --bench helper -- NAME` runs it alone).
+type Section = fn(&mut Bench);
 
 struct Bench {
     /// What users install: the static executable (else the dynamic build).
@@ -84,36 +90,26 @@ fn main() {
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     b.header();
-    if wanted("cached") {
-        b.cached_get();
-    }
-    if wanted("sweep") {
-        b.sweep();
-    }
-    if wanted("stampede") {
-        b.stampede(32);
-        b.stampede(128);
-    }
-    if wanted("cold") {
-        b.cold_vs_curl();
-    }
-    if wanted("near") {
-        b.near_expiry();
-    }
-    if wanted("root") {
-        b.empty_root();
-    }
-    if wanted("size") {
-        b.size_and_rss();
-    }
-    if wanted("instructions") {
-        b.instructions();
-    }
-    if wanted("peers") {
-        b.peers();
-    }
-    if wanted("build") {
-        b.real_build();
+    // The sections, in the order the report shows them.
+    let sections: [(&str, Section); 10] = [
+        ("cached", Bench::cached_get),
+        ("sweep", Bench::sweep),
+        ("stampede", |b| {
+            b.stampede(32);
+            b.stampede(128);
+        }),
+        ("cold", Bench::cold_vs_curl),
+        ("near", Bench::near_expiry),
+        ("root", Bench::empty_root),
+        ("size", Bench::size_and_rss),
+        ("instructions", Bench::instructions),
+        ("peers", Bench::peers),
+        ("build", Bench::real_build),
+    ];
+    for (name, run) in sections {
+        if wanted(name) {
+            run(&mut b);
+        }
     }
     if only.is_empty() {
         b.report.push('\n');
@@ -230,30 +226,8 @@ impl Bench {
 
     /// 2. The legacy `docker build` sweep: one `get` per credHelpers entry, 96 Google hosts.
     fn sweep(&mut self) {
-        let config = self.home.path().join("sweep/config.json");
-        let out = Command::new(&self.bin)
-            .args([
-                "configure-docker",
-                "--include-artifact-registry",
-                "--config",
-            ])
-            .arg(&config)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "configure-docker failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-        let hosts: Vec<String> = json["credHelpers"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
+        let hosts = self.sweep_hosts();
+        std::fs::create_dir_all(self.home.path().join("sweep")).unwrap();
         let inputs: Vec<PathBuf> = hosts
             .iter()
             .enumerate()
@@ -782,7 +756,11 @@ impl Bench {
             .env("PATH", "/usr/bin:/bin")
             .output()
             .unwrap();
-        assert!(out.status.success(), "configure-docker failed");
+        assert!(
+            out.status.success(),
+            "configure-docker failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
         json["credHelpers"]
@@ -901,15 +879,26 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn run(mut cmd: Command, input: &Path) -> (Duration, bool) {
+/// Runs `cmd` with `input` on stdin and its output discarded: how long it took, and whether it
+/// succeeded.
+fn run(cmd: Command, input: &Path) -> (Duration, bool) {
+    run_with(cmd, input, false)
+}
+
+/// Like `run`, but with stdout piped and read to its end, as docker reads a helper's answer.
+fn run_to_eof(cmd: Command, input: &Path) -> (Duration, bool) {
+    run_with(cmd, input, true)
+}
+
+fn run_with(mut cmd: Command, input: &Path, read_stdout: bool) -> (Duration, bool) {
     let stdin = std::fs::File::open(input).unwrap();
     let start = Instant::now();
-    let status = cmd
-        .stdin(stdin)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    cmd.stdin(stdin).stderr(Stdio::null());
+    let status = if read_stdout {
+        cmd.stdout(Stdio::piped()).output().unwrap().status
+    } else {
+        cmd.stdout(Stdio::null()).status().unwrap()
+    };
     (start.elapsed(), status.success())
 }
 
@@ -938,66 +927,11 @@ fn max_rss_kib(mut cmd: Command, input: &Path) -> i64 {
     usage.ru_maxrss
 }
 
-struct Session {
-    address: String,
-    children: Vec<std::process::Child>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A private D-Bus session with an unlocked gnome-keyring, as in the tests.
-fn keyring_session(home: &Path) -> Option<Session> {
+fn keyring_session(home: &Path) -> Option<dbus_keyring::Session> {
     which("dbus-daemon")?;
     which("gnome-keyring-daemon")?;
-    let mut dbus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut address = String::new();
-    BufReader::new(dbus.stdout.take()?)
-        .read_line(&mut address)
-        .ok()?;
-    let address = address.trim().to_owned();
-    let mut keyring = Command::new("gnome-keyring-daemon")
-        .args(["--foreground", "--unlock", "--components=secrets"])
-        .env("HOME", home)
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    keyring.stdin.take()?.write_all(b"bench").ok()?;
-    let mut ready = String::new();
-    BufReader::new(keyring.stdout.take()?)
-        .read_line(&mut ready)
-        .ok()?;
-    Some(Session {
-        address,
-        children: vec![keyring, dbus],
-    })
-}
-
-/// Like `run`, but with stdout piped and read to its end, as docker reads a helper's answer.
-fn run_to_eof(mut cmd: Command, input: &Path) -> (Duration, bool) {
-    let stdin = std::fs::File::open(input).unwrap();
-    let start = Instant::now();
-    let out = cmd
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    (start.elapsed(), out.status.success())
+    dbus_keyring::Session::launch(home, b"bench").ok()
 }
 
 /// A metadata stand-in whose answers after the first take `delay`; counts requests.

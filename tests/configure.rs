@@ -2,8 +2,9 @@
 //! would, against real files in a temporary HOME.
 
 use crate::support::peers::{Peer, need};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::support::*;
 use serde_json::Value;
@@ -964,4 +965,132 @@ fn a_docker_cli_that_cannot_start_is_reported_with_its_own_reason() {
     );
     assert_eq!(s.read_json()["currentContext"], "gone-away");
     assert_eq!(ours(&s.read_json()).len(), KNOWN_HOSTS);
+}
+
+/// configure-docker killed with SIGKILL at random moments, many times: config.json is always
+/// the old or the new content, valid JSON, and no temporary file is ever left as config.json.
+#[test]
+fn configure_docker_killed_at_random_points_never_corrupts_the_config() {
+    let mut env = Env::new();
+    let dir = env.path("docker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    let original =
+        r#"{"auths": {"registry.example.com": {"auth": "eDp5"}}, "credsStore": "desktop"}"#;
+    std::fs::write(&config, original).unwrap();
+    env.set("DOCKER_CONFIG", dir.display().to_string());
+    env.set("PATH", "/usr/bin:/bin");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut completed = 0;
+    for round in 0..60 {
+        let registries = format!("r{round}-docker.pkg.dev");
+        let mut child = env
+            .command(&["configure-docker", "--registries", &registries])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(next() % 4000));
+        let _ = child.kill();
+        if child.wait().unwrap().success() {
+            completed += 1;
+        }
+        let text = std::fs::read_to_string(&config).unwrap();
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("round {round}: corrupt config ({e}): {text}"));
+        assert_eq!(
+            v["auths"]["registry.example.com"]["auth"], "eDp5",
+            "round {round}"
+        );
+        assert_eq!(v["credsStore"], "desktop");
+    }
+    let stray: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "config.json" && !n.starts_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    eprintln!("{completed} of 60 runs completed before the kill");
+}
+
+#[test]
+fn editing_a_users_files_as_root_keeps_their_owner() {
+    if !need(&[Peer::Root]) {
+        return;
+    }
+    require_root("chown");
+    let mut env = Env::new();
+    let docker = env.path("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    std::fs::write(&config, r#"{"auths": {}}"#).unwrap();
+    std::os::unix::fs::chown(&config, Some(65534), Some(65533)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    env.set("DOCKER_CONFIG", docker.display().to_string());
+    let out = env.run(&["configure-docker", "--yes"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let meta = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (65534, 65533, 0o640)
+    );
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("\"gcr.io\": \"gcp\"")
+    );
+
+    let daemon = env.path("etc/daemon.json");
+    std::fs::create_dir_all(daemon.parent().unwrap()).unwrap();
+    std::fs::write(&daemon, "{}").unwrap();
+    std::os::unix::fs::chown(&daemon, Some(65534), Some(65533)).unwrap();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--daemon-json",
+            &daemon.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let meta = std::fs::metadata(&daemon).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65533));
+}
+
+#[test]
+fn repeated_cred_helpers_objects_are_merged_as_docker_reads_them() {
+    let mut env = Env::new();
+    let docker = env.path("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"credHelpers": {"quay.io": "quay"}, "auths": {}, "credHelpers": {"123.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"}}"#,
+    )
+    .unwrap();
+    env.set("DOCKER_CONFIG", docker.display().to_string());
+    let out = env.run(&["configure-docker", "--yes"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("\"credHelpers\" more than once"),
+        "{}",
+        out.stderr
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        v["credHelpers"]["quay.io"], "quay",
+        "the first object's mapping is kept"
+    );
+    assert_eq!(
+        v["credHelpers"]["123.dkr.ecr.us-east-1.amazonaws.com"],
+        "ecr-login"
+    );
+    assert_eq!(v["credHelpers"]["gcr.io"], "gcp");
 }

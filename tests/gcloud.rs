@@ -2,6 +2,9 @@
 //! property makes `gcloud config config-helper` print a token without any network.
 
 use crate::support::peers::{Peer, need};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
 use crate::support::*;
 
 fn gcloud_env() -> Env {
@@ -85,4 +88,100 @@ fn gcloud_not_installed_is_skipped_without_an_error() {
     let out = env.get("gcr.io");
     assert_eq!(out.stdout, NOT_FOUND);
     assert!(!out.stderr.contains("gcloud failed"), "{}", out.stderr);
+}
+
+#[test]
+fn gclouds_environment_overrides_are_part_of_its_identity() {
+    if !need(&[Peer::Gcloud]) {
+        return;
+    }
+    require("gcloud");
+    let mut env = Env::new();
+    let config = env.path("gcloud-config");
+    env.set("CLOUDSDK_CONFIG", config.display().to_string());
+    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud");
+    let (a, b) = (env.path("token-a"), env.path("token-b"));
+    std::fs::write(&a, "ya29.identity-a\n").unwrap();
+    std::fs::write(&b, "ya29.identity-b\n").unwrap();
+    std::fs::create_dir_all(&config).unwrap();
+    env.set("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", a.display().to_string());
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.identity-a");
+    env.set("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", b.display().to_string());
+    assert_eq!(
+        creds(&env.get("gcr.io")).2,
+        "ya29.identity-b",
+        "gcloud answers B, so must we"
+    );
+    env.set("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", a.display().to_string());
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.identity-a");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stand-ins for what the real gcloud cannot be made to do: hang, leave a child behind,
+// print too much.
+
+fn fake_gcloud(env: &mut Env, script: &str) {
+    let bin = env.path("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let gcloud = bin.join("gcloud");
+    std::fs::write(&gcloud, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&gcloud, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = env.path("gcloud-config");
+    std::fs::create_dir_all(&config).unwrap();
+    env.set("CLOUDSDK_CONFIG", config.display().to_string());
+    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud");
+    env.set("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+}
+
+#[test]
+fn a_hanging_gcloud_is_killed_at_the_deadline_with_its_children() {
+    // Real gcloud cannot be made to hang on demand; this stand-in does, and starts a child.
+    let mut env = Env::new();
+    let marker = format!("{}", 40 + std::process::id() % 1000);
+    fake_gcloud(&mut env, &format!("sleep {marker}.123 &\nwait"));
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "1");
+    let start = Instant::now();
+    let out = env.get("gcr.io");
+    assert_fails_saying(&out, "did not finish in time");
+    assert!(start.elapsed() < Duration::from_secs(8));
+    std::thread::sleep(Duration::from_millis(200));
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let leftover = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .any(|l| l.contains(&format!("sleep {marker}.123")));
+    assert!(!leftover, "the stand-in's child was killed with it");
+}
+
+#[test]
+fn a_gcloud_wrapper_leaving_a_background_process_on_stdout_does_not_hold_the_get() {
+    let mut env = Env::new();
+    fake_gcloud(
+        &mut env,
+        r#"echo '{"credential": {"access_token": "ya29.wrapped", "token_expiry": null}}'; sleep 30 &"#,
+    );
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "20");
+    let (out, took) = timed(|| env.get("gcr.io"));
+    assert_eq!(creds(&out).2, "ya29.wrapped");
+    assert!(
+        took < Duration::from_secs(5),
+        "waited for the leftover's pipe: {took:?}"
+    );
+}
+
+#[test]
+fn a_child_printing_too_much_is_reported_as_such_not_as_a_timeout() {
+    let mut env = Env::new();
+    fake_gcloud(&mut env, "head -c 3000000 /dev/zero; sleep 30");
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "20");
+    let (out, took) = timed(|| env.get("gcr.io"));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_fails_saying(&out, "printed more than 1 MiB on stdout");
+    assert!(
+        !out.stdout.contains("did not finish in time"),
+        "{}",
+        out.stdout
+    );
 }

@@ -322,3 +322,42 @@ fn registry_key(server: &str) -> Result<String> {
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_input_is_refused_with_what_is_wrong() {
+        for (input, needle) in [
+            ("", "no credentials on stdin"),
+            ("not json", "invalid credentials JSON"),
+            ("[1,2,3]", "invalid credentials JSON"),
+            ("42", "invalid credentials JSON"),
+            (
+                r#"{"ServerURL": 5, "Username": "u", "Secret": "s"}"#,
+                "invalid credentials JSON",
+            ),
+            (
+                r#"{"ServerURL":"gcr.io","Username":"u","Secret":"s""#,
+                "invalid credentials JSON",
+            ),
+            (
+                r#"{"ServerURL":"","Username":"u","Secret":"s"}"#,
+                "no credentials server URL",
+            ),
+            (
+                r#"{"ServerURL":"gcr.io","Username":"","Secret":"s"}"#,
+                "no credentials username",
+            ),
+            (
+                r#"{"ServerURL":"not a host!","Username":"u","Secret":"s"}"#,
+                "is not a registry host",
+            ),
+        ] {
+            let e = parse_store(input).err().unwrap_or_default();
+            assert!(e.contains(needle), "{input:?}: {e}");
+            assert_eq!(e.lines().count(), 1, "{input:?}: one line");
+        }
+    }
+}

@@ -68,6 +68,13 @@ impl DerefMut for Document {
     }
 }
 
+impl Document {
+    /// The map alone, for reading (the numbers' texts matter only to [`render`]).
+    pub(crate) fn into_map(self) -> Map<String, Value> {
+        self.map
+    }
+}
+
 impl From<Document> for Value {
     fn from(doc: Document) -> Value {
         Value::Object(doc.map)

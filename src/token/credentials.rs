@@ -406,4 +406,58 @@ mod tests {
         let local = parse(serde_json::json!({"type": "service_account", "client_email": "a@b", "private_key": "k", "token_uri": "http://127.0.0.1:1/token"})).unwrap();
         local.validate().unwrap();
     }
+
+    /// Every way a credentials file can be wrong that shows before any request: the message
+    /// names what is wrong (the caller adds the file's path) and never a value.
+    #[test]
+    fn malformed_files_of_every_type_are_refused_before_any_request() {
+        let audience = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/gh";
+        let jwt = "urn:ietf:params:oauth:token-type:jwt";
+        let ok_source = serde_json::json!({"file": "/nonexistent/token"});
+        let account = |extra: Value| {
+            let mut doc = serde_json::json!({"type": "external_account", "audience": audience, "subject_token_type": jwt});
+            for (k, v) in extra.as_object().unwrap() {
+                doc[k] = v.clone();
+            }
+            doc.to_string()
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "not valid JSON"),
+            ("\u{feff}{}".to_owned(), "not valid JSON"),
+            ("[".repeat(100_000), "not valid JSON"),
+            ("[]".to_owned(), "no \"type\" field"),
+            (r#"{"type": 5}"#.to_owned(), "no \"type\" field"),
+            (r#"{"type":"service_account"}"#.to_owned(), "missing field"),
+            (r#"{"type":"service_account","client_email":7,"private_key":"x"}"#.to_owned(), "wrong type"),
+            (r#"{"type":"authorized_user","client_id":"x"}"#.to_owned(), "missing field"),
+            (r#"{"type":"authorized_user","client_id":"x","client_secret":"s","refresh_token":"r","token_uri":"ftp://x"}"#.to_owned(), "token_uri"),
+            (r#"{"type":"something_new"}"#.to_owned(), "unknown credential type \"something_new\""),
+            (r#"{"type":"external_account"}"#.to_owned(), "credential type \"external_account\" (missing field `audience`)"),
+            (r#"{"type":"external_account_authorized_user"}"#.to_owned(), "credential type \"external_account_authorized_user\" (missing field `refresh_token`)"),
+            (r#"{"type":"impersonated_service_account"}"#.to_owned(), "credential type \"impersonated_service_account\" (missing field `service_account_impersonation_url`)"),
+            (account(serde_json::json!({})), "missing field `credential_source`"),
+            (account(serde_json::json!({"audience": 7, "credential_source": ok_source})), "wrong type"),
+            (account(serde_json::json!({"credential_source": {}})), "names no source"),
+            (account(serde_json::json!({"credential_source": {"file": "/x", "format": {"type": "json"}}})), "subject_token_field_name"),
+            (account(serde_json::json!({"credential_source": {"file": "/x", "format": {"type": "xml"}}})), "format type \"xml\" is not supported"),
+            (account(serde_json::json!({"credential_source": {"environment_id": "aws9"}})), "environment_id \"aws9\" is not supported"),
+            (account(serde_json::json!({"credential_source": {"executable": {"command": ""}}})), "executable.command is empty"),
+            (
+                r#"{"type": "impersonated_service_account", "service_account_impersonation_url": "https://iam.example.com/x", "source_credentials": {"type": "impersonated_service_account"}}"#.to_owned(),
+                "source_credentials of credential type \"impersonated_service_account\" are not supported",
+            ),
+            (
+                r#"{"type": "impersonated_service_account", "service_account_impersonation_url": "https://iam.example.com/x", "source_credentials": {"type": "authorized_user"}}"#.to_owned(),
+                "missing field `client_id`",
+            ),
+        ];
+        for (text, needle) in &cases {
+            let e = CredentialFile::parse(text.as_bytes())
+                .and_then(|f| f.validate())
+                .map(|()| "accepted".to_owned())
+                .unwrap_or_else(|e| format!("{e:#}"));
+            assert!(e.contains(needle), "{text:.80}: expected {needle:?} in {e}");
+            assert!(!e.contains("/nonexistent"), "{text:.80}: {e}");
+        }
+    }
 }

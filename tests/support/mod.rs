@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 pub(crate) mod cache;
 pub(crate) mod daemons;
+pub(crate) mod dbus_keyring;
 pub(crate) mod go;
 pub(crate) mod kubelet;
 pub(crate) mod peers;
@@ -141,6 +142,13 @@ impl Env {
     }
 }
 
+/// What `f` returned and how long it took.
+pub(crate) fn timed(f: impl FnOnce() -> Output) -> (Output, Duration) {
+    let started = std::time::Instant::now();
+    let out = f();
+    (out, started.elapsed())
+}
+
 pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -227,6 +235,20 @@ pub(crate) fn service_account_json(token_uri: &str) -> String {
 }
 
 /// The parsed `get` answer.
+/// The helper failed (exit status 1) and its answer on stdout says `needle`.
+pub(crate) fn assert_fails_saying(out: &Output, needle: &str) {
+    assert_eq!(
+        out.code, 1,
+        "stdout={:?} stderr={:?}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains(needle),
+        "expected {needle:?} in {}",
+        out.stdout
+    );
+}
+
 pub(crate) fn creds(out: &Output) -> (String, String, String) {
     assert_eq!(
         out.code, 0,
@@ -445,6 +467,15 @@ fn serve<S: Read + Write>(conn: S, handler: &Handler, requests: &Mutex<Vec<Reque
 /// A token endpoint that accepts the service-account JWT bearer grant (verifying the RS256
 /// signature with the fixture's public key and the claims Google checks) and the refresh-token
 /// grant for one authorized user. Every token it issues is unique: `ya29.test-N`.
+/// A HOME whose token source is a service account key for `server`'s `/token`, with a 3 s
+/// deadline (a test that hangs fails in seconds, not minutes).
+pub(crate) fn sa_env(server: &Server) -> Env {
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "3");
+    env
+}
+
 pub(crate) fn token_endpoint(expires_in: u64) -> Server {
     Server::start(token_handler(expires_in))
 }
@@ -567,7 +598,7 @@ pub(crate) fn metadata_server(expires_in: u64) -> Server {
 
 pub(crate) struct SecretService {
     pub address: String,
-    children: Vec<std::process::Child>,
+    session: dbus_keyring::Session,
 }
 
 impl SecretService {
@@ -579,7 +610,12 @@ impl SecretService {
         require("gnome-keyring-daemon");
         let mut failures = Vec::new();
         for _ in 0..3 {
-            let service = SecretService::launch(home);
+            let session = dbus_keyring::Session::launch(home, b"test-password")
+                .expect("start a D-Bus session with gnome-keyring");
+            let service = SecretService {
+                address: session.address.clone(),
+                session,
+            };
             match service.wait_until_usable(Duration::from_secs(20)) {
                 Ok(()) => return service,
                 Err(e) => failures.push(e),
@@ -588,51 +624,6 @@ impl SecretService {
             let _ = std::fs::remove_dir_all(home.join(".local/share/keyrings"));
         }
         panic!("the headless Secret Service never became usable: {failures:?}");
-    }
-
-    fn launch(home: &Path) -> SecretService {
-        let mut dbus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dbus-daemon");
-        let mut address = String::new();
-        BufReader::new(dbus.stdout.take().unwrap())
-            .read_line(&mut address)
-            .unwrap();
-        let address = address.trim().to_owned();
-        assert!(
-            address.starts_with("unix:"),
-            "dbus-daemon printed {address:?}"
-        );
-        let mut keyring = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("HOME", home)
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gnome-keyring-daemon");
-        keyring
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"test-password")
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(keyring.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert!(
-            ready.starts_with("GNOME_KEYRING_CONTROL="),
-            "gnome-keyring printed {ready:?}"
-        );
-        SecretService {
-            address,
-            children: vec![keyring, dbus],
-        }
     }
 
     /// gnome-keyring announces itself before its secrets service and login collection are
@@ -674,17 +665,8 @@ impl SecretService {
     }
 
     fn signal(&self, signal: libc::c_int) {
-        let pid = self.children[0].id() as libc::pid_t;
+        let pid = self.session.keyring_pid() as libc::pid_t;
         // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-}
-
-impl Drop for SecretService {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
