@@ -544,6 +544,58 @@ fn doctor_fails_on_a_broken_set_up_and_names_each_fix() {
     }
 }
 
+/// credHelpers entries that are not helper names (a number, null, an object, ""): docker
+/// cannot run a helper for them. configure-docker warns when it replaces one, as it does for
+/// another helper's, and doctor names them.
+#[test]
+fn entries_that_are_not_helper_names_are_named_by_doctor_and_replaced_with_a_warning() {
+    let s = Setup::new();
+    s.write_config(
+        r#"{"credHelpers": {"gcr.io": 5, "us.gcr.io": null, "eu.gcr.io": {"x": 1}, "asia.gcr.io": "", "quay.io": 7}}"#,
+    );
+    let out = s.env.run(&["doctor"], b"");
+    for needle in [
+        "credHelpers entries that are not helper names",
+        "gcr.io (5)",
+        "us.gcr.io (null)",
+        "eu.gcr.io ({\"x\":1})",
+        "asia.gcr.io (\"\")",
+        "quay.io (7)",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
+    }
+    assert!(
+        !out.stdout.contains("docker-credential-,") && !out.stdout.contains("docker-credential-\n"),
+        "no helper without a name: {}",
+        out.stdout
+    );
+
+    let out = s.configure(&["--registries", "gcr.io,us.gcr.io,eu.gcr.io,asia.gcr.io"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (host, was) in [
+        ("gcr.io", "5"),
+        ("us.gcr.io", "null"),
+        ("eu.gcr.io", "{\"x\":1}"),
+        ("asia.gcr.io", "\"\""),
+    ] {
+        let warning = format!(
+            "warning: {host}'s credHelpers entry was {was}, not a helper name; it now uses docker-credential-gcp"
+        );
+        assert!(out.stderr.contains(&warning), "{warning}: {}", out.stderr);
+    }
+    assert!(
+        out.stderr
+            .contains("4 in place of entries that were not helper names"),
+        "{}",
+        out.stderr
+    );
+    let after = s.read_json();
+    assert_eq!(
+        after["credHelpers"]["quay.io"], 7,
+        "others' entries untouched"
+    );
+}
+
 #[test]
 fn doctor_names_a_known_host_missing_from_cred_helpers_and_the_command_adds_it() {
     let s = Setup::new();
