@@ -5,7 +5,8 @@
 //! `build` section can run; as root for the empty-root and `build` sections). It prints a
 //! markdown report and writes it to BENCHMARKS.md, followed by the hand-kept record of start-up
 //! steps in benches/startup-steps.md; `cargo bench --bench helper -- NAME…` runs only the named
-//! sections (cached, sweep, stampede, cold, near, root, size, instructions, peers, build) and
+//! sections (cached, sweep, sweep-failing, stampede, cold, near, root, size, instructions,
+//! peers, build) and
 //! writes nothing. The binary measured is the one users install: the static executable from
 //! packaging/build-static.sh (the dynamic `cargo build --release` one is shown beside it). The
 //! `build` section starts a real dockerd and needs Debian's docker.io. Machines here are noisy, so every figure
@@ -91,9 +92,10 @@ fn main() {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     b.header();
     // The sections, in the order the report shows them.
-    let sections: [(&str, Section); 10] = [
+    let sections: [(&str, Section); 11] = [
         ("cached", Bench::cached_get),
         ("sweep", Bench::sweep),
+        ("sweep-failing", Bench::sweep_failing),
         ("stampede", |b| {
             b.stampede(32);
             b.stampede(128);
@@ -224,11 +226,11 @@ impl Bench {
         other
     }
 
-    /// 2. The legacy `docker build` sweep: one `get` per credHelpers entry, 96 Google hosts.
-    fn sweep(&mut self) {
+    /// The Google hosts `configure-docker` maps by default, one input file each.
+    fn sweep_inputs(&self) -> Vec<PathBuf> {
         let hosts = self.sweep_hosts();
         std::fs::create_dir_all(self.home.path().join("sweep")).unwrap();
-        let inputs: Vec<PathBuf> = hosts
+        hosts
             .iter()
             .enumerate()
             .map(|(i, h)| {
@@ -236,7 +238,12 @@ impl Bench {
                 std::fs::write(&p, h).unwrap();
                 p
             })
-            .collect();
+            .collect()
+    }
+
+    /// 2. The legacy `docker build` sweep: one `get` per credHelpers entry, every Google host.
+    fn sweep(&mut self) {
+        let inputs = self.sweep_inputs();
         let cache = self.cache("c2");
         assert!(run(self.helper("get", &cache), &self.input).1);
         let before = self.requests.load(Ordering::SeqCst);
@@ -256,12 +263,128 @@ impl Bench {
         };
         let (f, s, ratio) = paired(10, floor, sweep);
         let minted = self.requests.load(Ordering::SeqCst) - before;
+        let n = inputs.len();
         self.line(format!(
-            "| 2 | legacy build sweep: `get` for all {} configured Google hosts in sequence (10 rounds) | **{:.1} ms** total (96 × `/bin/true`: {:.1} ms, ratio {ratio:.2}); {minted} token requests | <= 250 ms |",
-            hosts.len(),
+            "| 2 | legacy build sweep: `get` for all {n} configured Google hosts in sequence (10 rounds) | **{:.1} ms** total ({n} × `/bin/true`: {:.1} ms, ratio {ratio:.2}); {minted} token requests | <= 250 ms |",
             ms(median(&s)),
             ms(median(&f))
         ));
+    }
+
+    /// 2b, 2c. The same sweep when no token can be had: a token endpoint that never answers
+    /// (the default 15 s deadline), and gcloud installed but never logged in. Each round starts
+    /// with an empty cache, as a machine meeting the problem for the first time does.
+    fn sweep_failing(&mut self) {
+        let inputs = self.sweep_inputs();
+        let n = inputs.len();
+        let rounds = 2;
+        let mut lines: Vec<String> = Vec::new();
+        let sweep = |cmd: &dyn Fn(&Path) -> Command, name: &str| -> (Vec<Duration>, usize) {
+            let mut times = Vec::new();
+            let mut not_found = 0;
+            for round in 0..rounds {
+                let cache = self.cache(&format!("{name}-{round}"));
+                let start = Instant::now();
+                for input in &inputs {
+                    let out = cmd(&cache)
+                        .stdin(std::fs::File::open(input).unwrap())
+                        .output()
+                        .unwrap();
+                    not_found +=
+                        usize::from(out.stdout == b"credentials not found in native keychain\n");
+                }
+                times.push(start.elapsed());
+            }
+            (times, not_found)
+        };
+
+        // A token endpoint that accepts connections and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().take(1000) {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.extend(conn.ok());
+            }
+        });
+        let key = self.home.path().join("hanging-sa.json");
+        let pem = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-sa-key.pem"),
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            serde_json::json!({
+                "type": "service_account",
+                "client_email": "bench@test-project.iam.gserviceaccount.com",
+                "private_key": pem,
+                "token_uri": format!("http://127.0.0.1:{port}/token"),
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let hanging = |cache: &Path| {
+            let mut cmd = self.helper("get", cache);
+            cmd.env("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "adc")
+                .env("GOOGLE_APPLICATION_CREDENTIALS", &key);
+            cmd
+        };
+        let (times, _) = sweep(&hanging, "hang");
+        let made = connections.load(Ordering::SeqCst);
+        lines.push(format!(
+            "| 2b | the same sweep of {n} hosts against a token endpoint that never answers (default 15 s deadline; empty cache; {rounds} rounds) | **{:.1} s** total; {made} connections in {rounds} rounds; every `get` answers the error (`on_error: anonymous` would answer \"not found\") | one deadline per sweep, not one per host ({n} × 15 s = {} min before) |",
+            median(&times).as_secs_f64(),
+            n * 15 / 60
+        ));
+
+        let Some(gcloud) = which("gcloud") else {
+            lines.push("| 2c | the same sweep with gcloud never logged in | not measured: gcloud is not installed | – |".to_owned());
+            for line in lines {
+                self.line(line);
+            }
+            return;
+        };
+        let config = self.home.path().join("gcloud-never");
+        std::fs::create_dir_all(&config).unwrap();
+        let path = format!(
+            "{}:/usr/bin:/bin",
+            gcloud.parent().unwrap_or(Path::new("/usr/bin")).display()
+        );
+        let never = |cache: &Path| {
+            let mut cmd = self.helper("get", cache);
+            cmd.env("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud")
+                .env("CLOUDSDK_CONFIG", &config)
+                .env("PATH", &path);
+            cmd
+        };
+        let (times, not_found) = sweep(&never, "never");
+        // What each `get` cost when gcloud was run to find out.
+        let start = Instant::now();
+        let status = Command::new(&gcloud)
+            .args(["config", "config-helper", "--format=json"])
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("CLOUDSDK_CONFIG", &config)
+            .env("PATH", &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let gcloud_call = start.elapsed();
+        lines.push(format!(
+            "| 2c | the same sweep with gcloud installed but never logged in (empty cache; {rounds} rounds) | **{:.1} ms** total; {not_found}/{} answers \"not found\" (gcloud is not run) | public pulls go on; one `gcloud config config-helper` here took {:.2} s (exit {}), so running it per host cost about {:.0} s a sweep |",
+            ms(median(&times)),
+            rounds * n,
+            gcloud_call.as_secs_f64(),
+            status.code().unwrap_or(-1),
+            gcloud_call.as_secs_f64() * n as f64
+        ));
+        for line in lines {
+            self.line(line);
+        }
     }
 
     /// 3. N parallel `get`s on an empty cache: one token request, all succeed, and the wall time

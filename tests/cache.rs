@@ -167,6 +167,8 @@ fn cache_files_are_private_and_in_the_configured_directory() {
 fn an_unusable_cache_directory_still_answers() {
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     // A directory below a regular file cannot be created, not even by root.
     let file = env.path("plain-file");
@@ -216,6 +218,8 @@ fn a_changed_credentials_file_is_a_new_identity() {
 fn when_refresh_fails_a_still_valid_cached_token_is_served_with_a_warning() {
     let server = token_endpoint(200);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     let first = creds(&env.get("gcr.io")).2;
     // Same file, same identity; the endpoint now goes away.
@@ -292,6 +296,8 @@ fn a_lock_held_by_a_stuck_process_delays_but_does_not_block_and_a_dead_holder_fr
     require("flock");
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "2");
     let cache = env.cache_dir();
@@ -357,7 +363,9 @@ fn assert_not_trusted(out: &Output, n: usize, why: &str, what: &str) {
 #[test]
 fn a_cache_entry_or_directory_others_can_write_is_neither_read_nor_written() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     std::fs::set_permissions(env.cache_entry(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = env.get("gcr.io");
@@ -369,7 +377,8 @@ fn a_cache_entry_or_directory_others_can_write_is_neither_read_nor_written() {
     );
 
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = env.get("gcr.io");
@@ -399,14 +408,17 @@ fn a_cache_entry_or_directory_owned_by_another_user_is_not_trusted() {
     }
     require_root("chown");
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-1");
     std::os::unix::fs::chown(env.cache_entry(), Some(65534), None).unwrap();
     let out = env.get("gcr.io");
     assert_not_trusted(&out, 2, "owned by another user", "a foreign entry");
 
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     std::os::unix::fs::chown(env.cache_dir(), Some(65534), Some(65534)).unwrap();
     let out = env.get("gcr.io");
@@ -416,7 +428,9 @@ fn a_cache_entry_or_directory_owned_by_another_user_is_not_trusted() {
 #[test]
 fn a_cache_entry_claiming_more_life_than_any_token_has_is_ignored() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     let entry = env.cache_entry();
     let mut doc: serde_json::Value =
@@ -430,4 +444,22 @@ fn a_cache_entry_claiming_more_life_than_any_token_has_is_ignored() {
         "{}",
         out.stderr
     );
+}
+
+/// The clock stepped back (an RTC in local time corrected by NTP): an entry minted "in the
+/// future" would otherwise be served for up to 12 hours past the token's real end.
+#[test]
+fn a_cache_entry_minted_in_the_future_is_not_served() {
+    let server = token_endpoint(3600);
+    let env = sa_env(&server);
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-1");
+    let entry = env.cache_entry();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
+    let minted = doc["minted_at"].as_u64().unwrap();
+    doc["minted_at"] = (minted + 2 * 3600).into();
+    std::fs::write(&entry, doc.to_string()).unwrap();
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-2");
+    // Fresh from the new mint: served from the cache again.
+    assert_eq!(creds(&env.get("gcr.io")).2, "ya29.test-2");
 }

@@ -103,7 +103,7 @@ fn keys(v: &Value) -> Vec<String> {
 }
 
 /// How many Google registry hosts this release knows (src/setup/registries.rs).
-const KNOWN_HOSTS: usize = 96;
+const KNOWN_HOSTS: usize = 98;
 
 /// Hosts from every part of the known set: Container Registry, the Artifact Registry
 /// multi-regions, regions (first and last listed), and regional endpoints.
@@ -169,7 +169,7 @@ fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
     );
     assert!(
         out.stderr
-            .contains("mapped 96 host(s) to docker-credential-gcp: 95 new (us.gcr.io, ")
+            .contains("mapped 98 host(s) to docker-credential-gcp: 97 new (us.gcr.io, ")
             && out
                 .stderr
                 .contains(", 1 taken over from another helper (gcr.io)\n"),
@@ -197,7 +197,7 @@ fn configure_docker_maps_every_known_google_host_on_a_fresh_machine() {
     }
     assert!(
         out.stderr
-            .contains("mapped 96 host(s) to docker-credential-gcp"),
+            .contains("mapped 98 host(s) to docker-credential-gcp"),
         "{}",
         out.stderr
     );
@@ -218,7 +218,7 @@ fn running_it_again_changes_no_byte_and_says_so() {
     assert_eq!(again.code, 0);
     assert!(
         again.stderr.contains(
-            "already configured (96 host(s) map to docker-credential-gcp); nothing changed"
+            "already configured (98 host(s) map to docker-credential-gcp); nothing changed"
         ),
         "{}",
         again.stderr
@@ -383,7 +383,7 @@ fn include_artifact_registry_is_still_accepted_and_is_the_default() {
     let out = exact.configure(&["--registries", "gcr.io", "--include-artifact-registry"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let hosts = ours(&exact.read_json());
-    assert_eq!(hosts.len(), 1 + 90);
+    assert_eq!(hosts.len(), 1 + 92);
     assert!(hosts.contains(&"docker.us-central1.rep.pkg.dev".to_owned()));
     assert!(!hosts.contains(&"us.gcr.io".to_owned()));
 }
@@ -511,8 +511,8 @@ fn doctor_passes_on_a_healthy_set_up() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     for needle in [
         "✓ docker-credential-gcp is on PATH",
-        "✓ 96 Google registries use docker-credential-gcp",
-        "✓ credHelpers maps all 96 Google registry hosts this release knows",
+        "✓ 98 Google registries use docker-credential-gcp",
+        "✓ credHelpers maps all 98 Google registry hosts this release knows",
         "✓ a Google access token is available; it expires in ",
         "all checks passed",
     ] {
@@ -618,7 +618,7 @@ fn doctor_names_a_known_host_missing_from_cred_helpers_and_the_command_adds_it()
     let out = s.env.run(&["doctor"], b"");
     assert!(
         out.stdout
-            .contains("✓ credHelpers maps all 96 Google registry hosts this release knows"),
+            .contains("✓ credHelpers maps all 98 Google registry hosts this release knows"),
         "{}",
         out.stdout
     );
@@ -634,7 +634,7 @@ fn doctor_names_only_the_missing_hosts_when_another_helper_handles_a_google_host
     let out = s.env.run(&["doctor"], b"");
     assert!(
         out.stdout.contains(
-            "- 90 Google registry hosts this release knows are not in credHelpers: us-docker.pkg.dev, "
+            "- 92 Google registry hosts this release knows are not in credHelpers: us-docker.pkg.dev, "
         ),
         "{}",
         out.stdout

@@ -95,6 +95,8 @@ fn extra_registries_can_come_from_the_config_file() {
 fn one_invalid_registry_entry_is_reported_and_the_valid_ones_used() {
     let server = token_endpoint(3600);
     let mut env = Env::new();
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     env.use_service_account(&server.url("/token"));
     env.set(
         "DOCKER_CREDENTIAL_GCP_REGISTRIES",

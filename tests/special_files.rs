@@ -27,7 +27,9 @@ fn mkfifo(path: &Path) {
 #[test]
 fn a_fifo_at_the_token_cache_entry_is_ignored_and_a_token_minted() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     creds(&env.get("gcr.io"));
     mkfifo(&env.cache_entry());
     let (out, took) = timed(|| env.get("gcr.io"));
@@ -39,7 +41,9 @@ fn a_fifo_at_the_token_cache_entry_is_ignored_and_a_token_minted() {
 #[test]
 fn a_fifo_at_the_lock_file_does_not_block_minting() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     mkfifo(&env.cache_dir().join("mint.lock"));
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let (out, took) = timed(|| env.get("gcr.io"));
@@ -55,7 +59,9 @@ fn a_fifo_at_the_lock_file_does_not_block_minting() {
 #[test]
 fn a_symlink_planted_at_the_lock_path_is_never_followed() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     std::fs::create_dir_all(env.cache_dir()).unwrap();
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let target = env.path("victim-file");
@@ -84,7 +90,9 @@ fn a_fifo_at_the_settings_file_is_a_prompt_clear_error() {
 #[test]
 fn a_fifo_at_the_stored_hosts_index_is_ignored_with_a_warning() {
     let server = token_endpoint(3600);
-    let env = sa_env(&server);
+    let mut env = sa_env(&server);
+    // Warnings on a successful `get` show when the user chooses a log level.
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     mkfifo(&env.path(&format!("{DATA_DIR}/stored-hosts.json")));
     let (out, took) = timed(|| env.get("gcr.io"));
     assert!(took < PROMPTLY, "{took:?}");

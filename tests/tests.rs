@@ -31,9 +31,12 @@ mod host_policy;
 // Each token source (ADC files, the metadata server), their order, fallthrough, and how missing or malformed credential files are reported.
 #[cfg(unix)]
 mod sources;
-// Token endpoints and metadata servers that misbehave: retries, timeouts, resets, answers that are not tokens, a silent DNS server.
+// Token endpoints and metadata servers that misbehave: retries, timeouts, resets, answers that are not tokens, echoes of what was sent, endless or huge answers, lifetimes, a silent DNS server.
 #[cfg(target_os = "linux")]
 mod endpoints;
+// When no token can be had: failure kinds and their answers, remembered failures, waiting for another process's mint, the habits of the programs that run the helper.
+#[cfg(unix)]
+mod failures;
 // The gcloud source: the real gcloud CLI offline, its identity, and stand-ins that hang, leave children or print too much.
 #[cfg(unix)]
 mod gcloud;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::hosts::{self, HostClass};
 use crate::net::http::{self, Http, MintContext, Request, Response};
 use crate::settings::Settings;
-use crate::token::{self, Outcome, Project, Token};
+use crate::token::{self, Project, Token};
 use crate::util::env;
 use crate::util::secret::Secret;
 
@@ -70,12 +70,13 @@ pub(crate) fn discover(project: Option<&str>, settings: &Settings) -> Result<Dis
         })?,
     };
     check_project_id(&project)?;
-    let token = match token::google_token(settings)? {
-        Outcome::Token(t) => t,
-        Outcome::NoSource => bail!(
+    let token = match token::google_token(settings) {
+        Ok(t) => t,
+        Err(e) if e.failures.is_empty() => bail!(
             "--discover needs Google credentials and none is present: run `gcloud auth login` \
              or `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
         ),
+        Err(e) => return Err(e.into()),
     };
     // The token may have taken most of the time; the listing gets a deadline of its own.
     let deadline = Instant::now() + settings.timeout.value;

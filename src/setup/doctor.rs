@@ -18,8 +18,8 @@ use crate::helper::store::{self, Store};
 use crate::hosts::{self, ExtraHost, HostClass};
 use crate::net::proxy::Proxies;
 use crate::net::tls;
-use crate::settings::Settings;
-use crate::token::{self, Outcome, now_secs};
+use crate::settings::{OnError, Settings};
+use crate::token::{self, now_secs};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::{text, ui};
 
@@ -393,7 +393,7 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
     }
     r.pass(format!("token source in use: {}", present[0]))?;
     match token::google_token(settings) {
-        Ok(Outcome::Token(t)) => {
+        Ok(t) => {
             let left = t.remaining_secs(now_secs());
             r.pass(format!(
                 "a Google access token is available; it expires in {} min {} s",
@@ -401,11 +401,27 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
                 left % 60
             ))
         }
-        Ok(Outcome::NoSource) => r.fail("no token source could be used", "run `gcloud auth login`"),
-        Err(e) => r.fail(
-            format!("{e:#}"),
-            "follow the fix named for each source above",
-        ),
+        Err(e) => {
+            let answer = if e.kind.is_absent() || settings.on_error.value == OnError::Anonymous {
+                "`get` answers \"not found\": public images pull anonymously, private ones get \
+                 the registry's \"unauthorized\""
+            } else {
+                "`get` fails every pull from a Google registry (set on_error to anonymous to let \
+                 public images pull)"
+            };
+            let fix = e.failures.first().map_or(
+                "run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS",
+                |f| f.fix.as_str(),
+            );
+            r.fail(
+                format!(
+                    "no token: {e}. Kind: {} ({}); {answer}",
+                    e.kind,
+                    e.kind.explain()
+                ),
+                fix,
+            )
+        }
     }
 }
 

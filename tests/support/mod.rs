@@ -35,6 +35,17 @@ pub(crate) fn require(program: &str) {
     );
 }
 
+/// A gcloud configuration directory with an account, as `gcloud auth login` leaves it: the
+/// helper runs gcloud only when it could have credentials.
+pub(crate) fn signed_in_gcloud_config(dir: &Path) {
+    std::fs::create_dir_all(dir.join("configurations")).unwrap();
+    std::fs::write(
+        dir.join("configurations/config_default"),
+        "[core]\naccount = someone@example.com\n",
+    )
+    .unwrap();
+}
+
 /// Tests that need root (podman and buildah storage, daemons) fail without it.
 pub(crate) fn require_root(what: &str) {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -463,6 +474,56 @@ fn serve<S: Read + Write>(conn: S, handler: &Handler, requests: &Mutex<Vec<Reque
 
 // ---------------------------------------------------------------------------------------------
 // Google stand-ins.
+
+/// A token endpoint that accepts connections and never answers, keeping them open until it
+/// is dropped; it counts the connections.
+pub(crate) struct Hanging {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Hanging {
+    pub(crate) fn start() -> Hanging {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (count, keep) = (accepted.clone(), held.clone());
+        std::thread::spawn(move || {
+            // Bounded: a test makes a handful of connections.
+            for conn in listener.incoming().take(200) {
+                let Ok(mut conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                // Read the request so the client is not blocked writing it, then hold on.
+                conn.set_read_timeout(Some(Duration::from_millis(200))).ok();
+                let _ = conn.read(&mut [0u8; 4096]);
+                keep.lock().unwrap().push(conn);
+            }
+        });
+        Hanging {
+            port,
+            accepted,
+            held,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.held.lock().unwrap().clear();
+        // Wake the accept loop so its thread can see the listener is no longer wanted.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
 
 /// A token endpoint that accepts the service-account JWT bearer grant (verifying the RS256
 /// signature with the fixture's public key and the claims Google checks) and the refresh-token

@@ -206,6 +206,25 @@ fn is_test_key(json: &str) -> bool {
         && v["private_key"].as_str() == Some(pem.as_str())
 }
 
+/// Whether `req` asks only to pull repositories under [`PUBLIC_PREFIX`].
+fn anonymous_pulls_of_public_repositories(req: &Request) -> bool {
+    let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let scopes: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    !scopes.is_empty()
+        && scopes.iter().all(|s| {
+            access_entry(s).is_some_and(|a| {
+                a["type"] == "repository"
+                    && a["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(PUBLIC_PREFIX))
+                    && a["actions"] == serde_json::json!(["pull"])
+            })
+        })
+}
+
 /// `repository:test/img:pull,push` → `{type, name, actions}`.
 fn access_entry(scope: &str) -> Option<serde_json::Value> {
     let (kind, rest) = scope.split_once(':')?;
@@ -221,8 +240,13 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
+/// Repositories under this prefix allow anonymous pulls, as public images on gcr.io and
+/// Artifact Registry do (`gcr.io/distroless/*`).
+pub(crate) const PUBLIC_PREFIX: &str = "public/";
+
 /// The realm: `GET /token?service=…&scope=…` with HTTP Basic `oauth2accesstoken:<token>` (an
-/// issued token) or `_json_key:<key JSON>`; anything else, anonymous included, gets 401.
+/// issued token) or `_json_key:<key JSON>`. An anonymous request is granted only pulls of
+/// [`PUBLIC_PREFIX`] repositories and gets 401 when it asks for anything else.
 pub(crate) fn token_server(issued: Issued) -> Server {
     let signer = Signer::load();
     let jti = AtomicUsize::new(0);
@@ -238,6 +262,7 @@ pub(crate) fn token_server(issued: Issued) -> Server {
             return Reply::json(404, serde_json::json!({"errors": [{"code": "NOT_FOUND"}]}));
         }
         let subject = match basic_credentials(req) {
+            None if anonymous_pulls_of_public_repositories(req) => "anonymous".to_owned(),
             None => return denied("anonymous access is not allowed"),
             Some((user, token)) if user == "oauth2accesstoken" => {
                 if !issued.lock().unwrap().contains(&token) {
