@@ -898,7 +898,8 @@ fn cri_pull_in_world(containerd: &Containerd2, image: &str) -> Output {
 
 /// Debian's containerd 2.1 ships a version 2 config.toml without `config_path`, and
 /// containerd 2's own default is empty: its CRI (the kubelet's pulls) never reads the hosts
-/// directory that configure-mirror writes, until configure-mirror also sets `config_path`.
+/// directory that configure-mirror writes, until configure-mirror also sets `config_path`
+/// (in the version 2 table there, in the CRI images plugin's table of a version 3 file).
 #[test]
 fn containerd_2_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
     if !need(&[
@@ -973,6 +974,41 @@ fn containerd_2_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirro
         .filter(|l| l.contains("registry") || l.contains("config_path") || l.contains("deprecat"))
         .collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
+
+    // A version 3 file (what `containerd config migrate` writes) gets it in the CRI images
+    // plugin's table, and containerd 2 reads it there without a warning.
+    write_in_world(
+        "/etc/containerd/config.toml",
+        "version = 3\n\n[plugins.'io.containerd.cri.v1.runtime']\n  enable_selinux = false\n",
+    );
+    let out = helper_in_world(&env, &["configure-mirror", "--containerd"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v3 = read_in_world("/etc/containerd/config.toml");
+    assert!(
+        v3.contains("[plugins.\"io.containerd.cri.v1.images\".registry]\nconfig_path = \"/etc/containerd/certs.d\""),
+        "{v3}"
+    );
+    let (containerd3, proc) = start_containerd(
+        session,
+        &daemons::fresh_dir("world-containerd2-v3"),
+        &v3,
+        &[(ca.0, &ca.1)],
+    )
+    .unwrap_or_else(|e| panic!("containerd 2 did not start: {e}"));
+    cri_pull_in_world(&containerd3, "docker.io/library/cri3-hit:latest");
+    assert_served_by_the_mirror(world, "library/cri3-hit");
+    let log = containerd3.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=warning"))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .all(|l| !l.contains("registry") && !l.contains("config")),
+        "{warnings:#?}"
+    );
+    drop(proc);
 
     // ctr reads the hosts directory when told.
     let address = containerd.address();

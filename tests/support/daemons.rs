@@ -482,8 +482,9 @@ pub(crate) const CORP_NAME: &str = "corp-mirror.test";
 /// The repositories the world's registries hold, per engine: `X-hit` is in the mirror and in
 /// the hub, `X-miss` only in the hub (as is `pm-v1`). The company mirror holds nothing. Each image has its own
 /// content, so no engine finds a layer of one already present from another.
-pub(crate) const WORLD_ENGINES: [&str; 8] =
-    ["dk", "ctd", "pm", "pmdeb", "dk28", "ctd2", "cri2", "pm5"];
+pub(crate) const WORLD_ENGINES: [&str; 9] = [
+    "dk", "ctd", "pm", "pmdeb", "dk28", "ctd2", "cri2", "cri3", "pm5",
+];
 
 pub(crate) struct MirrorWorld {
     pub dir: PathBuf,
