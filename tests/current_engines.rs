@@ -6,7 +6,10 @@
 //! Run them alone with `cargo test --test tests current_engines`. Each test prints the versions
 //! it ran against.
 
-use crate::support::daemons::{self, Dockerd, MirrorWorld, mirror_world};
+use crate::support::daemons::{
+    self, Dockerd, assert_fell_back_to_docker_hub, assert_served_by_the_mirror, mirror_world,
+    podman_tried, registry_mirrors_in_info,
+};
 use crate::support::peers::{Peer, need};
 use crate::support::registry::{self, Rig, tail};
 use crate::support::root::*;
@@ -767,41 +770,6 @@ fn read_in_world(path: &str) -> String {
         .unwrap_or_else(|e| panic!("{path} in the world's root: {e}"))
 }
 
-/// The mirror served `repo`; the company mirror was asked first and lacked it; Docker Hub was
-/// not asked.
-fn assert_served_by_the_mirror(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "the company mirror is tried first: {:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.served_blobs_of(repo),
-        "mirror.gcr.io served {repo}: {:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert_eq!(world.hub.requests_for(repo), [], "Docker Hub is not asked");
-}
-
-/// Neither mirror has `repo`: both were asked, and Docker Hub served it.
-fn assert_fell_back_to_docker_hub(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "{:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.missed(repo),
-        "{:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert!(
-        world.hub.served_blobs_of(repo),
-        "Docker Hub served {repo}: {:?}",
-        world.hub.requests_for(repo)
-    );
-}
-
 #[test]
 fn docker_28_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
     if !need(&[
@@ -857,16 +825,8 @@ fn docker_28_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror()
     let version = docker(&["version", "--format", "{{.Server.Version}}"]);
     eprintln!("dockerd {}", version.stdout.trim());
     let info = docker(&["system", "info"]);
-    let mirrors: Vec<&str> = info
-        .stdout
-        .lines()
-        .skip_while(|l| l.trim() != "Registry Mirrors:")
-        .skip(1)
-        .take_while(|l| l.trim().starts_with("http"))
-        .map(str::trim)
-        .collect();
     assert_eq!(
-        mirrors,
+        registry_mirrors_in_info(&info.stdout),
         ["https://corp-mirror.test/", "https://mirror.gcr.io/"],
         "{}",
         info.stdout
@@ -1038,15 +998,6 @@ fn containerd_2_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirro
     assert_served_by_the_mirror(world, "library/ctd2-hit");
     ctr("docker.io/library/ctd2-miss:latest");
     assert_fell_back_to_docker_hub(world, "library/ctd2-miss");
-}
-
-/// The locations podman tried, in order (its debug log's "Trying to access").
-fn podman_tried(stderr: &str) -> Vec<String> {
-    stderr
-        .split("Trying to access \\\"")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\\\"").map(|(l, _)| l.to_owned()))
-        .collect()
 }
 
 /// podman 5 reads drop-ins in /etc/containers/registries.conf.d: configure-mirror writes its

@@ -316,51 +316,6 @@ fn a_buildkit_build_asks_only_for_the_registry_it_pulls_from() {
 // ---------------------------------------------------------------------------------------------
 // mirror.gcr.io end to end.
 
-/// `docker system info`'s "Registry Mirrors:" list, as Google's instructions check it.
-fn registry_mirrors_in_info(info: &str) -> Vec<String> {
-    info.lines()
-        .skip_while(|l| l.trim() != "Registry Mirrors:")
-        .skip(1)
-        .take_while(|l| l.starts_with("  ") && l.trim().starts_with("http"))
-        .map(|l| l.trim().to_owned())
-        .collect()
-}
-
-/// The mirror served `repo`; the company mirror was asked first and lacked it; Docker Hub was
-/// not asked.
-fn assert_served_by_the_mirror(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "the company mirror is tried first: {:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.served_blobs_of(repo),
-        "mirror.gcr.io served {repo}: {:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert_eq!(world.hub.requests_for(repo), [], "Docker Hub is not asked");
-}
-
-/// Neither mirror has `repo`: both were asked, and Docker Hub served it.
-fn assert_fell_back_to_docker_hub(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "{:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.missed(repo),
-        "{:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert!(
-        world.hub.served_blobs_of(repo),
-        "Docker Hub served {repo}: {:?}",
-        world.hub.requests_for(repo)
-    );
-}
-
 #[test]
 fn dockerd_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
     if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
@@ -514,15 +469,6 @@ fn podman_pull(world: &MirrorWorld, env: &Env, registries_conf: &Path, image: &s
         .env("TMPDIR", &tmp)
         .env("HOME", env.home.path());
     output_of(cmd)
-}
-
-/// The locations podman tried, in order (its debug log's "Trying to access").
-fn podman_tried(stderr: &str) -> Vec<String> {
-    stderr
-        .split("Trying to access \\\"")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\\\"").map(|(l, _)| l.to_owned()))
-        .collect()
 }
 
 #[test]
