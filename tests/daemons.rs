@@ -85,41 +85,6 @@ fn successful_gets_since(rig: &Rig, mark: Mark) -> Vec<String> {
     inputs
 }
 
-/// The manifest of `repo:tag` as the registry holds it, read with a pull token of its own.
-fn stored_manifest(rig: &Rig, repo: &str, tag: &str) -> serde_json::Value {
-    use base64::Engine;
-    let token = "ya29.e2e-reader-token";
-    rig.issued.lock().unwrap().insert(token.to_owned());
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{token}"));
-    let reply = http(
-        &rig.realm.host(),
-        "GET",
-        &format!("/token?service={SERVICE}&scope=repository:{repo}:pull"),
-        &[("Authorization".into(), format!("Basic {basic}"))],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(reply.status, 200);
-    let bearer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
-    let reply = http(
-        &rig.host,
-        "GET",
-        &format!("/v2/{repo}/manifests/{tag}"),
-        &[
-            (
-                "Authorization".into(),
-                format!("Bearer {}", bearer["token"].as_str().unwrap()),
-            ),
-            ("Accept".into(), accept.into()),
-        ],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(reply.status, 200, "{repo}:{tag} is in the registry");
-    serde_json::from_slice(&reply.body).unwrap()
-}
-
 #[test]
 fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
     if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
@@ -159,7 +124,7 @@ fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
         "the cached token is reused"
     );
     assert_logins_used_helper_tokens(&rig, mark);
-    let pushed = stored_manifest(&rig, "test/pushed", "v2");
+    let pushed = rig.stored_manifest("test/pushed", "v2");
     assert_eq!(pushed["config"]["digest"], image.config_digest.as_str());
 }
 
