@@ -72,17 +72,19 @@ macro_rules! settings {
                 config_file: Option<(PathBuf, bool)>,
             ) -> Result<Settings> {
                 let mut warnings = Vec::new();
-                $(
-                    let parse: fn(&OsStr, &mut Vec<String>) -> Result<$ty> = $parse;
-                    let default: fn(&BaseDirs) -> $ty = $default;
-                    let $field = inputs.get(
-                        &Spec { key: $key, env: $env, help: $help },
-                        |text| parse(text, &mut warnings),
-                        || default(dirs),
-                    )?;
-                )*
+                // SPECS has the rows in this order (one static table, not a copy per row).
+                let mut specs = SPECS.iter();
+                // Built in place, field by field in table order.
                 Ok(Settings {
-                    $($field,)*
+                    $($field: {
+                        let parse: fn(&OsStr, &mut Vec<String>) -> Result<$ty> = $parse;
+                        let default: fn(&BaseDirs) -> $ty = $default;
+                        inputs.get(
+                            specs.next().expect("one spec per row"),
+                            |text| parse(text, &mut warnings),
+                            || default(dirs),
+                        )?
+                    },)*
                     config_file,
                     warnings,
                     data_dir: dirs.data_dir(),

@@ -1146,3 +1146,71 @@ fn repeated_cred_helpers_objects_are_merged_as_docker_reads_them() {
     );
     assert_eq!(v["credHelpers"]["gcr.io"], "gcp");
 }
+
+/// containerd's CRI reads the hosts directory only through `config_path`: configure-mirror
+/// sets it in the config.toml it is given (in the table of the file's version), and a file it
+/// must refuse is reported before hosts.toml is written.
+#[test]
+fn configure_mirror_points_containerds_cri_at_the_hosts_directory() {
+    let env = Env::new();
+    let hosts_dir = env.path("certs.d");
+    let config = env.path("config.toml");
+    // Debian's own (containerd 1.6 in Debian 12, 2.1 in unstable): version 2, no config_path.
+    let debian = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n";
+    std::fs::write(&config, debian).unwrap();
+    let (h, c) = (
+        hosts_dir.display().to_string(),
+        config.display().to_string(),
+    );
+    let args = [
+        "configure-mirror",
+        "--containerd",
+        "--hosts-dir",
+        &h,
+        "--containerd-config",
+        &c,
+    ];
+    let out = env.run(&args, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        written,
+        format!(
+            "{debian}\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"{h}\"\n"
+        )
+    );
+    assert!(out.stderr.contains("restart containerd"), "{}", out.stderr);
+    let again = env.run(&args, b"");
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+    assert!(
+        !again.stderr.contains("restart containerd"),
+        "{}",
+        again.stderr
+    );
+
+    // Deprecated CRI mirrors: refused, and nothing is written at all.
+    let fresh = env.path("other-certs.d");
+    let mirrors = "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://corp-mirror.test\"]\n";
+    std::fs::write(&config, mirrors).unwrap();
+    let f = fresh.display().to_string();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--containerd",
+            "--hosts-dir",
+            &f,
+            "--containerd-config",
+            &c,
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing was changed") && out.stderr.contains("mirrors"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), mirrors);
+    assert!(!fresh.exists(), "no hosts.toml either");
+}

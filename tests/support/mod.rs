@@ -9,6 +9,7 @@ pub(crate) mod kubelet;
 pub(crate) mod peers;
 pub(crate) mod proxy;
 pub(crate) mod registry;
+pub(crate) mod root;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
