@@ -1,7 +1,7 @@
 //! Every decision that differs between Linux, macOS and Windows, as plain functions of the
 //! platform and its inputs, so each is table-tested on Linux. The `#[cfg]` glue that feeds
 //! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`]
-//! (its `imp` modules: HOME, XDG_* and the user database on Unix, known folders on Windows).
+//! (its `imp` modules: the `dirs` crate everywhere, with a relative HOME settled on Unix).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,9 @@ impl Os {
     };
 }
 
-/// The user's base directories as the OS defines them: HOME and the XDG variables on Linux,
-/// `~/Library/…` on macOS, the known folders on Windows (through the `dirs` crate).
+/// The user's base directories as the OS defines them, through the `dirs` crate: HOME and the
+/// XDG variables on Linux, `~/Library/…` on macOS, the known folders on Windows; on Unix a
+/// relative HOME is not used (see `imp::settle`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BaseDirs {
     pub(crate) home: Option<PathBuf>,
@@ -83,42 +84,58 @@ impl BaseDirs {
 
 #[cfg(unix)]
 mod imp {
-    use std::ffi::OsString;
     use std::path::PathBuf;
 
     use super::{BaseDirs, Os};
-    use crate::util::env;
 
+    /// The running user's directories as `dirs` finds them (HOME, the user database when HOME
+    /// is unset, and on Linux the XDG variables, of which it already ignores relative ones),
+    /// settled by [`settle`].
     pub(super) fn current() -> BaseDirs {
-        from_env(Os::CURRENT, &env::var_os, account_home)
+        let found = BaseDirs {
+            home: dirs::home_dir(),
+            config: dirs::config_dir(),
+            cache: dirs::cache_dir(),
+            data_local: dirs::data_local_dir(),
+        };
+        settle(Os::CURRENT, found, account_home)
     }
 
-    /// The base directories on Linux and macOS, from HOME and the XDG variables (`var`, which
-    /// may hold any bytes). A relative value is ignored, so nothing of this program's lands
-    /// relative to the directory docker happens to run it in: the XDG spec says so for the
-    /// XDG variables, and a relative HOME counts as unset, which means the home directory of
-    /// the user database (`account_home`), as for a kubelet plugin that gets no HOME.
-    pub(super) fn from_env(
+    /// `dirs` takes a relative HOME as it is, which would put this program's files under
+    /// whatever directory docker happens to run it in. Here a relative HOME counts as unset:
+    /// the home directory is the user database's (`account_home`; as for a kubelet plugin,
+    /// which gets no HOME), and each directory `dirs` derived from the relative HOME is derived
+    /// from that one instead, while one set explicitly (an absolute `XDG_*_HOME`) stays. No
+    /// relative path ever comes out.
+    pub(super) fn settle(
         os: Os,
-        var: &dyn Fn(&str) -> Option<OsString>,
+        found: BaseDirs,
         account_home: impl FnOnce() -> Option<PathBuf>,
     ) -> BaseDirs {
-        let absolute = |name: &str| var(name).map(PathBuf::from).filter(|p| p.is_absolute());
-        let home = absolute("HOME").or_else(|| account_home().filter(|p| p.is_absolute()));
-        let under_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
-        match os {
-            Os::Macos => BaseDirs {
-                config: under_home("Library/Application Support"),
-                cache: under_home("Library/Caches"),
-                data_local: under_home("Library/Application Support"),
-                home,
-            },
-            Os::Linux | Os::Windows => BaseDirs {
-                config: absolute("XDG_CONFIG_HOME").or_else(|| under_home(".config")),
-                cache: absolute("XDG_CACHE_HOME").or_else(|| under_home(".cache")),
-                data_local: absolute("XDG_DATA_HOME").or_else(|| under_home(".local/share")),
-                home,
-            },
+        let absolute = |p: Option<PathBuf>| p.filter(|p| p.is_absolute());
+        if found.home.as_ref().is_some_and(|h| h.is_absolute()) {
+            return BaseDirs {
+                home: found.home,
+                config: absolute(found.config),
+                cache: absolute(found.cache),
+                data_local: absolute(found.data_local),
+            };
+        }
+        let home = absolute(account_home());
+        let (config, cache, data) = match os {
+            Os::Macos => (
+                "Library/Application Support",
+                "Library/Caches",
+                "Library/Application Support",
+            ),
+            Os::Linux | Os::Windows => (".config", ".cache", ".local/share"),
+        };
+        let under = |rel: &str| home.as_ref().map(|h| h.join(rel));
+        BaseDirs {
+            config: absolute(found.config).or_else(|| under(config)),
+            cache: absolute(found.cache).or_else(|| under(cache)),
+            data_local: absolute(found.data_local).or_else(|| under(data)),
+            home,
         }
     }
 
@@ -162,14 +179,8 @@ mod imp {
 
         use super::*;
 
-        fn dirs(os: Os, vars: &[(&str, &[u8])], account: Option<&str>) -> BaseDirs {
-            let vars: Vec<(String, OsString)> = vars
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), OsStr::from_bytes(v).to_owned()))
-                .collect();
-            let var =
-                move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            from_env(os, &var, || account.map(PathBuf::from))
+        fn p(s: &str) -> Option<PathBuf> {
+            Some(PathBuf::from(s))
         }
 
         fn under(home: &str, config: &str, cache: &str, data: &str) -> BaseDirs {
@@ -196,55 +207,69 @@ mod imp {
         }
 
         #[test]
-        fn home_and_xdg_directories_are_used_when_absolute_and_ignored_when_relative() {
-            let set = [
-                ("HOME", &b"/home/a"[..]),
-                ("XDG_CONFIG_HOME", b"/x/config"),
-                ("XDG_CACHE_HOME", b"/x/cache"),
-                ("XDG_DATA_HOME", b"/x/data"),
-            ];
-            let d = dirs(Os::Linux, &set, Some("/root"));
+        fn what_dirs_finds_under_an_absolute_home_is_kept() {
+            let found = BaseDirs {
+                home: p("/home/a"),
+                config: p("/x/config"),
+                cache: p("/x/cache"),
+                data_local: p("/x/data"),
+            };
+            assert_eq!(settle(Os::Linux, found.clone(), || p("/root")), found);
             assert_eq!(
-                d,
-                BaseDirs {
-                    home: Some("/home/a".into()),
-                    config: Some("/x/config".into()),
-                    cache: Some("/x/cache".into()),
-                    data_local: Some("/x/data".into()),
-                }
+                settle(Os::Linux, linux("/home/a"), || None),
+                linux("/home/a")
             );
-            assert_eq!(dirs(Os::Linux, &set[..1], None), linux("/home/a"));
+        }
 
-            let relative = [
-                ("HOME", &b"rel"[..]),
-                ("XDG_CONFIG_HOME", b"x/config"),
-                ("XDG_CACHE_HOME", b"./cache"),
-                ("XDG_DATA_HOME", b"~/data"),
-            ];
-            let d = dirs(Os::Linux, &relative, Some("/home/a"));
-            assert_eq!(d, linux("/home/a"), "as if unset: the user database's home");
-            assert_eq!(dirs(Os::Linux, &relative, None), BaseDirs::default());
-            assert_eq!(dirs(Os::Linux, &[], Some("relative")), BaseDirs::default());
-
-            // macOS has no XDG directories: everything is under ~/Library.
-            assert_eq!(dirs(Os::Macos, &set, None), macos("/home/a"));
+        #[test]
+        fn a_relative_home_counts_as_unset_and_nothing_relative_comes_out() {
+            // HOME=rel with no XDG_* set: dirs derives every directory from "rel".
+            let from_relative = BaseDirs {
+                home: p("rel"),
+                config: p("rel/.config"),
+                cache: p("rel/.cache"),
+                data_local: p("rel/.local/share"),
+            };
             assert_eq!(
-                dirs(Os::Macos, &relative, Some("/Users/a")),
+                settle(Os::Linux, from_relative.clone(), || p("/home/a")),
+                linux("/home/a"),
+                "as if unset: the user database's home"
+            );
+            assert_eq!(
+                settle(Os::Linux, from_relative.clone(), || None),
+                BaseDirs::default()
+            );
+            assert_eq!(
+                settle(Os::Linux, from_relative, || p("relative")),
+                BaseDirs::default()
+            );
+            // An absolute XDG_CACHE_HOME stays, whatever HOME is.
+            let with_xdg = BaseDirs {
+                cache: p("/x/cache"),
+                ..linux("rel")
+            };
+            let settled = settle(Os::Linux, with_xdg, || p("/home/a"));
+            assert_eq!(settled.cache, p("/x/cache"));
+            assert_eq!(settled.config, p("/home/a/.config"));
+            // macOS: everything under ~/Library.
+            assert_eq!(
+                settle(Os::Macos, macos("rel"), || p("/Users/a")),
                 macos("/Users/a")
             );
         }
 
         #[test]
         fn directories_keep_bytes_that_are_not_utf8() {
-            let d = dirs(Os::Linux, &[("XDG_CACHE_HOME", b"/x/caf\xe9")], None);
+            let home = PathBuf::from(OsStr::from_bytes(b"/home/\xff"));
+            let found = BaseDirs {
+                cache: Some(PathBuf::from(OsStr::from_bytes(b"/x/caf\xe9"))),
+                home: Some(home),
+                ..BaseDirs::default()
+            };
+            let d = settle(Os::Linux, found, || None);
             assert_eq!(
                 d.cache_dir().unwrap().as_os_str().as_bytes(),
                 b"/x/caf\xe9/docker-credential-gcp"
-            );
-            let d = dirs(Os::Linux, &[("HOME", b"/home/\xff")], None);
-            assert_eq!(
-                d.cache.unwrap().as_os_str().as_bytes(),
-                b"/home/\xff/.cache"
             );
         }
 
