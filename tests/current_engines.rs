@@ -6,7 +6,10 @@
 //! Run them alone with `cargo test --test tests current_engines`. Each test prints the versions
 //! it ran against.
 
-use crate::support::daemons::{self, Dockerd};
+use crate::support::daemons::{
+    self, Dockerd, assert_fell_back_to_docker_hub, assert_served_by_the_mirror, mirror_world,
+    podman_tried, registry_mirrors_in_info,
+};
 use crate::support::peers::{Peer, need};
 use crate::support::registry::{self, Rig, tail};
 use crate::support::root::*;
@@ -283,7 +286,10 @@ fn hosts_dir_for(rig: &Rig, name: &str) -> std::path::PathBuf {
 /// The shared containerd 2 for the loopback tests, its CRI reading `config_path` = `hosts`.
 fn containerd2(hosts: &std::path::Path) -> Containerd2 {
     let dir = daemons::fresh_dir("containerd2");
-    let registry = format!("  config_path = \"{}\"\n", hosts.display());
+    let registry = format!(
+        "version = 3\n\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = \"{}\"\n",
+        hosts.display()
+    );
     let (containerd, proc) = start_containerd(root_session(), &dir, &registry, &[])
         .unwrap_or_else(|e| panic!("containerd 2 did not start: {e}"));
     eprintln!("containerd 2 ready in {:?}", containerd.started_in);
@@ -725,4 +731,348 @@ fn skopeo_1_22_copies_and_inspects_with_the_helpers_token() {
         "the cached token is reused"
     );
     assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+}
+// ---------------------------------------------------------------------------------------------
+// configure-mirror on the current engines, in the mirror world (see support::daemons).
+
+/// A session of the current root in the mirror world's network, with its hosts file.
+fn world_session() -> &'static RootSession {
+    static SESSION: std::sync::OnceLock<Result<RootSession, String>> = std::sync::OnceLock::new();
+    let world = mirror_world();
+    let started = SESSION.get_or_init(|| {
+        RootSession::start(
+            Some(world.holder),
+            Some(&world.dir.join("hosts")),
+            Some(&world.dir.join("resolv.conf")),
+        )
+    });
+    match started {
+        Ok(s) => s,
+        Err(e) => panic!("the mirror world's root session did not start: {e}"),
+    }
+}
+
+/// The helper (the static executable) run in the world's session with `args`.
+fn helper_in_world(env: &Env, args: &[&str]) -> Output {
+    run_command(world_session().program(env, ROOT_HELPER, args), b"")
+}
+
+/// Writes `text` to `path` inside the world's session (as the distribution or an admin left
+/// it before configure-mirror).
+fn write_in_world(path: &str, text: &str) {
+    let outside = world_session().outside(path);
+    std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    std::fs::write(outside, text).unwrap();
+}
+
+fn read_in_world(path: &str) -> String {
+    std::fs::read_to_string(world_session().outside(path))
+        .unwrap_or_else(|e| panic!("{path} in the world's root: {e}"))
+}
+
+#[test]
+fn docker_28_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
+    if !need(&[
+        Peer::CurrentRoot,
+        Peer::StaticBinary,
+        Peer::Namespaces,
+        Peer::Registry,
+        Peer::Root,
+    ]) {
+        return;
+    }
+    let world = mirror_world();
+    let session = world_session();
+    // The company's mirror was there first, in the file the system dockerd reads.
+    write_in_world(
+        "/etc/docker/daemon.json",
+        "{\n  \"registry-mirrors\": [\"https://corp-mirror.test\"]\n}\n",
+    );
+    let env = Env::new();
+    let out = helper_in_world(&env, &["configure-mirror"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let written: serde_json::Value =
+        serde_json::from_str(&read_in_world("/etc/docker/daemon.json")).unwrap();
+    assert_eq!(
+        written["registry-mirrors"],
+        serde_json::json!(["https://corp-mirror.test", "https://mirror.gcr.io"])
+    );
+
+    // dockerd 28 with that file (its other paths are the test's).
+    let dir = daemons::fresh_dir("world-dockerd28");
+    std::fs::write(
+        dir.join("daemon.json"),
+        serde_json::to_string_pretty(&written).unwrap(),
+    )
+    .unwrap();
+    let ca = world.ca_env();
+    let (dockerd, proc) = start_dockerd(session, &dir, &[(ca.0, &ca.1)])
+        .unwrap_or_else(|e| panic!("dockerd 28 did not start: {e}"));
+    daemons::keep_until_exit(proc);
+    let mut env = Env::new();
+    env.set("DOCKER_HOST", dockerd.host());
+    let docker = |args: &[&str]| {
+        let out = run_command(session.program(&env, "docker", args), b"");
+        assert_eq!(
+            out.code,
+            0,
+            "docker {args:?}: {}\ndockerd log:\n{}",
+            out.stderr,
+            tail(&dockerd.log_text(), 30)
+        );
+        out
+    };
+    let version = docker(&["version", "--format", "{{.Server.Version}}"]);
+    eprintln!("dockerd {}", version.stdout.trim());
+    let info = docker(&["system", "info"]);
+    assert_eq!(
+        registry_mirrors_in_info(&info.stdout),
+        ["https://corp-mirror.test/", "https://mirror.gcr.io/"],
+        "{}",
+        info.stdout
+    );
+
+    docker(&["pull", "dk28-hit"]);
+    assert_served_by_the_mirror(world, "library/dk28-hit");
+    docker(&["pull", "dk28-miss"]);
+    assert_fell_back_to_docker_hub(world, "library/dk28-miss");
+}
+
+/// `PullImage` through containerd's CRI in the world, anonymously (Docker Hub images).
+fn cri_pull_in_world(containerd: &Containerd2, image: &str) -> Output {
+    let cmd = world_session().program(
+        &Env::new(),
+        "python3",
+        &["-c", CRI_PULL_PY, &containerd.address(), image, "", ""],
+    );
+    let out = run_command(cmd, b"");
+    assert_eq!(
+        out.code,
+        0,
+        "CRI pull {image}: {}\ncontainerd log:\n{}",
+        out.stderr,
+        tail(&containerd.log_text(), 30)
+    );
+    out
+}
+
+/// Debian's containerd 2.1 ships a version 2 config.toml without `config_path`, and
+/// containerd 2's own default is empty: its CRI (the kubelet's pulls) never reads the hosts
+/// directory that configure-mirror writes, until configure-mirror also sets `config_path`
+/// (in the version 2 table there, in the CRI images plugin's table of a version 3 file).
+#[test]
+fn containerd_2_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
+    if !need(&[
+        Peer::CurrentRoot,
+        Peer::StaticBinary,
+        Peer::Namespaces,
+        Peer::Registry,
+        Peer::Root,
+    ]) {
+        return;
+    }
+    let world = mirror_world();
+    let session = world_session();
+    let ca = world.ca_env();
+    let debian = read_in_world("/etc/containerd/config.toml");
+    assert!(debian.starts_with("version = 2"), "{debian}");
+    write_in_world(
+        "/etc/containerd/certs.d/docker.io/hosts.toml",
+        "server = \"https://registry-1.docker.io\"\n\n[host.\"https://corp-mirror.test\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+    );
+
+    // With the distribution's config, the CRI goes straight to Docker Hub.
+    let (plain, proc) = start_containerd(
+        session,
+        &daemons::fresh_dir("world-containerd2-plain"),
+        &debian,
+        &[(ca.0, &ca.1)],
+    )
+    .unwrap_or_else(|e| panic!("containerd 2 did not start: {e}"));
+    cri_pull_in_world(&plain, "docker.io/library/cri2-miss:latest");
+    assert_eq!(world.corp.requests_for("library/cri2-miss"), []);
+    assert_eq!(world.mirror.requests_for("library/cri2-miss"), []);
+    assert!(world.hub.served_blobs_of("library/cri2-miss"));
+    drop(proc);
+
+    let env = Env::new();
+    let out = helper_in_world(&env, &["configure-mirror", "--containerd"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("restart containerd"), "{}", out.stderr);
+    let written = read_in_world("/etc/containerd/certs.d/docker.io/hosts.toml");
+    assert!(
+        written.find("corp-mirror.test") < written.find("mirror.gcr.io"),
+        "after the existing mirror: {written}"
+    );
+    let config = read_in_world("/etc/containerd/config.toml");
+    assert!(
+        config.starts_with(&debian),
+        "Debian's settings kept: {config}"
+    );
+    assert!(
+        config.contains("config_path = \"/etc/containerd/certs.d\""),
+        "{config}"
+    );
+
+    let (containerd, proc) = start_containerd(
+        session,
+        &daemons::fresh_dir("world-containerd2"),
+        &config,
+        &[(ca.0, &ca.1)],
+    )
+    .unwrap_or_else(|e| panic!("containerd 2 did not start: {e}"));
+    daemons::keep_until_exit(proc);
+    cri_pull_in_world(&containerd, "docker.io/library/cri2-hit:latest");
+    assert_served_by_the_mirror(world, "library/cri2-hit");
+    // containerd warns about the version 2 file Debian ships (it migrates it), and about
+    // nothing configure-mirror added.
+    let log = containerd.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=warning"))
+        .filter(|l| !l.contains("Configuration migrated from version 2"))
+        .filter(|l| l.contains("registry") || l.contains("config_path") || l.contains("deprecat"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+
+    // A version 3 file (what `containerd config migrate` writes) gets it in the CRI images
+    // plugin's table, and containerd 2 reads it there without a warning.
+    write_in_world(
+        "/etc/containerd/config.toml",
+        "version = 3\n\n[plugins.'io.containerd.cri.v1.runtime']\n  enable_selinux = false\n",
+    );
+    let out = helper_in_world(&env, &["configure-mirror", "--containerd"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v3 = read_in_world("/etc/containerd/config.toml");
+    assert!(
+        v3.contains("[plugins.\"io.containerd.cri.v1.images\".registry]\nconfig_path = \"/etc/containerd/certs.d\""),
+        "{v3}"
+    );
+    let (containerd3, proc) = start_containerd(
+        session,
+        &daemons::fresh_dir("world-containerd2-v3"),
+        &v3,
+        &[(ca.0, &ca.1)],
+    )
+    .unwrap_or_else(|e| panic!("containerd 2 did not start: {e}"));
+    cri_pull_in_world(&containerd3, "docker.io/library/cri3-hit:latest");
+    assert_served_by_the_mirror(world, "library/cri3-hit");
+    let log = containerd3.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=warning"))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .all(|l| !l.contains("registry") && !l.contains("config")),
+        "{warnings:#?}"
+    );
+    drop(proc);
+
+    // ctr reads the hosts directory when told.
+    let address = containerd.address();
+    let ctr = |image: &str| {
+        let mut cmd = session.program(
+            &env,
+            "ctr",
+            &[
+                "--address",
+                &address,
+                "images",
+                "pull",
+                "--hosts-dir",
+                "/etc/containerd/certs.d",
+                image,
+            ],
+        );
+        cmd.env(ca.0, &ca.1);
+        let out = run_command(cmd, b"");
+        assert_eq!(
+            out.code, 0,
+            "ctr pull {image}: {}{}",
+            out.stdout, out.stderr
+        );
+    };
+    ctr("docker.io/library/ctd2-hit:latest");
+    assert_served_by_the_mirror(world, "library/ctd2-hit");
+    ctr("docker.io/library/ctd2-miss:latest");
+    assert_fell_back_to_docker_hub(world, "library/ctd2-miss");
+}
+
+/// podman 5 reads drop-ins in /etc/containers/registries.conf.d: configure-mirror writes its
+/// own there and leaves the distribution's registries.conf alone; `--remove` takes it away.
+#[test]
+fn podman_5_pulls_docker_hub_images_from_mirror_gcr_io_through_a_drop_in() {
+    if !need(&[
+        Peer::CurrentRoot,
+        Peer::StaticBinary,
+        Peer::Namespaces,
+        Peer::Registry,
+        Peer::Root,
+    ]) {
+        return;
+    }
+    let world = mirror_world();
+    let session = world_session();
+    let debian = read_in_world("/etc/containers/registries.conf");
+    let env = Env::new();
+    let out = helper_in_world(&env, &["configure-mirror", "--podman"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let drop_in = "/etc/containers/registries.conf.d/50-mirror.gcr.io.conf";
+    let written = read_in_world(drop_in);
+    assert!(
+        written.contains("location = \"mirror.gcr.io\""),
+        "{written}"
+    );
+    assert_eq!(read_in_world("/etc/containers/registries.conf"), debian);
+
+    let storage = env.path("podman");
+    let pull = |image: &str| {
+        let args = vec![
+            "--root".to_owned(),
+            storage.join("root").display().to_string(),
+            "--runroot".to_owned(),
+            storage.join("runroot").display().to_string(),
+            "--storage-driver=vfs".to_owned(),
+            "--cgroup-manager=cgroupfs".to_owned(),
+            "--events-backend=none".to_owned(),
+            "--tmpdir".to_owned(),
+            storage.join("tmp").display().to_string(),
+            "--log-level=debug".to_owned(),
+            "pull".to_owned(),
+            image.to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = session.program(&env, "podman", &args);
+        let (k, v) = world.ca_env();
+        cmd.env(k, v);
+        let out = run_command(cmd, b"");
+        assert_eq!(
+            out.code,
+            0,
+            "podman pull {image}: {}",
+            tail(&out.stderr, 30)
+        );
+        podman_tried(&out.stderr)
+    };
+    assert_eq!(
+        pull("docker.io/library/pm5-hit:latest"),
+        ["mirror.gcr.io/library/pm5-hit:latest"]
+    );
+    assert!(world.mirror.served_blobs_of("library/pm5-hit"));
+    assert_eq!(world.hub.requests_for("library/pm5-hit"), []);
+    assert_eq!(
+        pull("docker.io/library/pm5-miss:latest"),
+        [
+            "mirror.gcr.io/library/pm5-miss:latest",
+            "docker.io/library/pm5-miss:latest"
+        ]
+    );
+    assert!(world.hub.served_blobs_of("library/pm5-miss"));
+
+    let out = helper_in_world(&env, &["configure-mirror", "--podman", "--remove"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!world_session().outside(drop_in).exists(), "{}", out.stderr);
+    assert_eq!(read_in_world("/etc/containers/registries.conf"), debian);
 }

@@ -482,8 +482,9 @@ pub(crate) const CORP_NAME: &str = "corp-mirror.test";
 /// The repositories the world's registries hold, per engine: `X-hit` is in the mirror and in
 /// the hub, `X-miss` only in the hub (as is `pm-v1`). The company mirror holds nothing. Each image has its own
 /// content, so no engine finds a layer of one already present from another.
-pub(crate) const WORLD_ENGINES: [&str; 8] =
-    ["dk", "ctd", "pm", "pmdeb", "dk28", "ctd2", "cri2", "pm5"];
+pub(crate) const WORLD_ENGINES: [&str; 9] = [
+    "dk", "ctd", "pm", "pmdeb", "dk28", "ctd2", "cri2", "cri3", "pm5",
+];
 
 pub(crate) struct MirrorWorld {
     pub dir: PathBuf,
@@ -657,6 +658,60 @@ impl MirrorWorld {
     pub(crate) fn ca_env(&self) -> (&'static str, String) {
         ("SSL_CERT_FILE", self.ca.display().to_string())
     }
+}
+
+/// `docker system info`'s "Registry Mirrors:" list, as Google's instructions check it.
+pub(crate) fn registry_mirrors_in_info(info: &str) -> Vec<String> {
+    info.lines()
+        .skip_while(|l| l.trim() != "Registry Mirrors:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  ") && l.trim().starts_with("http"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// The mirror served `repo`; the company mirror was asked first and lacked it; Docker Hub was
+/// not asked.
+pub(crate) fn assert_served_by_the_mirror(world: &MirrorWorld, repo: &str) {
+    assert!(
+        world.corp.missed(repo),
+        "the company mirror is tried first: {:?}",
+        world.corp.requests_for(repo)
+    );
+    assert!(
+        world.mirror.served_blobs_of(repo),
+        "mirror.gcr.io served {repo}: {:?}",
+        world.mirror.requests_for(repo)
+    );
+    assert_eq!(world.hub.requests_for(repo), [], "Docker Hub is not asked");
+}
+
+/// Neither mirror has `repo`: both were asked, and Docker Hub served it.
+pub(crate) fn assert_fell_back_to_docker_hub(world: &MirrorWorld, repo: &str) {
+    assert!(
+        world.corp.missed(repo),
+        "{:?}",
+        world.corp.requests_for(repo)
+    );
+    assert!(
+        world.mirror.missed(repo),
+        "{:?}",
+        world.mirror.requests_for(repo)
+    );
+    assert!(
+        world.hub.served_blobs_of(repo),
+        "Docker Hub served {repo}: {:?}",
+        world.hub.requests_for(repo)
+    );
+}
+
+/// The locations podman tried, in order (its debug log's "Trying to access").
+pub(crate) fn podman_tried(stderr: &str) -> Vec<String> {
+    stderr
+        .split("Trying to access \\\"")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("\\\"").map(|(l, _)| l.to_owned()))
+        .collect()
 }
 
 /// A test CA and a certificate for each `(name, other names)`, with openssl: `DIR/ca.pem`,

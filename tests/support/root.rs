@@ -249,25 +249,26 @@ impl Containerd2 {
     }
 }
 
-/// Starts containerd 2 in `session` with a version 3 configuration: its paths in `dir`, the
-/// CRI plugins on, the default (overlayfs) snapshotter, and `cri_registry` appended (the CRI images plugin's `registry` table, such as `config_path = "…"`; empty for
-/// containerd's defaults). No "opt" plugin (it creates /opt/containerd).
+/// Starts containerd 2 in `session` with `config` (a config.toml, `version = N` first), to
+/// which the test's paths are added: root, state and sockets in `dir`, and no "opt" plugin
+/// (it creates /opt/containerd). The CRI plugins stay on, with the default (overlayfs)
+/// snapshotter.
 pub(crate) fn start_containerd(
     session: &RootSession,
     dir: &Path,
-    cri_registry: &str,
+    config: &str,
     env: &[(&str, &str)],
 ) -> Result<(Containerd2, Proc), String> {
     let socket = dir.join("containerd.sock");
-    let config = dir.join("config.toml");
-    let mut text = format!(
-        "version = 3\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.internal.v1.opt\"]\n\n[grpc]\n  address = \"{0}/containerd.sock\"\n\n[ttrpc]\n  address = \"{0}/containerd.sock.ttrpc\"\n\n[debug]\n  address = \"{0}/debug.sock\"\n  level = \"info\"\n",
+    let (version, rest) = config
+        .split_once('\n')
+        .filter(|(first, _)| first.starts_with("version"))
+        .ok_or("the config must start with its version line")?;
+    let text = format!(
+        "{version}\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.internal.v1.opt\"]\n{rest}\n\n[grpc]\n  address = \"{0}/containerd.sock\"\n\n[ttrpc]\n  address = \"{0}/containerd.sock.ttrpc\"\n\n[debug]\n  address = \"{0}/debug.sock\"\n  level = \"info\"\n",
         dir.display()
     );
-    if !cri_registry.is_empty() {
-        text.push_str("\n[plugins.'io.containerd.cri.v1.images'.registry]\n");
-        text.push_str(cri_registry);
-    }
+    let config = dir.join("config.toml");
     std::fs::write(&config, text).unwrap();
     let log = dir.join("containerd.log");
     let mut cmd = session.command(
