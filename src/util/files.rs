@@ -66,19 +66,23 @@ fn checked_with_metadata(
     opened: io::Result<File>,
     symlinks: Symlinks,
 ) -> io::Result<(File, fs::Metadata)> {
-    let file = opened.map_err(|e| explain_open_error(e, symlinks))?;
+    let file = opened.map_err(|e| explain_open_error(e, path, symlinks))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is {}, not a regular file",
-                path.display(),
-                describe_type(&meta)
-            ),
-        ));
+        return Err(not_regular(path, &meta));
     }
     Ok((file, meta))
+}
+
+fn not_regular(path: &Path, meta: &fs::Metadata) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {}, not a regular file",
+            path.display(),
+            describe_type(meta)
+        ),
+    )
 }
 
 #[cfg(unix)]
@@ -91,7 +95,19 @@ fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
     options.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | nofollow);
 }
 
-#[cfg(not(unix))]
+/// Opening a file on Windows never waits on a writer (named pipes live apart from files), so
+/// only symbolic links need a flag: with `FILE_FLAG_OPEN_REPARSE_POINT` a link (or junction)
+/// is opened itself, not its target, and `checked` then refuses it as not a regular file.
+#[cfg(windows)]
+fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
+    if symlinks == Symlinks::Refuse {
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 fn no_block(_options: &mut OpenOptions, _symlinks: Symlinks) {}
 
 #[cfg(unix)]
@@ -102,8 +118,9 @@ fn set_mode(options: &mut OpenOptions, mode: u32) {
 #[cfg(not(unix))]
 fn set_mode(_options: &mut OpenOptions, _mode: u32) {}
 
-/// `O_NOFOLLOW` reports a symlink as ELOOP, which reads like a loop; say what it is.
-fn explain_open_error(e: io::Error, symlinks: Symlinks) -> io::Error {
+/// Says what is at `path` when the OS's error hides it: `O_NOFOLLOW` reports a symlink as
+/// ELOOP, which reads like a loop, and Windows answers "Access denied" for a directory.
+fn explain_open_error(e: io::Error, path: &Path, symlinks: Symlinks) -> io::Error {
     #[cfg(unix)]
     if symlinks == Symlinks::Refuse && e.raw_os_error() == Some(libc::ELOOP) {
         return io::Error::new(
@@ -111,7 +128,19 @@ fn explain_open_error(e: io::Error, symlinks: Symlinks) -> io::Error {
             "it is a symbolic link, which is not followed here",
         );
     }
-    let _ = symlinks;
+    #[cfg(windows)]
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        let meta = match symlinks {
+            Symlinks::Follow => fs::metadata(path),
+            Symlinks::Refuse => fs::symlink_metadata(path),
+        };
+        if let Ok(meta) = meta
+            && !meta.is_file()
+        {
+            return not_regular(path, &meta);
+        }
+    }
+    let _ = (path, symlinks);
     e
 }
 
@@ -132,6 +161,8 @@ fn describe_type(meta: &fs::Metadata) -> &'static str {
     }
     if t.is_dir() {
         "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
     } else {
         "not a regular file"
     }
@@ -553,5 +584,69 @@ mod tests {
         let dir = Lock::dir(tmp.path(), Instant::now()).unwrap();
         assert!(Lock::dir(tmp.path(), Instant::now()).is_err());
         drop(dir);
+    }
+}
+
+/// What the program refuses to open, on every OS.
+#[cfg(test)]
+mod refusals {
+    use super::*;
+
+    /// Makes `link` a symbolic link to `target`; false where this OS cannot: Windows without
+    /// the privilege (or developer mode), and Wine 8, whose CreateSymbolicLinkW succeeds
+    /// without making anything and which shows Unix symlinks as plain files.
+    #[allow(clippy::print_stdout)] // a skip the test harness shows
+    fn symlink(target: &Path, link: &Path) -> bool {
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(target, link).unwrap();
+        #[cfg(windows)]
+        if let Err(e) = std::os::windows::fs::symlink_file(target, link) {
+            // ERROR_PRIVILEGE_NOT_HELD
+            assert_eq!(e.raw_os_error(), Some(1314), "{e}");
+        }
+        let made = fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink());
+        if !made {
+            println!("skipped: this system cannot make a symbolic link here");
+        }
+        made
+    }
+
+    #[test]
+    fn a_directory_is_named_as_one_whatever_opens_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for symlinks in [Symlinks::Follow, Symlinks::Refuse] {
+            let err = read_bounded(dir, 10, symlinks, Trust::Anyone).unwrap_err();
+            assert!(format!("{err:#}").contains("a directory"), "{err:#}");
+        }
+        let err = open_append(dir, 0o600, Symlinks::Follow).unwrap_err();
+        assert!(err.to_string().contains("a directory"), "{err}");
+        let err = Lock::file(dir, Instant::now()).unwrap_err();
+        assert!(format!("{err:#}").contains("a directory"), "{err:#}");
+    }
+
+    #[test]
+    fn a_symlink_is_refused_for_private_files_and_followed_for_chosen_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        fs::write(&target, b"x").unwrap();
+        let link = tmp.path().join("link");
+        if !symlink(&target, &link) {
+            return;
+        }
+        let err = read_trusted(&link, 10).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        let err = open_append(&link, 0o600, Symlinks::Refuse).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&target).unwrap(), b"x", "nothing appended");
+        let chosen = read_bounded(&link, 10, Symlinks::Follow, Trust::Anyone).unwrap();
+        assert_eq!(chosen.unwrap(), b"x");
+
+        let absent = tmp.path().join("absent");
+        let dangling = tmp.path().join("dangling");
+        assert!(symlink(&absent, &dangling));
+        let err = Lock::file(&dangling, Instant::now()).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert!(!absent.exists(), "the symlink's target is never created");
     }
 }
