@@ -15,7 +15,7 @@ use crate::helper::protocol::{self, Verb};
 use crate::helper::store::Store;
 use crate::settings::{self, SPECS, Settings};
 use crate::setup::{configure, doctor, mirror};
-use crate::token::{self, Outcome, now_secs, sources};
+use crate::token::{self, Outcome, now_secs};
 use crate::util::platform::{self, Os};
 use crate::util::ui;
 
@@ -327,9 +327,9 @@ fn config() -> Result<ExitCode> {
         writeln!(out, "{name:<14} {value:<40} ({origin})")?;
     }
     writeln!(out, "token sources present (in order of use):")?;
-    for kind in &s.token_sources.value {
-        match sources::probe(*kind) {
-            Some(c) => writeln!(out, "  {:<9} present: {}", kind.name(), c.describe())?,
+    for (kind, state) in token::source_states(&s) {
+        match state {
+            Some(what) => writeln!(out, "  {:<9} present: {what}", kind.name())?,
             None => writeln!(out, "  {:<9} absent", kind.name())?,
         }
     }

@@ -19,23 +19,19 @@
 //! `--workload-identity-annotation KEY` only service accounts annotated `KEY: "true"` get
 //! their own identity; the others, like pods without a service account, get the node's.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use anyhow::{Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::helper::protocol::OAUTH_USERNAME;
 use crate::hosts::{self, ExtraHost, HostClass};
 use crate::settings::{self, Settings};
-use crate::token::access::FRESH_MARGIN_SECS;
-use crate::token::federation::{self, Federation, JWT_TOKEN_TYPE};
-use crate::token::http::Http;
-use crate::token::oauth::{self, DEFAULT_LIFETIME_SECS};
-use crate::token::{self, Outcome, Token, now_secs};
+use crate::token::{self, FRESH_MARGIN_SECS, Outcome, PodExchange, Token, now_secs};
 use crate::util::secret::Secret;
+use crate::util::text::json_error;
 use crate::util::ui;
 
 const GROUP: &str = "credentialprovider.kubelet.k8s.io/";
@@ -68,6 +64,47 @@ struct Request {
     service_account_annotations: Map<String, Value>,
 }
 
+const RESPONSE_KIND: &str = "CredentialProviderResponse";
+
+/// A CredentialProviderResponse, as the kubelet reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    /// The request's own version: the kubelet insists on it.
+    api_version: &'a str,
+    kind: &'static str,
+    cache_key_type: CacheKeyType,
+    /// A Go duration (`1h2m3s`).
+    cache_duration: String,
+    auth: Auth<'a>,
+}
+
+/// How the kubelet may reuse an answer ([`cache_key_type`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+enum CacheKeyType {
+    /// For every image the provider's `matchImages` sends here.
+    Global,
+    /// For images from the same `host[:port]`.
+    Registry,
+    /// For this image only (an answer without credentials, which is not cached at all).
+    Image,
+}
+
+/// The `auth` map, in order: the image's own registry first.
+struct Auth<'a>(Vec<(String, AuthConfig<'a>)>);
+
+impl Serialize for Auth<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+#[derive(Serialize)]
+struct AuthConfig<'a> {
+    username: &'a str,
+    password: &'a str,
+}
+
 /// Settings for the kubelet's service-account-token mode (Workload Identity for image pulls).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
@@ -76,10 +113,10 @@ pub(crate) struct Options {
     #[arg(long = "workload-identity-audience", value_name = "AUDIENCE")]
     audience: Option<String>,
     /// STS token endpoint.
-    #[arg(long, value_name = "URL", default_value = oauth::DEFAULT_STS_URL)]
+    #[arg(long, value_name = "URL", default_value = token::DEFAULT_STS_URL)]
     sts_url: String,
     /// IAM Credentials API endpoint, for impersonating an annotated Google service account.
-    #[arg(long, value_name = "URL", default_value = oauth::DEFAULT_IAM_ENDPOINT)]
+    #[arg(long, value_name = "URL", default_value = token::DEFAULT_IAM_ENDPOINT)]
     iam_endpoint: String,
     /// Use a pod's service account token only when its service account carries the annotation
     /// KEY with the value "true" (list KEY in the provider's
@@ -124,70 +161,59 @@ pub(crate) fn run(opts: &Options) -> ExitCode {
 }
 
 fn read_request() -> Result<Request> {
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_REQUEST + 1)
-        .read_to_end(&mut input)
-        .context("cannot read stdin")?;
-    if input.len() as u64 > MAX_REQUEST {
-        bail!("the request on stdin is larger than 1 MiB");
-    }
-    parse_request(&input)
+    parse_request(&ui::read_stdin(MAX_REQUEST)?)
 }
 
 fn respond(request: &Request, opts: &Options) -> Result<()> {
     let settings = Settings::load()?;
     settings::init_logging(&settings);
     let declared = &settings.registries.value;
-    let response = match google_host(&request.image, declared)? {
-        Some(own) => {
-            let token = match pod_token_to_use(request, opts)? {
-                Some(sa_token) => pod_token(
-                    sa_token,
-                    &request.service_account_annotations,
-                    opts,
-                    &settings,
-                )?,
-                None => node_token(&settings)?,
-            };
-            let key_type = cache_key_type(own, declared);
-            let auth: Map<String, Value> = auth_keys(own, declared)
-                .into_iter()
-                .map(|k| {
-                    (
-                        k,
-                        json!({"username": OAUTH_USERNAME, "password": token.secret.expose()}),
-                    )
-                })
-                .collect();
-            let lifetime = token
-                .remaining_secs(now_secs())
-                .saturating_sub(FRESH_MARGIN_SECS);
-            json!({
-                "apiVersion": request.api_version,
-                "kind": "CredentialProviderResponse",
-                "cacheKeyType": key_type,
-                "cacheDuration": go_duration(lifetime),
-                "auth": auth,
-            })
-        }
-        None => {
-            log::debug!(
-                "{} is not from a Google registry; answering with no credentials",
-                request.image
-            );
-            json!({
-                "apiVersion": request.api_version,
-                "kind": "CredentialProviderResponse",
-                "cacheKeyType": "Image",
-                "cacheDuration": "0s",
-                "auth": {},
-            })
-        }
+    let Some(own) = google_host(&request.image, declared)? else {
+        log::debug!(
+            "{} is not from a Google registry; answering with no credentials",
+            request.image
+        );
+        return write_response(&Response {
+            api_version: &request.api_version,
+            kind: RESPONSE_KIND,
+            cache_key_type: CacheKeyType::Image,
+            cache_duration: go_duration(0),
+            auth: Auth(Vec::new()),
+        });
     };
+    let token = match pod_token_to_use(request, opts)? {
+        Some(sa_token) => pod_token(
+            sa_token,
+            &request.service_account_annotations,
+            opts,
+            &settings,
+        )?,
+        None => node_token(&settings)?,
+    };
+    let lifetime = token
+        .remaining_secs(now_secs())
+        .saturating_sub(FRESH_MARGIN_SECS);
+    let config = || AuthConfig {
+        username: OAUTH_USERNAME,
+        password: token.secret.expose(),
+    };
+    write_response(&Response {
+        api_version: &request.api_version,
+        kind: RESPONSE_KIND,
+        cache_key_type: cache_key_type(own, declared),
+        cache_duration: go_duration(lifetime),
+        auth: Auth(
+            auth_keys(own, declared)
+                .into_iter()
+                .map(|key| (key, config()))
+                .collect(),
+        ),
+    })
+}
+
+fn write_response(response: &Response<'_>) -> Result<()> {
     let mut out = ui::stdout();
-    serde_json::to_writer(&mut out, &response)?;
+    serde_json::to_writer(&mut out, response)?;
     writeln!(out)?;
     Ok(())
 }
@@ -259,11 +285,11 @@ fn auth_keys(own: &str, declared: &[ExtraHost]) -> Vec<String> {
 /// `host[:port]`, each with its own key. The kubelet keys its cache by service account in its
 /// service-account-token mode, so this holds there too; `Registry` for Google hosts would
 /// only cost one more run and STS exchange per registry.
-fn cache_key_type(own: &str, declared: &[ExtraHost]) -> &'static str {
+fn cache_key_type(own: &str, declared: &[ExtraHost]) -> CacheKeyType {
     if covered_without_own_key(own, declared) && declared.iter().all(|d| d.port.is_some()) {
-        "Global"
+        CacheKeyType::Global
     } else {
-        "Registry"
+        CacheKeyType::Registry
     }
 }
 
@@ -300,7 +326,7 @@ fn pod_token(
             "the kubelet sent a service account token, but --workload-identity-audience is not set in the provider's args"
         )
     })?;
-    let impersonation_url = match annotations.get(GSA_ANNOTATION) {
+    let service_account = match annotations.get(GSA_ANNOTATION) {
         None => None,
         Some(v) => {
             let email = v.as_str().filter(|e| is_service_account_email(e)).ok_or_else(|| {
@@ -308,26 +334,16 @@ fn pod_token(
                     "the {GSA_ANNOTATION} annotation {v} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"
                 )
             })?;
-            Some(oauth::impersonation_url(&opts.iam_endpoint, email))
+            Some(email)
         }
     };
-    let federation = Federation {
+    let pod = PodExchange {
         sts_url: &opts.sts_url,
         audience,
-        subject_token_type: JWT_TOKEN_TYPE,
-        client_auth: None,
-        workforce_user_project: None,
-        impersonation: impersonation_url
-            .as_deref()
-            .map(|url| oauth::Impersonation {
-                url,
-                lifetime_secs: DEFAULT_LIFETIME_SECS,
-                delegates: &[],
-            }),
+        iam_endpoint: &opts.iam_endpoint,
+        service_account,
     };
-    let deadline = Instant::now() + settings.timeout.value;
-    let http = Http::new(settings.ca_file.value.as_deref())?;
-    federation::federate(&http, &federation, sa_token, deadline)
+    token::exchange_pod_token(settings, &pod, sa_token)
         .map_err(|e| anyhow!("workload identity for the pod's service account: {e:#}"))
 }
 
@@ -351,14 +367,8 @@ fn is_service_account_email(email: &str) -> bool {
 fn parse_request(input: &[u8]) -> Result<Request> {
     let request: Request = serde_json::from_slice(input).map_err(|e| {
         anyhow!(
-            "the request is not a CredentialProviderRequest (line {} column {}: {})",
-            e.line(),
-            e.column(),
-            match e.classify() {
-                serde_json::error::Category::Data => "missing or mistyped field",
-                serde_json::error::Category::Eof => "unexpected end",
-                _ => "syntax error",
-            }
+            "the request is not a CredentialProviderRequest ({})",
+            json_error(&e)
         )
     })?;
     let version = request.api_version.strip_prefix(GROUP).unwrap_or("");
@@ -408,6 +418,28 @@ fn go_duration(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_is_written_as_the_kubelet_reads_it() {
+        let config = || AuthConfig {
+            username: OAUTH_USERNAME,
+            password: "ya29.t",
+        };
+        let response = Response {
+            api_version: "credentialprovider.kubelet.k8s.io/v1",
+            kind: RESPONSE_KIND,
+            cache_key_type: CacheKeyType::Global,
+            cache_duration: go_duration(3300),
+            auth: Auth(vec![
+                ("us-docker.pkg.dev".into(), config()),
+                ("gcr.io".into(), config()),
+            ]),
+        };
+        assert_eq!(
+            serde_json::to_string(&response).unwrap(),
+            r#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderResponse","cacheKeyType":"Global","cacheDuration":"55m0s","auth":{"us-docker.pkg.dev":{"username":"oauth2accesstoken","password":"ya29.t"},"gcr.io":{"username":"oauth2accesstoken","password":"ya29.t"}}}"#
+        );
+    }
 
     #[test]
     fn durations_are_formatted_like_go() {
@@ -513,17 +545,23 @@ mod tests {
 
     #[test]
     fn a_declared_registry_without_a_port_makes_every_answer_per_registry() {
-        assert_eq!(cache_key_type("gcr.io", &[]), "Global");
-        assert_eq!(cache_key_type("gcr.io", &declared("ar:5000")), "Global");
-        assert_eq!(cache_key_type("ar:5000", &declared("ar:5000")), "Global");
-        assert_eq!(cache_key_type("gcr.io:443", &[]), "Registry");
+        assert_eq!(cache_key_type("gcr.io", &[]), CacheKeyType::Global);
+        assert_eq!(
+            cache_key_type("gcr.io", &declared("ar:5000")),
+            CacheKeyType::Global
+        );
+        assert_eq!(
+            cache_key_type("ar:5000", &declared("ar:5000")),
+            CacheKeyType::Global
+        );
+        assert_eq!(cache_key_type("gcr.io:443", &[]), CacheKeyType::Registry);
         assert_eq!(
             cache_key_type("gcr.io", &declared("ar-proxy.corp.example")),
-            "Registry"
+            CacheKeyType::Registry
         );
         assert_eq!(
             cache_key_type("ar-proxy.corp.example", &declared("ar-proxy.corp.example")),
-            "Registry"
+            CacheKeyType::Registry
         );
     }
 

@@ -8,7 +8,8 @@
 //! - entry points: [`run`] here, `cli`, `kubelet`
 //! - `setup`: configure-docker, configure-mirror, doctor
 //! - `helper`: the docker-credential-helpers protocol and the `docker login` store
-//! - `token`: getting a Google access token (cache, sources, credential files, HTTP)
+//! - `token`: getting a Google access token (cache, sources, credential files)
+//! - `net`: HTTP, proxies and TLS for minting tokens and the set-up commands' API calls
 //! - `settings`, `hosts`: what the user configured; which hosts are Google registries
 //! - `util`: files, processes, platform paths, secrets, logging, output
 //!
@@ -20,6 +21,7 @@ mod cli;
 mod helper;
 mod hosts;
 mod kubelet;
+mod net;
 mod settings;
 mod setup;
 mod token;
@@ -64,9 +66,7 @@ pub mod fuzz_api {
 
     /// Parses and validates a credentials file the way a mint does, without minting.
     pub fn adc_file(bytes: &[u8]) -> Result<(), String> {
-        crate::token::credentials::CredentialFile::parse(bytes)
-            .and_then(|f| f.validate())
-            .map_err(|e| format!("{e:#}"))
+        crate::token::check_credentials_file(bytes).map_err(|e| format!("{e:#}"))
     }
 
     /// A config file as configure-docker reads it (repeated keys merged), rendered.
@@ -82,10 +82,7 @@ pub mod fuzz_api {
         let mut root = crate::setup::json_file::parse(text, "config.json")
             .ok()?
             .root;
-        if root.get("credHelpers").is_some_and(|v| !v.is_object()) {
-            return None;
-        }
-        crate::setup::configure::add_entries(&mut root, "gcp", hosts);
+        crate::setup::configure::add_entries(&mut root, "gcp", hosts).ok()?;
         crate::setup::json_file::render(&root).ok()
     }
 }

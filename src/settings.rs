@@ -1,8 +1,8 @@
 //! The effective settings: environment variables over the config file over defaults.
 //!
-//! Each setting is one row of [`SPECS`] (its config-file key, its variable and its help), and
-//! one line of [`Settings::resolve`] that names how to parse it and its default. Every value
-//! remembers where it came from, so `docker-credential-gcp config` can explain itself. This
+//! Each setting is one row of the `settings!` table below: its field, config-file key,
+//! variable, help, parser, default and how `config` shows it. Every value remembers where it
+//! came from, so `docker-credential-gcp config` can explain itself. This
 //! module reads the environment and at most one small file; it must stay cheap because it runs
 //! on every `get`.
 
@@ -18,9 +18,11 @@ use serde_json::{Map, Value};
 use crate::hosts::{self, ExtraHost};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::BaseDirs;
+use crate::util::text::json_error;
 use crate::util::{env, logging};
 
-/// One setting: its key in the config file, its environment variable and what it does.
+/// One setting as `--help` and the config file know it: its key in the config file, its
+/// environment variable and what it does.
 #[derive(Debug)]
 pub(crate) struct Spec {
     pub(crate) key: &'static str,
@@ -28,65 +30,152 @@ pub(crate) struct Spec {
     pub(crate) help: &'static str,
 }
 
-pub(crate) const TOKEN_SOURCES: Spec = Spec {
-    key: "token_sources",
-    env: "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES",
-    help: "comma list of adc, gcloud, metadata, tried in order (default adc,gcloud,metadata)",
-};
-pub(crate) const REGISTRIES: Spec = Spec {
-    key: "registries",
-    env: "DOCKER_CREDENTIAL_GCP_REGISTRIES",
-    help: "extra host[:port] list to treat as Google registries (e.g. a proxy in front of Artifact Registry)",
-};
-pub(crate) const CACHE_DIR: Spec = Spec {
-    key: "cache_dir",
-    env: "DOCKER_CREDENTIAL_GCP_CACHE_DIR",
-    help: "token cache directory",
-};
-pub(crate) const NO_CACHE: Spec = Spec {
-    key: "no_cache",
-    env: "DOCKER_CREDENTIAL_GCP_NO_CACHE",
-    help: "1 to never cache tokens",
-};
-pub(crate) const TIMEOUT: Spec = Spec {
-    key: "timeout",
-    env: "DOCKER_CREDENTIAL_GCP_TIMEOUT",
-    help: "seconds allowed for minting a token (default 15)",
-};
-pub(crate) const LOG: Spec = Spec {
-    key: "log",
-    env: "DOCKER_CREDENTIAL_GCP_LOG",
-    help: "error, warn (default), info or debug; to stderr",
-};
-pub(crate) const LOG_FILE: Spec = Spec {
-    key: "log_file",
-    env: "DOCKER_CREDENTIAL_GCP_LOG_FILE",
-    help: "also append log lines to this file",
-};
-pub(crate) const CA_FILE: Spec = Spec {
-    key: "ca_file",
-    env: "DOCKER_CREDENTIAL_GCP_CA_FILE",
-    help: "extra CA certificates (PEM) for HTTPS, added to the OS roots (e.g. a TLS-inspecting proxy's)",
-};
+/// Declares the settings from one table (invoked once, below): each row becomes a field of
+/// [`Settings`], an entry of [`SPECS`], a line of `Settings::from_inputs` and a row of
+/// [`Settings::rows`]. A row gives the field and its type, the key, the variable, the help,
+/// how to parse the text (with the warnings list, for entries skipped rather than refused),
+/// the default, and how `config` shows the value.
+macro_rules! settings {
+    ($(
+        $(#[$doc:meta])*
+        $field:ident: $ty:ty {
+            key: $key:literal,
+            env: $env:literal,
+            help: $help:literal,
+            parse: $parse:expr,
+            default: $default:expr,
+            show: $show:expr $(,)?
+        }
+    )*) => {
+        /// Every setting, in the order `config` and `--help` show them.
+        pub(crate) const SPECS: &[Spec] = &[$(Spec { key: $key, env: $env, help: $help }),*];
 
-pub(crate) const REFRESH_AHEAD: Spec = Spec {
-    key: "refresh_ahead",
-    env: "DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD",
-    help: "minutes before expiry to refresh a cached token in the background (default 15; 0 off)",
-};
+        #[derive(Debug, Clone)]
+        pub(crate) struct Settings {
+            $($(#[$doc])* pub(crate) $field: Setting<$ty>,)*
+            /// The config file consulted, and whether it existed.
+            pub(crate) config_file: Option<(PathBuf, bool)>,
+            /// Problems that did not stop the program: invalid list entries that were skipped,
+            /// unknown keys in the config file.
+            pub(crate) warnings: Vec<String>,
+            /// Where the index of `docker login` credentials lives (the platform's user data
+            /// directory; not a setting, but resolved here once with the other directories).
+            pub(crate) data_dir: Option<PathBuf>,
+        }
 
-/// Every setting, in the order `config` and `--help` show them.
-pub(crate) const SPECS: [&Spec; 9] = [
-    &TOKEN_SOURCES,
-    &REGISTRIES,
-    &CACHE_DIR,
-    &NO_CACHE,
-    &TIMEOUT,
-    &REFRESH_AHEAD,
-    &LOG,
-    &LOG_FILE,
-    &CA_FILE,
-];
+        impl Settings {
+            /// Each setting from `inputs`, else its default.
+            fn from_inputs(
+                inputs: &Inputs<'_>,
+                dirs: &BaseDirs,
+                config_file: Option<(PathBuf, bool)>,
+            ) -> Result<Settings> {
+                let mut warnings = Vec::new();
+                $(
+                    let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
+                    let default: fn(&BaseDirs) -> $ty = $default;
+                    let $field = inputs.get(
+                        &Spec { key: $key, env: $env, help: $help },
+                        |text| parse(text, &mut warnings),
+                        || default(dirs),
+                    )?;
+                )*
+                Ok(Settings {
+                    $($field,)*
+                    config_file,
+                    warnings,
+                    data_dir: dirs.data_dir(),
+                })
+            }
+
+            /// Each setting's key, value as text and origin, in [`SPECS`] order.
+            pub(crate) fn rows(&self) -> Vec<(&'static str, String, &Origin)> {
+                vec![$({
+                    let show: fn(&$ty) -> String = $show;
+                    ($key, show(&self.$field.value), &self.$field.origin)
+                }),*]
+            }
+        }
+    };
+}
+
+settings! {
+    token_sources: Vec<SourceKind> {
+        key: "token_sources",
+        env: "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES",
+        help: "comma list of adc, gcloud, metadata, tried in order (default adc,gcloud,metadata)",
+        parse: |v, _| parse_sources(v),
+        default: |_| DEFAULT_SOURCES.to_vec(),
+        show: |v| v.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+    }
+    registries: Vec<ExtraHost> {
+        key: "registries",
+        env: "DOCKER_CREDENTIAL_GCP_REGISTRIES",
+        help: "extra host[:port] list to treat as Google registries (e.g. a proxy in front of Artifact Registry)",
+        parse: |v, warnings| Ok(lenient_hosts(v, warnings)),
+        default: |_| Vec::new(),
+        show: |v| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+    }
+    /// `None` when neither a setting nor the platform names a cache directory.
+    cache_dir: Option<PathBuf> {
+        key: "cache_dir",
+        env: "DOCKER_CREDENTIAL_GCP_CACHE_DIR",
+        help: "token cache directory",
+        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        default: BaseDirs::cache_dir,
+        show: show_path,
+    }
+    no_cache: bool {
+        key: "no_cache",
+        env: "DOCKER_CREDENTIAL_GCP_NO_CACHE",
+        help: "1 to never cache tokens",
+        parse: |v, _| parse_bool(v),
+        default: |_| false,
+        show: ToString::to_string,
+    }
+    timeout: Duration {
+        key: "timeout",
+        env: "DOCKER_CREDENTIAL_GCP_TIMEOUT",
+        help: "seconds allowed for minting a token (default 15)",
+        parse: |v, _| parse_timeout(v),
+        default: |_| DEFAULT_TIMEOUT,
+        show: |v| format!("{}s", v.as_secs_f64()),
+    }
+    /// Zero turns refreshing ahead off.
+    refresh_ahead: Duration {
+        key: "refresh_ahead",
+        env: "DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD",
+        help: "minutes before expiry to refresh a cached token in the background (default 15; 0 off)",
+        parse: |v, _| parse_minutes(v),
+        default: |_| DEFAULT_REFRESH_AHEAD,
+        show: |v| format!("{}m", v.as_secs() / 60),
+    }
+    log_level: LevelFilter {
+        key: "log",
+        env: "DOCKER_CREDENTIAL_GCP_LOG",
+        help: "error, warn (default), info or debug; to stderr",
+        parse: |v, _| logging::parse_level(v),
+        default: |_| LevelFilter::Warn,
+        show: |v| v.as_str().to_ascii_lowercase(),
+    }
+    log_file: Option<PathBuf> {
+        key: "log_file",
+        env: "DOCKER_CREDENTIAL_GCP_LOG_FILE",
+        help: "also append log lines to this file",
+        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        default: |_| None,
+        show: show_path,
+    }
+    /// Extra certificate authorities (read only when a token is minted).
+    ca_file: Option<PathBuf> {
+        key: "ca_file",
+        env: "DOCKER_CREDENTIAL_GCP_CA_FILE",
+        help: "extra CA certificates (PEM) for HTTPS, added to the OS roots (e.g. a TLS-inspecting proxy's)",
+        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        default: |_| None,
+        show: show_path,
+    }
+}
 
 /// The token sources, in the order the user wants them tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,30 +223,6 @@ impl fmt::Display for Origin {
 pub(crate) struct Setting<T> {
     pub(crate) value: T,
     pub(crate) origin: Origin,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) token_sources: Setting<Vec<SourceKind>>,
-    pub(crate) registries: Setting<Vec<ExtraHost>>,
-    /// `None` when neither a setting nor the platform names a cache directory.
-    pub(crate) cache_dir: Setting<Option<PathBuf>>,
-    pub(crate) no_cache: Setting<bool>,
-    pub(crate) timeout: Setting<Duration>,
-    /// Zero turns refreshing ahead off.
-    pub(crate) refresh_ahead: Setting<Duration>,
-    pub(crate) log_level: Setting<LevelFilter>,
-    pub(crate) log_file: Setting<Option<PathBuf>>,
-    /// Extra certificate authorities (read only when a token is minted).
-    pub(crate) ca_file: Setting<Option<PathBuf>>,
-    /// The config file consulted, and whether it existed.
-    pub(crate) config_file: Option<(PathBuf, bool)>,
-    /// Problems that did not stop the program: invalid list entries that were skipped,
-    /// unknown keys in the config file.
-    pub(crate) warnings: Vec<String>,
-    /// Where the index of `docker login` credentials lives (the platform's user data
-    /// directory; not a setting, but resolved here once with the other directories).
-    pub(crate) data_dir: Option<PathBuf>,
 }
 
 pub(crate) const DEFAULT_SOURCES: [SourceKind; 3] =
@@ -230,36 +295,15 @@ impl Settings {
         dirs: &BaseDirs,
     ) -> Result<Settings> {
         let inputs = Inputs { env, file };
-        let mut warnings = Vec::new();
-        let registries = inputs.get(
-            &REGISTRIES,
-            |v| Ok(lenient_hosts(v, &mut warnings)),
-            Vec::new,
-        )?;
+        let mut settings = Settings::from_inputs(&inputs, dirs, config_file)?;
         if let Some(file) = file {
             for key in file.keys().filter(|k| !SPECS.iter().any(|s| s.key == *k)) {
-                warnings.push(format!("unknown key {key:?} in the config file (ignored)"));
+                settings
+                    .warnings
+                    .push(format!("unknown key {key:?} in the config file (ignored)"));
             }
         }
-        Ok(Settings {
-            token_sources: inputs
-                .get(&TOKEN_SOURCES, parse_sources, || DEFAULT_SOURCES.to_vec())?,
-            registries,
-            cache_dir: inputs.get(
-                &CACHE_DIR,
-                |v| Ok(Some(PathBuf::from(v))),
-                || dirs.cache_dir(),
-            )?,
-            no_cache: inputs.get(&NO_CACHE, parse_bool, || false)?,
-            timeout: inputs.get(&TIMEOUT, parse_timeout, || DEFAULT_TIMEOUT)?,
-            refresh_ahead: inputs.get(&REFRESH_AHEAD, parse_minutes, || DEFAULT_REFRESH_AHEAD)?,
-            log_level: inputs.get(&LOG, logging::parse_level, || LevelFilter::Warn)?,
-            log_file: inputs.get(&LOG_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
-            ca_file: inputs.get(&CA_FILE, |v| Ok(Some(PathBuf::from(v))), || None)?,
-            config_file,
-            warnings,
-            data_dir: dirs.data_dir(),
-        })
+        Ok(settings)
     }
 
     /// The cache directory to use, or `None` when caching is off or impossible.
@@ -270,60 +314,11 @@ impl Settings {
             self.cache_dir.value.as_deref()
         }
     }
+}
 
-    /// Each setting's key, value as text and origin, in [`SPECS`] order.
-    pub(crate) fn rows(&self) -> Vec<(&'static str, String, &Origin)> {
-        let path = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("(none)".to_owned(), |p| p.display().to_string())
-        };
-        let sources: Vec<&str> = self.token_sources.value.iter().map(|k| k.name()).collect();
-        let hosts: Vec<String> = self
-            .registries
-            .value
-            .iter()
-            .map(|h| h.to_string())
-            .collect();
-        vec![
-            (
-                TOKEN_SOURCES.key,
-                sources.join(","),
-                &self.token_sources.origin,
-            ),
-            (REGISTRIES.key, hosts.join(","), &self.registries.origin),
-            (
-                CACHE_DIR.key,
-                path(&self.cache_dir.value),
-                &self.cache_dir.origin,
-            ),
-            (
-                NO_CACHE.key,
-                self.no_cache.value.to_string(),
-                &self.no_cache.origin,
-            ),
-            (
-                TIMEOUT.key,
-                format!("{}s", self.timeout.value.as_secs_f64()),
-                &self.timeout.origin,
-            ),
-            (
-                REFRESH_AHEAD.key,
-                format!("{}m", self.refresh_ahead.value.as_secs() / 60),
-                &self.refresh_ahead.origin,
-            ),
-            (
-                LOG.key,
-                self.log_level.value.as_str().to_ascii_lowercase(),
-                &self.log_level.origin,
-            ),
-            (
-                LOG_FILE.key,
-                path(&self.log_file.value),
-                &self.log_file.origin,
-            ),
-            (CA_FILE.key, path(&self.ca_file.value), &self.ca_file.origin),
-        ]
-    }
+fn show_path(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map_or("(none)".to_owned(), |p| p.display().to_string())
 }
 
 /// Sets up logging from these settings and reports their warnings through it.
@@ -345,7 +340,7 @@ fn read_config_file(path: &std::path::Path) -> Result<Option<Map<String, Value>>
             "{}: the config file must hold a JSON object",
             path.display()
         ),
-        Err(e) => bail!("{}: invalid JSON: {e}", path.display()),
+        Err(e) => bail!("{}: invalid JSON ({})", path.display(), json_error(&e)),
     }
 }
 
@@ -374,7 +369,7 @@ fn lenient_hosts(list: &str, warnings: &mut Vec<String>) -> Vec<ExtraHost> {
     for entry in hosts::split_list(list) {
         match hosts::parse_host_entry(entry) {
             Ok(h) => valid.push(h),
-            Err(e) => warnings.push(format!("{}: skipping {e}", REGISTRIES.key)),
+            Err(e) => warnings.push(format!("registries: skipping {e}")),
         }
     }
     valid
@@ -466,8 +461,8 @@ mod tests {
     fn env_wins_over_the_config_file() {
         let s = resolve(
             &[
-                (TOKEN_SOURCES.env, "metadata,adc"),
-                (TIMEOUT.env, "2.5"),
+                ("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "metadata,adc"),
+                ("DOCKER_CREDENTIAL_GCP_TIMEOUT", "2.5"),
             ],
             Some(r#"{"token_sources":["gcloud"],"timeout":30,"no_cache":true,"registries":"a.example,b.example:5000"}"#),
         )
@@ -476,7 +471,10 @@ mod tests {
             s.token_sources.value,
             vec![SourceKind::Metadata, SourceKind::Adc]
         );
-        assert_eq!(s.token_sources.origin, Origin::Env(TOKEN_SOURCES.env));
+        assert_eq!(
+            s.token_sources.origin,
+            Origin::Env("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES")
+        );
         assert_eq!(s.timeout.value, Duration::from_millis(2500));
         assert!(s.no_cache.value);
         assert_eq!(s.no_cache.origin, Origin::File);
@@ -487,14 +485,38 @@ mod tests {
     #[test]
     fn invalid_values_are_errors_that_name_the_setting() {
         for (env, needle) in [
-            ((TOKEN_SOURCES.env, "adc,keychain"), "keychain"),
-            ((TOKEN_SOURCES.env, ","), "no token source"),
-            ((TIMEOUT.env, "soon"), TIMEOUT.env),
-            ((TIMEOUT.env, "-1"), TIMEOUT.env),
-            ((NO_CACHE.env, "maybe"), NO_CACHE.env),
-            ((LOG.env, "loud"), LOG.env),
-            ((REFRESH_AHEAD.env, "61"), REFRESH_AHEAD.env),
-            ((REFRESH_AHEAD.env, "soon"), REFRESH_AHEAD.env),
+            (
+                ("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "adc,keychain"),
+                "keychain",
+            ),
+            (
+                ("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", ","),
+                "no token source",
+            ),
+            (
+                ("DOCKER_CREDENTIAL_GCP_TIMEOUT", "soon"),
+                "DOCKER_CREDENTIAL_GCP_TIMEOUT",
+            ),
+            (
+                ("DOCKER_CREDENTIAL_GCP_TIMEOUT", "-1"),
+                "DOCKER_CREDENTIAL_GCP_TIMEOUT",
+            ),
+            (
+                ("DOCKER_CREDENTIAL_GCP_NO_CACHE", "maybe"),
+                "DOCKER_CREDENTIAL_GCP_NO_CACHE",
+            ),
+            (
+                ("DOCKER_CREDENTIAL_GCP_LOG", "loud"),
+                "DOCKER_CREDENTIAL_GCP_LOG",
+            ),
+            (
+                ("DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD", "61"),
+                "DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD",
+            ),
+            (
+                ("DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD", "soon"),
+                "DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD",
+            ),
         ] {
             let err = format!("{:#}", resolve(&[env], None).unwrap_err());
             assert!(err.contains(needle), "{env:?}: {err}");
@@ -507,7 +529,7 @@ mod tests {
     fn an_invalid_registry_entry_is_skipped_with_a_warning_and_the_rest_kept() {
         let s = resolve(
             &[(
-                REGISTRIES.env,
+                "DOCKER_CREDENTIAL_GCP_REGISTRIES",
                 "good.example, https://bad.example ,ok.example:5000",
             )],
             None,
@@ -541,7 +563,11 @@ mod tests {
 
     #[test]
     fn duplicate_sources_are_tried_once() {
-        let s = resolve(&[(TOKEN_SOURCES.env, "gcloud, GCLOUD ,adc")], None).unwrap();
+        let s = resolve(
+            &[("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud, GCLOUD ,adc")],
+            None,
+        )
+        .unwrap();
         assert_eq!(
             s.token_sources.value,
             vec![SourceKind::Gcloud, SourceKind::Adc]
@@ -550,9 +576,16 @@ mod tests {
 
     #[test]
     fn no_cache_turns_the_cache_directory_off() {
-        let s = resolve(&[(CACHE_DIR.env, "/tmp/x"), (NO_CACHE.env, "1")], None).unwrap();
+        let s = resolve(
+            &[
+                ("DOCKER_CREDENTIAL_GCP_CACHE_DIR", "/tmp/x"),
+                ("DOCKER_CREDENTIAL_GCP_NO_CACHE", "1"),
+            ],
+            None,
+        )
+        .unwrap();
         assert_eq!(s.effective_cache_dir(), None);
-        let s = resolve(&[(CACHE_DIR.env, "/tmp/x")], None).unwrap();
+        let s = resolve(&[("DOCKER_CREDENTIAL_GCP_CACHE_DIR", "/tmp/x")], None).unwrap();
         assert_eq!(s.effective_cache_dir(), Some(Path::new("/tmp/x")));
     }
 

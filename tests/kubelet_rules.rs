@@ -319,7 +319,7 @@ fn the_service_account_config_needs_the_gate_and_on_1_33_no_cache_type() {
     assert_eq!(
         validate_config(&for_1_33, true, Release::V1_33),
         Vec::<String>::new(),
-        "1.33: without cacheType and with the gate enabled (README)"
+        "1.33: without cacheType and with the gate enabled (docs/kubelet.md)"
     );
 }
 
@@ -677,7 +677,7 @@ fn declared_registries_with_and_without_ports_find_their_credential() {
 
 #[test]
 fn with_adc_first_an_adc_file_in_the_gcloud_directory_wins_over_the_node() {
-    // README: with `adc,metadata`, the well-known ADC file (root's, under the kubelet) is used
+    // docs/kubelet.md: with `adc,metadata`, the well-known ADC file (root's, under the kubelet) is used
     // before the node's service account.
     let mut node = start_node(provider(NODE_CONFIG, Release::V1_34Plus));
     let tokens = token_endpoint(3600);
@@ -828,12 +828,16 @@ fn a_failed_exchange_is_logged_without_the_pod_token() {
 }
 
 #[test]
-fn the_readme_shows_both_example_configs_as_shipped() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
+fn the_kubelet_guide_shows_both_example_configs_as_shipped() {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kubelet.md"),
+    )
+    .unwrap();
     for file in [NODE_CONFIG, SA_CONFIG] {
         let text = String::from_utf8(example_config(file)).unwrap();
-        assert!(readme.contains(text.trim()), "README shows {file} verbatim");
+        assert!(
+            guide.contains(text.trim()),
+            "docs/kubelet.md shows {file} verbatim"
+        );
     }
 }

@@ -24,6 +24,8 @@ mod configure;
 mod daemons;
 #[cfg(unix)]
 mod discover;
+// The docs: README.md's size, relative links and anchors, every subcommand and flag in docs/commands.md.
+mod docs;
 #[cfg(target_os = "linux")]
 mod e2e;
 #[cfg(target_os = "linux")]

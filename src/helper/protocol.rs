@@ -5,7 +5,7 @@
 //! for gets exactly [`NOT_FOUND`]: docker, skopeo and podman then go on anonymously, while any
 //! other error aborts the pull. Diagnostics for humans go to stderr through the logger.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
@@ -17,7 +17,7 @@ use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
 use crate::settings::{self, Settings};
 use crate::token::{self, Outcome, now_secs};
 use crate::util::secret::Secret;
-use crate::util::text::{excerpt, one_line};
+use crate::util::text::{excerpt, json_error, one_line};
 use crate::util::ui;
 
 pub(crate) const NOT_FOUND: &str = "credentials not found in native keychain";
@@ -99,15 +99,7 @@ pub(crate) fn run(verb: Verb) -> ExitCode {
 }
 
 fn read_stdin() -> Result<String> {
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_INPUT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| anyhow!("cannot read stdin: {e}"))?;
-    if bytes.len() as u64 > MAX_INPUT {
-        return Err(anyhow!("input on stdin is larger than {MAX_INPUT} bytes"));
-    }
+    let bytes = ui::read_stdin(MAX_INPUT)?;
     String::from_utf8(bytes).map_err(|_| anyhow!("input on stdin is not valid UTF-8"))
 }
 
@@ -239,9 +231,8 @@ pub(crate) fn parse_store(input: &str) -> std::result::Result<StoreRequest, Stri
     }
     let creds: StoreInput = serde_json::from_str(input).map_err(|e| {
         format!(
-            "invalid credentials JSON on stdin (line {} column {}); expected an object with ServerURL, Username and Secret",
-            e.line(),
-            e.column()
+            "invalid credentials JSON on stdin ({}); expected an object with ServerURL, Username and Secret",
+            json_error(&e)
         )
     })?;
     if creds.server_url.trim().is_empty() {

@@ -86,12 +86,6 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
         ));
     }
     let mut root = parsed.root;
-    if root.get("credHelpers").is_some_and(|v| !v.is_object()) {
-        bail!(
-            "\"credHelpers\" in {} is not a JSON object; fix it by hand. Nothing was written.",
-            edit.path.display()
-        );
-    }
     let mapped = if opts.remove { 0 } else { wanted.len() };
     let changes = if opts.remove {
         remove_entries(
@@ -101,7 +95,13 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
         )
     } else {
         add_entries(&mut root, &suffix, &wanted)
-    };
+    }
+    .map_err(|NotAnObject| {
+        anyhow!(
+            "\"credHelpers\" in {} is not a JSON object; fix it by hand. Nothing was written.",
+            edit.path.display()
+        )
+    })?;
     if changes.is_empty() && parsed.merged_keys.is_empty() {
         if opts.remove {
             ui::note(format_args!(
@@ -279,19 +279,28 @@ impl Change {
     }
 }
 
-/// Points each of `hosts` at this helper in `credHelpers` (created if missing). A
-/// `credHelpers` that is not an object is left alone (the caller refuses it).
+/// `credHelpers` is there but not a JSON object: nothing here edits it; the user fixes it.
+#[derive(Debug)]
+pub(crate) struct NotAnObject;
+
+/// The `credHelpers` object, created empty if missing.
+fn cred_helpers(root: &mut Map<String, Value>) -> Result<&mut Map<String, Value>, NotAnObject> {
+    match root
+        .entry("credHelpers")
+        .or_insert_with(|| Value::Object(Map::new()))
+    {
+        Value::Object(map) => Ok(map),
+        _ => Err(NotAnObject),
+    }
+}
+
+/// Points each of `hosts` at this helper in `credHelpers` (created if missing).
 pub(crate) fn add_entries(
     root: &mut Map<String, Value>,
     suffix: &str,
     hosts: &[String],
-) -> Vec<Change> {
-    let entry = root
-        .entry("credHelpers")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(map) = entry else {
-        return Vec::new();
-    };
+) -> Result<Vec<Change>, NotAnObject> {
+    let map = cred_helpers(root)?;
     let mut changes = Vec::new();
     for host in hosts {
         match map.get(host) {
@@ -304,7 +313,7 @@ pub(crate) fn add_entries(
         }
         map.insert(host.clone(), Value::String(suffix.to_owned()));
     }
-    changes
+    Ok(changes)
 }
 
 /// Removes entries that point at this helper: for `only` hosts, or all of them.
@@ -312,10 +321,11 @@ fn remove_entries(
     root: &mut Map<String, Value>,
     suffix: &str,
     only: Option<&Vec<String>>,
-) -> Vec<Change> {
-    let Some(Value::Object(map)) = root.get_mut("credHelpers") else {
-        return Vec::new();
-    };
+) -> Result<Vec<Change>, NotAnObject> {
+    if !root.contains_key("credHelpers") {
+        return Ok(Vec::new());
+    }
+    let map = cred_helpers(root)?;
     let ours: Vec<String> = map
         .iter()
         .filter(|(host, v)| v.as_str() == Some(suffix) && only.is_none_or(|o| o.contains(host)))
@@ -327,7 +337,7 @@ fn remove_entries(
     if map.is_empty() && !ours.is_empty() {
         root.shift_remove("credHelpers");
     }
-    ours.into_iter().map(Change::Removed).collect()
+    Ok(ours.into_iter().map(Change::Removed).collect())
 }
 
 /// Prints the Docker client check; `false` means refuse to configure.
@@ -414,7 +424,8 @@ mod tests {
             &mut root,
             "gcp",
             &["gcr.io".into(), "us.gcr.io".into(), "eu.gcr.io".into()],
-        );
+        )
+        .unwrap();
         assert_eq!(changes.len(), 2);
         assert!(
             matches!(&changes[0], Change::Replaced { host, previous } if host == "gcr.io" && previous == "gcr")
@@ -430,23 +441,27 @@ mod tests {
         let mut root = obj(
             serde_json::json!({"credHelpers": {"quay.io": "quay", "gcr.io": "gcp", "eu.gcr.io": "gcp"}, "x": 1}),
         );
-        assert_eq!(remove_entries(&mut root, "gcp", None).len(), 2);
+        assert_eq!(remove_entries(&mut root, "gcp", None).unwrap().len(), 2);
         assert_eq!(
             Value::Object(root.clone()),
             serde_json::json!({"credHelpers": {"quay.io": "quay"}, "x": 1})
         );
         let mut only_ours = obj(serde_json::json!({"credHelpers": {"gcr.io": "gcp"}, "x": 1}));
-        remove_entries(&mut only_ours, "gcp", None);
+        remove_entries(&mut only_ours, "gcp", None).unwrap();
         assert_eq!(Value::Object(only_ours), serde_json::json!({"x": 1}));
     }
 
     #[test]
     fn a_cred_helpers_value_of_the_wrong_type_is_left_alone() {
         let mut root = obj(serde_json::json!({"credHelpers": "oops"}));
-        assert!(add_entries(&mut root, "gcp", &["gcr.io".into()]).is_empty());
+        assert!(add_entries(&mut root, "gcp", &["gcr.io".into()]).is_err());
+        assert!(remove_entries(&mut root, "gcp", None).is_err());
         assert_eq!(
             Value::Object(root),
             serde_json::json!({"credHelpers": "oops"})
         );
+        let mut none = obj(serde_json::json!({"x": 1}));
+        assert!(remove_entries(&mut none, "gcp", None).unwrap().is_empty());
+        assert_eq!(Value::Object(none), serde_json::json!({"x": 1}));
     }
 }

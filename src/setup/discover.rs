@@ -14,11 +14,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
 use crate::hosts::{self, HostClass};
+use crate::net::http::{self, Http, MintContext, Request, Response};
 use crate::settings::Settings;
-use crate::token::http::{self, Http, MintContext, Request, Response};
-use crate::token::oauth;
-use crate::token::project::{self, Project};
-use crate::token::{self, Outcome, Token};
+use crate::token::{self, Outcome, Project, Token};
 use crate::util::env;
 use crate::util::secret::Secret;
 
@@ -64,7 +62,7 @@ pub(crate) fn discover(project: Option<&str>, settings: &Settings) -> Result<Dis
             id: id.trim().to_owned(),
             origin: "--project".to_owned(),
         },
-        None => project::find(settings, &mut ctx).map_err(|e| {
+        None => token::default_project(settings, &mut ctx).map_err(|e| {
             anyhow!(
                 "--discover needs a project: {e:#}. Pass --project PROJECT, or set a default with \
                  `gcloud config set project PROJECT`"
@@ -225,18 +223,46 @@ fn accept(found: &mut Discovery, id: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// The machine-readable part of a Google API error answer (`google.rpc.Status`): the reasons
+/// of its `ErrorInfo` details decide the advice.
+#[derive(Deserialize, Default)]
+struct ApiError {
+    #[serde(default)]
+    error: ApiStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct ApiStatus {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    details: Vec<ApiDetail>,
+}
+
+#[derive(Deserialize)]
+struct ApiDetail {
+    reason: Option<String>,
+}
+
+impl ApiError {
+    fn has_reason(&self, reason: &str) -> bool {
+        self.error
+            .details
+            .iter()
+            .any(|d| d.reason.as_deref() == Some(reason))
+    }
+}
+
 /// What an error answer means and what to do about it.
 fn refusal(resp: &Response, project: &Project, secret: &Secret<String>) -> String {
-    let said = secret.scrub(&oauth::google_error(resp));
+    let said = secret.scrub(&token::google_error(resp));
     let said = said.trim_end_matches('.');
     let what = format!(
         "the Artifact Registry API refused to list the locations of project {} (from {}): {said}",
         project.id, project.origin
     );
-    let body = String::from_utf8_lossy(&resp.body);
-    let api_disabled = body.contains("SERVICE_DISABLED")
-        || body.contains("has not been used")
-        || body.contains("is disabled");
+    let answer: ApiError = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let api_disabled = answer.has_reason("SERVICE_DISABLED");
     let advice = match resp.status {
         401 => {
             "the Google credentials in use were not accepted: log in again (`gcloud auth login` \
@@ -250,7 +276,8 @@ fn refusal(resp: &Response, project: &Project, secret: &Secret<String>) -> Strin
              that uses Artifact Registry",
             project.id
         ),
-        403 if body.contains("quota project") => format!(
+        // Google gives this case no reason code of its own; its message is all there is.
+        403 if answer.error.message.contains("quota project") => format!(
             "set a quota project for your application default credentials: `gcloud auth \
              application-default set-quota-project {}`",
             project.id
@@ -308,6 +335,37 @@ mod tests {
             ["us-central1-docker.pkg.dev", "mars-north1-docker.pkg.dev"]
         );
         assert_eq!(found.skipped.len(), 6, "{:?}", found.skipped);
+    }
+
+    #[test]
+    fn the_advice_for_a_refusal_follows_the_reason_code() {
+        let refused = |body: serde_json::Value| {
+            let resp = Response {
+                status: 403,
+                headers: Default::default(),
+                body: body.to_string().into_bytes(),
+            };
+            let project = Project {
+                id: "p".into(),
+                origin: "test".into(),
+            };
+            refusal(&resp, &project, &Secret::new("t".to_owned()))
+        };
+        let disabled = refused(serde_json::json!({"error": {
+            "status": "PERMISSION_DENIED", "message": "no",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED"}]
+        }}));
+        assert!(
+            disabled.contains("To fix: enable the Artifact Registry API"),
+            "{disabled}"
+        );
+        let worded = refused(serde_json::json!({"error": {
+            "status": "PERMISSION_DENIED", "message": "SERVICE_DISABLED: it is disabled"
+        }}));
+        assert!(
+            worded.contains("To fix: the identity needs the artifactregistry.locations.list"),
+            "the words alone are not the reason: {worded}"
+        );
     }
 
     #[test]

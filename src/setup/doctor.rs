@@ -16,9 +16,10 @@ use crate::helper::login::{self, Stored};
 use crate::helper::protocol;
 use crate::helper::store::{self, Store};
 use crate::hosts::{self, HostClass};
+use crate::net::proxy::Proxies;
+use crate::net::tls;
 use crate::settings::Settings;
-use crate::token::proxy::Proxies;
-use crate::token::{self, Outcome, now_secs, oauth, sources, tls};
+use crate::token::{self, Outcome, now_secs};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::{text, ui};
 
@@ -296,8 +297,9 @@ fn check_docker_client(r: &mut Report<'_>) -> Result<()> {
 }
 
 fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
-    let present: Vec<String> = sources::present(&settings.token_sources.value)
-        .map(|c| format!("{} ({})", c.kind.name(), c.describe()))
+    let present: Vec<String> = token::source_states(settings)
+        .into_iter()
+        .filter_map(|(kind, state)| Some(format!("{} ({})", kind.name(), state?)))
         .collect();
     if present.is_empty() {
         return r.fail(
@@ -333,9 +335,9 @@ fn check_network(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
         )?,
         Ok(proxies) => {
             for (what, url) in [
-                ("token endpoint", oauth::DEFAULT_TOKEN_URI),
-                ("STS", oauth::DEFAULT_STS_URL),
-                ("IAM credentials", oauth::DEFAULT_IAM_ENDPOINT),
+                ("token endpoint", token::DEFAULT_TOKEN_URI),
+                ("STS", token::DEFAULT_STS_URL),
+                ("IAM credentials", token::DEFAULT_IAM_ENDPOINT),
             ] {
                 let uri: http::Uri = url.parse()?;
                 let host = uri.host().unwrap_or_default();
@@ -437,25 +439,15 @@ fn check_mirror(r: &mut Report<'_>, daemon_json: Option<&Path>) -> Result<()> {
     };
     let listed = match files::read_bounded(&path, 16 * 1024 * 1024, Symlinks::Follow, Trust::Anyone)
     {
-        Ok(Some(bytes)) => json_file::parse(&bytes, &path.display().to_string()).map(|p| {
-            p.root
-                .get("registry-mirrors")
-                .and_then(Value::as_array)
-                .is_some_and(|l| {
-                    l.iter().any(|v| {
-                        v.as_str()
-                            .is_some_and(|s| s.trim_end_matches('/') == mirror::MIRROR_URL)
-                    })
-                })
-        }),
+        Ok(Some(bytes)) => json_file::parse(&bytes, &path.display().to_string())
+            .map(|p| mirror::lists_our_mirror(&p.root)),
         Ok(None) => Ok(false),
         Err(e) => Err(e),
     };
     let active = docker::daemon_mirrors();
-    let in_use = active.as_ref().map(|m| {
-        m.iter()
-            .any(|m| m.trim_end_matches('/') == mirror::MIRROR_URL)
-    });
+    let in_use = active
+        .as_ref()
+        .map(|m| m.iter().any(|m| mirror::is_our_mirror(m)));
     match (listed, in_use) {
         (Ok(true), _) => r.pass(format!("{} lists {}", path.display(), mirror::MIRROR_URL))?,
         // The daemon reads another file (or a flag): say what it uses, not that nothing is set.

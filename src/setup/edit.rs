@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::files::{self, FileMode, Lock, Symlinks, Trust};
+use crate::util::files::{self, FileMode, Lock, LockTimeout, Symlinks, Trust};
 
 const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -45,18 +45,9 @@ impl Edit {
             _ => PathBuf::from("."),
         };
         if !dir.exists() {
-            create_dir(&dir, new_dir_mode)?;
+            files::create_dir(&dir, new_dir_mode)?;
         }
-        let lock = Lock::dir(&dir, Instant::now() + LOCK_WAIT).map_err(|e| {
-            if format!("{e:#}").contains("timed out") {
-                e.context(format!(
-                    "another process is editing files in {}; try again",
-                    dir.display()
-                ))
-            } else {
-                e
-            }
-        })?;
+        let lock = Lock::dir(&dir, Instant::now() + LOCK_WAIT).map_err(|e| busy_hint(e, &dir))?;
         let original = files::read_bounded(&target, MAX_CONFIG, Symlinks::Follow, Trust::Anyone)?;
         let mode = match fs::metadata(&target) {
             Ok(meta) if original.is_some() => FileMode::of(&meta),
@@ -130,16 +121,16 @@ pub(crate) fn resolve(path: &Path) -> Result<PathBuf> {
     bail!("{}: too many levels of symbolic links", path.display())
 }
 
-fn create_dir(dir: &Path, mode: u32) -> Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))
+/// Says who holds the lock when waiting for it timed out.
+fn busy_hint(e: anyhow::Error, dir: &Path) -> anyhow::Error {
+    if e.is::<LockTimeout>() {
+        e.context(format!(
+            "another process is editing files in {}; try again",
+            dir.display()
+        ))
+    } else {
+        e
+    }
 }
 
 /// Adds the fix to a permission error on a system file.
@@ -203,6 +194,21 @@ mod tests {
         );
         let meta = fs::metadata(&real).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_lock_held_past_the_wait_names_the_other_editor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _held = Lock::dir(tmp.path(), Instant::now()).unwrap();
+        let timeout = Lock::dir(tmp.path(), Instant::now()).unwrap_err();
+        let e = busy_hint(timeout, tmp.path());
+        assert!(
+            format!("{e:#}").starts_with("another process is editing files in"),
+            "{e:#}"
+        );
+        // Decided by the kind, not the words.
+        let other = busy_hint(anyhow::anyhow!("timed out elsewhere"), tmp.path());
+        assert_eq!(format!("{other:#}"), "timed out elsewhere");
     }
 
     #[test]

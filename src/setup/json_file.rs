@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::util::text;
+
 /// A parsed config file: its top-level object and the keys that appeared twice.
 #[derive(Debug)]
 pub(crate) struct Parsed {
@@ -35,15 +37,8 @@ pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Parsed> {
         }) => Ok(Parsed { root, merged_keys }),
         Ok(_) => bail!("{what} does not hold a JSON object; not touching it"),
         Err(e) => Err(anyhow!(
-            "{what} is not valid JSON (line {}, column {}: {}); fix or move it, it was not changed",
-            e.line(),
-            e.column(),
-            match e.classify() {
-                serde_json::error::Category::Eof => "unexpected end of file",
-                serde_json::error::Category::Syntax => "syntax error",
-                serde_json::error::Category::Data => "unexpected data",
-                serde_json::error::Category::Io => "read error",
-            }
+            "{what} is not valid JSON ({}); fix or move it, it was not changed",
+            text::json_error(&e)
         )),
     }
 }
@@ -207,7 +202,7 @@ mod tests {
         let e = parse(b"{\n  \"auths\": {,\n}", "c.json")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 2, column 13"), "{e}");
+        assert!(e.contains("syntax error at line 2 column 13"), "{e}");
         assert!(parse(b"[1]", "c.json").is_err());
         assert!(parse(b" \n", "c.json").unwrap().root.is_empty());
     }

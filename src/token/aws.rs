@@ -17,7 +17,7 @@ use ring::{digest, hmac};
 use serde::Deserialize;
 
 use super::access::now_secs;
-use super::http::{self, Http, Request};
+use crate::net::http::{self, Http, Request};
 use crate::util::env;
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error};

@@ -22,8 +22,8 @@ use serde_json::Value;
 
 use super::access::Token;
 use super::federation::{self, ExternalAccount};
-use super::http::{self, Http, MintContext, Retry, Retryable};
 use super::oauth::{self, DEFAULT_LIFETIME_SECS, DEFAULT_TOKEN_URI, SCOPE};
+use crate::net::http::{self, Http, MintContext, Retry, Retryable};
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error};
 

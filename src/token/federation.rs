@@ -1,6 +1,6 @@
 //! Workload and workforce identity federation: `external_account` credentials, and
-//! [`federate`], the one exchange every federated identity goes through (the kubelet calls it
-//! with a pod's service account token held in memory).
+//! [`federate`], the one exchange every federated identity goes through (the kubelet's
+//! [`exchange_pod_token`] with a pod's service account token held in memory).
 //!
 //! An `external_account` file names where a *subject token* comes from (its
 //! `credential_source`: a file, a URL, an executable, or AWS), which is swapped at Google's STS
@@ -17,14 +17,15 @@ use serde::Deserialize;
 use super::access::Token;
 use super::aws::{AwsSource, RawAwsSource};
 use super::executable::{self, Executable, RawExecutable};
-use super::http::{self, Http, MintContext, Request};
 use super::oauth::{self, DEFAULT_LIFETIME_SECS, DEFAULT_STS_URL};
+use crate::net::http::{self, Http, MintContext, Request};
+use crate::settings::Settings;
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error};
 
 const MAX_SUBJECT_FILE: u64 = 1024 * 1024;
-pub(crate) const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ExternalAccount {
@@ -87,17 +88,17 @@ struct RawFormat {
 }
 
 /// One federation exchange: a subject token at STS, then optionally impersonation.
-pub(crate) struct Federation<'a> {
-    pub(crate) sts_url: &'a str,
-    pub(crate) audience: &'a str,
-    pub(crate) subject_token_type: &'a str,
-    pub(crate) client_auth: Option<Secret<String>>,
-    pub(crate) workforce_user_project: Option<&'a str>,
-    pub(crate) impersonation: Option<oauth::Impersonation<'a>>,
+struct Federation<'a> {
+    sts_url: &'a str,
+    audience: &'a str,
+    subject_token_type: &'a str,
+    client_auth: Option<Secret<String>>,
+    workforce_user_project: Option<&'a str>,
+    impersonation: Option<oauth::Impersonation<'a>>,
 }
 
 /// Exchanges `subject` at STS and, if asked, for a service account's token.
-pub(crate) fn federate(
+fn federate(
     http: &Http,
     f: &Federation<'_>,
     subject: &Secret<String>,
@@ -116,6 +117,51 @@ pub(crate) fn federate(
         None => Ok(federated),
         Some(target) => oauth::impersonate(http, target, &federated.secret, deadline),
     }
+}
+
+/// The kubelet's service-account-token mode: a pod's Kubernetes token, held in memory, to
+/// exchange at STS for the workload identity pool `audience`, and then, if the pod's service
+/// account is annotated with a Google service account, for that account's token.
+#[derive(Debug)]
+pub(crate) struct PodExchange<'a> {
+    pub(crate) sts_url: &'a str,
+    pub(crate) audience: &'a str,
+    /// The IAM Credentials endpoint impersonation goes to.
+    pub(crate) iam_endpoint: &'a str,
+    /// The Google service account to impersonate (already checked to be an email).
+    pub(crate) service_account: Option<&'a str>,
+}
+
+/// Exchanges the pod's token within the settings' timeout, through the same HTTP stack (CA
+/// file, proxies) as every mint.
+pub(crate) fn exchange_pod_token(
+    settings: &Settings,
+    pod: &PodExchange<'_>,
+    sa_token: &Secret<String>,
+) -> Result<Token> {
+    let impersonation_url = pod
+        .service_account
+        .map(|email| oauth::impersonation_url(pod.iam_endpoint, email));
+    let federation = Federation {
+        sts_url: pod.sts_url,
+        audience: pod.audience,
+        subject_token_type: JWT_TOKEN_TYPE,
+        client_auth: None,
+        workforce_user_project: None,
+        impersonation: impersonation_url
+            .as_deref()
+            .map(|url| oauth::Impersonation {
+                url,
+                lifetime_secs: DEFAULT_LIFETIME_SECS,
+                delegates: &[],
+            }),
+    };
+    let mut ctx = MintContext::new(
+        std::time::Instant::now() + settings.timeout.value,
+        settings.ca_file.value.clone(),
+    );
+    let deadline = ctx.deadline;
+    federate(ctx.http()?, &federation, sa_token, deadline)
 }
 
 impl ExternalAccount {

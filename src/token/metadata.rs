@@ -10,12 +10,13 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::access::{STALE_MARGIN_SECS, Token, now_secs};
-use super::http::{MintContext, Request, Response};
 use super::oauth;
+use crate::net::http::{MintContext, Request, Response};
 use crate::util::env;
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, Os, ProductName};
 use crate::util::text::excerpt;
+use crate::util::winreg;
 
 const DEFAULT_HOST: &str = "169.254.169.254";
 const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
@@ -37,12 +38,7 @@ fn product_name(source: ProductName) -> Option<String> {
                 .ok()??;
             String::from_utf8(bytes).ok()
         }
-        #[cfg(windows)]
-        ProductName::Registry { key, value } => {
-            crate::util::winreg::local_machine_string(key, value)
-        }
-        #[cfg(not(windows))]
-        ProductName::Registry { .. } => None,
+        ProductName::Registry { key, value } => winreg::local_machine_string(key, value),
         ProductName::Unavailable => None,
     }
 }

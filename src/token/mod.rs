@@ -13,33 +13,39 @@
 //!
 //! If every source fails, a cached token with a little life left is served with a warning
 //! rather than failing the pull.
+//!
+//! What the rest of the crate may use is re-exported or defined here: a token for the
+//! configured sources ([`google_token`]), the background refresh ([`refresh_ahead`]), whether
+//! a token is ours ([`issued_by_us`]), the kubelet's pod-token exchange
+//! ([`exchange_pod_token`]), the user's default project ([`default_project`]) and which
+//! sources are present ([`source_states`]). The sources, the cache and the credential files
+//! stay private to this folder (`tests/architecture.rs` checks it).
 
-pub(crate) mod access;
+mod access;
 mod aws;
-pub(crate) mod cache;
-mod connect;
-pub(crate) mod credentials;
+mod cache;
+mod credentials;
 mod executable;
-pub(crate) mod federation;
+mod federation;
 mod gcloud;
-pub(crate) mod http;
 mod metadata;
-pub(crate) mod oauth;
-pub(crate) mod project;
-pub(crate) mod proxy;
-pub(crate) mod sources;
-pub(crate) mod tls;
+mod oauth;
+mod project;
+mod sources;
 
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 
-use crate::settings::Settings;
+use crate::net::http::MintContext;
+use crate::settings::{Settings, SourceKind};
 use crate::util::secret::Secret;
 use access::STALE_MARGIN_SECS;
-pub(crate) use access::{Token, now_secs};
+pub(crate) use access::{FRESH_MARGIN_SECS, Token, now_secs};
 use cache::Cache;
-use http::MintContext;
+pub(crate) use federation::{PodExchange, exchange_pod_token};
+pub(crate) use oauth::{DEFAULT_IAM_ENDPOINT, DEFAULT_STS_URL, DEFAULT_TOKEN_URI, google_error};
+pub(crate) use project::Project;
 use sources::{Candidate, Minted};
 
 const PROXY_ADVICE: &str = "check HTTPS_PROXY and NO_PROXY (the proxy's URL, user and password); \
@@ -180,6 +186,30 @@ pub(crate) fn issued_by_us(settings: &Settings, secret: &Secret<String>) -> bool
     .is_some()
 }
 
+/// Each configured source in order, with what it is when present (a path, a host) or `None`
+/// when absent; environment and `stat` only (for `config` and `doctor`).
+pub(crate) fn source_states(settings: &Settings) -> Vec<(SourceKind, Option<String>)> {
+    settings
+        .token_sources
+        .value
+        .iter()
+        .map(|kind| (*kind, sources::probe(*kind).map(|c| c.describe())))
+        .collect()
+}
+
+/// The user's default project (gcloud's `core/project`, the ADC file, the metadata server),
+/// for the set-up commands; `ctx` carries the deadline and the HTTP stack.
+pub(crate) fn default_project(settings: &Settings, ctx: &mut MintContext) -> Result<Project> {
+    project::find(settings, ctx)
+}
+
+/// Parses and validates a credentials file the way a mint does, without minting (the fuzz
+/// entry point).
+#[cfg(fuzzing)]
+pub(crate) fn check_credentials_file(bytes: &[u8]) -> Result<()> {
+    credentials::CredentialFile::parse(bytes).and_then(|f| f.validate())
+}
+
 /// The first cached entry, walking the present sources in order, whose token `usable` accepts
 /// and that belongs to the sources' current state: a later source's token counts only if every
 /// earlier source failed, with the identity it has now, when that token was minted.
@@ -214,11 +244,14 @@ fn mint_in_order(
     ca_file: Option<std::path::PathBuf>,
 ) -> Result<Outcome> {
     let mut ctx = MintContext::new(deadline, ca_file);
-    let mut failures: Vec<(Candidate, anyhow::Error)> = Vec::new();
+    let mut failures: Vec<(Candidate, anyhow::Error, bool)> = Vec::new();
     let mut tried: Vec<String> = Vec::new();
     for candidate in candidates {
         log::info!("minting a token with {}", candidate.describe());
-        match candidate.mint(&mut ctx) {
+        let minted = candidate.mint(&mut ctx);
+        // A proxy in the way is not the credentials' fault (see net::connect).
+        let at_proxy = ctx.take_proxy_failure();
+        match minted {
             Ok(Minted::Token(token)) => {
                 if let Some(cache) = cache
                     && let Err(e) = cache.write(&candidate.key, &token, &tried)
@@ -231,7 +264,7 @@ fn mint_in_order(
             Err(e) => {
                 log::warn!("{} failed: {e:#}", candidate.kind.name());
                 tried.push(candidate.key.clone());
-                failures.push((candidate.clone(), e));
+                failures.push((candidate.clone(), e, at_proxy));
             }
         }
     }
@@ -250,16 +283,10 @@ fn mint_in_order(
     }
     let detail: Vec<String> = failures
         .iter()
-        .map(|(c, e)| {
-            let text = format!("{e:#}");
-            // A proxy in the way is not the credentials' fault (see token::connect).
-            let advice = if text.contains(connect::THROUGH_PROXY) {
-                PROXY_ADVICE
-            } else {
-                c.advice()
-            };
+        .map(|(c, e, at_proxy)| {
+            let advice = if *at_proxy { PROXY_ADVICE } else { c.advice() };
             format!(
-                "{} ({}): {text} (to fix: {advice})",
+                "{} ({}): {e:#} (to fix: {advice})",
                 c.kind.name(),
                 c.describe()
             )

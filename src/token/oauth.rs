@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::access::{Token, now_secs};
-use super::http::{self, Body, Http, Request, Response};
+use crate::net::http::{self, Body, Http, Request, Response};
 use crate::util::secret::Secret;
 use crate::util::text::excerpt;
 

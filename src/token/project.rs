@@ -10,8 +10,8 @@
 use anyhow::{Result, anyhow};
 use serde_json::Value;
 
-use super::http::MintContext;
 use super::{gcloud, metadata, sources};
+use crate::net::http::MintContext;
 use crate::settings::{Settings, SourceKind};
 use crate::util::files::{self, Symlinks, Trust};
 

@@ -10,10 +10,14 @@
 //! - Writes go to a temporary file in the target's directory that is renamed over the target,
 //!   so a reader sees the old or the new content, never half.
 //! - One lock primitive ([`Lock`]) serialises processes, on a lock file or on a directory.
+//!
+//! What differs between Unix and Windows (open flags, owner and mode bits, inodes, locking a
+//! directory) is in the two `imp` modules at the end, with the same functions each; the rest
+//! of this file is the same on every platform.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -85,81 +89,29 @@ fn not_regular(path: &Path, meta: &fs::Metadata) -> io::Error {
     )
 }
 
-#[cfg(unix)]
-fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let nofollow = match symlinks {
-        Symlinks::Follow => 0,
-        Symlinks::Refuse => libc::O_NOFOLLOW,
-    };
-    options.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | nofollow);
-}
+use imp::{no_block, set_mode};
 
-/// Opening a file on Windows never waits on a writer (named pipes live apart from files), so
-/// only symbolic links need a flag: with `FILE_FLAG_OPEN_REPARSE_POINT` a link (or junction)
-/// is opened itself, not its target, and `checked` then refuses it as not a regular file.
-#[cfg(windows)]
-fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
-    use std::os::windows::fs::OpenOptionsExt;
-    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
-    if symlinks == Symlinks::Refuse {
-        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
-    }
-}
-
-#[cfg(not(any(unix, windows)))]
-fn no_block(_options: &mut OpenOptions, _symlinks: Symlinks) {}
-
-#[cfg(unix)]
-fn set_mode(options: &mut OpenOptions, mode: u32) {
-    std::os::unix::fs::OpenOptionsExt::mode(options, mode);
-}
-
-#[cfg(not(unix))]
-fn set_mode(_options: &mut OpenOptions, _mode: u32) {}
-
-/// Says what is at `path` when the OS's error hides it: `O_NOFOLLOW` reports a symlink as
-/// ELOOP, which reads like a loop, and Windows answers "Access denied" for a directory.
+/// Says what is at `path` when the OS's error hides it: a refused symbolic link is reported as
+/// something else (ELOOP reads like a loop), and Windows answers "Access denied" for a
+/// directory.
 fn explain_open_error(e: io::Error, path: &Path, symlinks: Symlinks) -> io::Error {
-    #[cfg(unix)]
-    if symlinks == Symlinks::Refuse && e.raw_os_error() == Some(libc::ELOOP) {
+    if symlinks == Symlinks::Refuse && imp::is_refused_symlink(&e) {
         return io::Error::new(
             io::ErrorKind::InvalidInput,
             "it is a symbolic link, which is not followed here",
         );
     }
-    #[cfg(windows)]
-    if e.kind() == io::ErrorKind::PermissionDenied {
-        let meta = match symlinks {
-            Symlinks::Follow => fs::metadata(path),
-            Symlinks::Refuse => fs::symlink_metadata(path),
-        };
-        if let Ok(meta) = meta
-            && !meta.is_file()
-        {
-            return not_regular(path, &meta);
-        }
+    match imp::not_openable_as_file(&e, path, symlinks) {
+        Some(meta) => not_regular(path, &meta),
+        None => e,
     }
-    let _ = (path, symlinks);
-    e
 }
 
 fn describe_type(meta: &fs::Metadata) -> &'static str {
     let t = meta.file_type();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return "a FIFO";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-        if t.is_char_device() || t.is_block_device() {
-            return "a device";
-        }
-    }
-    if t.is_dir() {
+    if let Some(special) = imp::special_type(&t) {
+        special
+    } else if t.is_dir() {
         "a directory"
     } else if t.is_symlink() {
         "a symbolic link"
@@ -206,37 +158,8 @@ pub(crate) fn read_trusted(path: &Path, max_len: u64) -> Result<Option<Vec<u8>>>
 
 /// Refuses a file or directory that another user owns or that group or others may write,
 /// since another user could then have planted or replaced its content.
-#[cfg(unix)]
 pub(crate) fn check_trusted(path: &Path, meta: &fs::Metadata) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let me = effective_uid();
-    if meta.uid() != me {
-        bail!(
-            "{} is owned by another user (uid {}); not trusting it",
-            path.display(),
-            meta.uid()
-        );
-    }
-    if meta.mode() & 0o022 != 0 {
-        bail!(
-            "{} is writable by group or others (mode {:o}); not trusting it",
-            path.display(),
-            meta.mode() & 0o777
-        );
-    }
-    Ok(())
-}
-
-/// Windows has no owner/mode bits; the per-user profile directories are private by ACL.
-#[cfg(not(unix))]
-pub(crate) fn check_trusted(_path: &Path, _meta: &fs::Metadata) -> Result<()> {
-    Ok(())
-}
-
-#[cfg(unix)]
-pub(crate) fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    imp::check_trusted(path, meta)
 }
 
 /// Checks that `dir` is a directory this user owns that others cannot write; `Ok(false)` if
@@ -265,14 +188,18 @@ fn check_dir_meta(dir: &Path, meta: &fs::Metadata) -> Result<()> {
 
 /// Creates `dir` (and parents) with mode 0700 if needed, then checks it is private.
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
+    create_dir(dir, 0o700)?;
+    check_private_dir(dir)
+}
+
+/// Creates `dir` and its missing parents with `mode` (where there are mode bits).
+pub(crate) fn create_dir(dir: &Path, mode: u32) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    imp::set_dir_mode(&mut builder, mode);
     builder
         .create(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    check_private_dir(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
 }
 
 /// Permission bits and, when editing another user's file as root, the owner to keep.
@@ -291,19 +218,7 @@ impl FileMode {
 
     /// The mode and owner of an existing file, to be kept when it is replaced.
     pub(crate) fn of(meta: &fs::Metadata) -> FileMode {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            FileMode {
-                mode: meta.mode() & 0o7777,
-                owner: Some((meta.uid(), meta.gid())),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = meta;
-            FileMode::PRIVATE
-        }
+        imp::file_mode(meta)
     }
 }
 
@@ -323,7 +238,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> Result<
         .prefix(".tmp-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    apply_mode(tmp.as_file(), mode).with_context(|| {
+    imp::apply_mode(tmp.as_file(), mode).with_context(|| {
         format!(
             "cannot set the mode of a temporary file in {}",
             dir.display()
@@ -333,24 +248,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: FileMode) -> Result<
         .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     persist(tmp, path).with_context(|| format!("cannot replace {}", path.display()))
-}
-
-#[cfg(unix)]
-fn apply_mode(file: &File, mode: FileMode) -> io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if let Some((uid, gid)) = mode.owner {
-        let meta = file.metadata()?;
-        if (meta.uid(), meta.gid()) != (uid, gid) {
-            std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
-        }
-    }
-    // After chown: changing the owner clears set-id bits.
-    file.set_permissions(fs::Permissions::from_mode(mode.mode))
-}
-
-#[cfg(not(unix))]
-fn apply_mode(_file: &File, _mode: FileMode) -> io::Result<()> {
-    Ok(())
 }
 
 /// Renames the temporary file over `path` (our handle closed first). On Windows the rename
@@ -392,11 +289,7 @@ pub(crate) fn version(path: &Path) -> String {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let ino = 0u64;
-    format!("{mtime}.{}.{ino}", meta.len())
+    format!("{mtime}.{}.{}", meta.len(), imp::inode(&meta))
 }
 
 /// An exclusive inter-process lock, released when dropped or when the process exits (even if
@@ -433,11 +326,7 @@ impl Lock {
     /// Locks the directory `dir` itself (on Unix; elsewhere a lock file in it), so editors of
     /// the files in it are serialised without leaving a lock file beside the user's config.
     pub(crate) fn dir(dir: &Path, deadline: Instant) -> Result<Lock> {
-        #[cfg(unix)]
-        let file = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
-        #[cfg(not(unix))]
-        let file = open_lock_file(&dir.join(".docker-credential-gcp.lock"))?;
-        wait_for(file, deadline, dir)
+        wait_for(imp::dir_lock_file(dir)?, deadline, dir)
     }
 }
 
@@ -471,10 +360,213 @@ fn wait_for(file: File, deadline: Instant, what: &Path) -> Result<Lock> {
     match rx.recv_timeout(wait) {
         Ok(Ok(file)) => Ok(Lock { _file: file }),
         Ok(Err(e)) => Err(e).with_context(|| format!("cannot lock {}", what.display())),
-        Err(_) => bail!(
+        Err(_) => Err(LockTimeout(what.to_path_buf()).into()),
+    }
+}
+
+/// The lock stayed held by another process until the deadline.
+#[derive(Debug)]
+pub(crate) struct LockTimeout(PathBuf);
+
+impl std::fmt::Display for LockTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "timed out waiting for the lock on {}, held by another process",
-            what.display()
-        ),
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for LockTimeout {}
+
+#[cfg(unix)]
+mod imp {
+    use std::fs::{self, File, OpenOptions};
+    use std::io;
+    use std::os::unix::fs::{
+        DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+    };
+    use std::path::Path;
+
+    use anyhow::{Context, Result, bail};
+
+    use super::{FileMode, Symlinks};
+
+    /// `O_NONBLOCK` (a FIFO cannot hang the open), `O_CLOEXEC`, and `O_NOFOLLOW` to refuse a
+    /// symbolic link.
+    pub(super) fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
+        let nofollow = match symlinks {
+            Symlinks::Follow => 0,
+            Symlinks::Refuse => libc::O_NOFOLLOW,
+        };
+        options.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | nofollow);
+    }
+
+    pub(super) fn set_mode(options: &mut OpenOptions, mode: u32) {
+        options.mode(mode);
+    }
+
+    pub(super) fn set_dir_mode(builder: &mut fs::DirBuilder, mode: u32) {
+        builder.mode(mode);
+    }
+
+    /// `O_NOFOLLOW` met a symbolic link.
+    pub(super) fn is_refused_symlink(e: &io::Error) -> bool {
+        e.raw_os_error() == Some(libc::ELOOP)
+    }
+
+    /// Nothing to add: a directory opens read-only (and `fstat` names it), and opening one
+    /// for writing fails with EISDIR, which names itself.
+    pub(super) fn not_openable_as_file(
+        _e: &io::Error,
+        _path: &Path,
+        _symlinks: Symlinks,
+    ) -> Option<fs::Metadata> {
+        None
+    }
+
+    #[cfg(test)]
+    pub(super) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+
+    pub(super) fn special_type(t: &fs::FileType) -> Option<&'static str> {
+        if t.is_fifo() {
+            Some("a FIFO")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else if t.is_char_device() || t.is_block_device() {
+            Some("a device")
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn check_trusted(path: &Path, meta: &fs::Metadata) -> Result<()> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            bail!(
+                "{} is owned by another user (uid {}); not trusting it",
+                path.display(),
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o022 != 0 {
+            bail!(
+                "{} is writable by group or others (mode {:o}); not trusting it",
+                path.display(),
+                meta.mode() & 0o777
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn file_mode(meta: &fs::Metadata) -> FileMode {
+        FileMode {
+            mode: meta.mode() & 0o7777,
+            owner: Some((meta.uid(), meta.gid())),
+        }
+    }
+
+    pub(super) fn apply_mode(file: &File, mode: FileMode) -> io::Result<()> {
+        if let Some((uid, gid)) = mode.owner {
+            let meta = file.metadata()?;
+            if (meta.uid(), meta.gid()) != (uid, gid) {
+                std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
+            }
+        }
+        // After chown: changing the owner clears set-id bits.
+        file.set_permissions(fs::Permissions::from_mode(mode.mode))
+    }
+
+    pub(super) fn inode(meta: &fs::Metadata) -> u64 {
+        meta.ino()
+    }
+
+    /// The directory itself: no lock file is left beside the user's config.
+    pub(super) fn dir_lock_file(dir: &Path) -> Result<File> {
+        File::open(dir).with_context(|| format!("cannot open {}", dir.display()))
+    }
+}
+
+#[cfg(windows)]
+mod imp {
+    use std::fs::{self, File, OpenOptions};
+    use std::io;
+    use std::path::Path;
+
+    use anyhow::Result;
+
+    use super::{FileMode, Symlinks};
+
+    /// Opening never blocks on Windows (no FIFOs at ordinary paths), so only a refused symbolic
+    /// link needs a flag: with `FILE_FLAG_OPEN_REPARSE_POINT` a link (or junction) is opened
+    /// itself, not its target, and `fstat` then names it as not a regular file.
+    pub(super) fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
+        use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
+        if symlinks == Symlinks::Refuse {
+            options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+        }
+    }
+
+    /// No mode bits: the per-user profile directories are private by ACL.
+    pub(super) fn set_mode(_options: &mut OpenOptions, _mode: u32) {}
+
+    pub(super) fn set_dir_mode(_builder: &mut fs::DirBuilder, _mode: u32) {}
+
+    pub(super) fn is_refused_symlink(_e: &io::Error) -> bool {
+        false
+    }
+
+    /// Windows refuses to open a directory as a file with "Access denied"; the metadata says
+    /// what is there (a symbolic link itself, when links are refused).
+    pub(super) fn not_openable_as_file(
+        e: &io::Error,
+        path: &Path,
+        symlinks: Symlinks,
+    ) -> Option<fs::Metadata> {
+        if e.kind() != io::ErrorKind::PermissionDenied {
+            return None;
+        }
+        let meta = match symlinks {
+            Symlinks::Follow => fs::metadata(path),
+            Symlinks::Refuse => fs::symlink_metadata(path),
+        };
+        meta.ok().filter(|m| !m.is_file())
+    }
+
+    #[cfg(test)]
+    pub(super) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+        std::os::windows::fs::symlink_file(target, link)
+    }
+
+    pub(super) fn special_type(_t: &fs::FileType) -> Option<&'static str> {
+        None
+    }
+
+    /// No owner/mode bits to check; the per-user profile directories are private by ACL.
+    pub(super) fn check_trusted(_path: &Path, _meta: &fs::Metadata) -> Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn file_mode(_meta: &fs::Metadata) -> FileMode {
+        FileMode::PRIVATE
+    }
+
+    pub(super) fn apply_mode(_file: &File, _mode: FileMode) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn inode(_meta: &fs::Metadata) -> u64 {
+        0
+    }
+
+    /// A directory cannot be locked here: a lock file in it.
+    pub(super) fn dir_lock_file(dir: &Path) -> Result<File> {
+        super::open_lock_file(&dir.join(".docker-credential-gcp.lock"))
     }
 }
 
@@ -578,11 +670,16 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(
+            err.is::<LockTimeout>(),
+            "a timeout is told apart by its type"
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(held);
         Lock::file(&p, Instant::now()).unwrap();
         let dir = Lock::dir(tmp.path(), Instant::now()).unwrap();
-        assert!(Lock::dir(tmp.path(), Instant::now()).is_err());
+        let err = Lock::dir(tmp.path(), Instant::now()).unwrap_err();
+        assert!(err.is::<LockTimeout>(), "{err:#}");
         drop(dir);
     }
 }
@@ -593,15 +690,12 @@ mod refusals {
     use super::*;
 
     /// Makes `link` a symbolic link to `target`; false where this OS cannot: Windows without
-    /// the privilege (or developer mode), and Wine 8, whose CreateSymbolicLinkW succeeds
-    /// without making anything and which shows Unix symlinks as plain files.
+    /// the privilege (ERROR_PRIVILEGE_NOT_HELD) or developer mode, and Wine 8, whose
+    /// CreateSymbolicLinkW succeeds without making anything and which shows Unix symlinks as
+    /// plain files.
     #[allow(clippy::print_stdout)] // a skip the test harness shows
     fn symlink(target: &Path, link: &Path) -> bool {
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(target, link).unwrap();
-        #[cfg(windows)]
-        if let Err(e) = std::os::windows::fs::symlink_file(target, link) {
-            // ERROR_PRIVILEGE_NOT_HELD
+        if let Err(e) = imp::symlink(target, link) {
             assert_eq!(e.raw_os_error(), Some(1314), "{e}");
         }
         let made = fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink());

@@ -12,5 +12,4 @@ pub(crate) mod process;
 pub(crate) mod secret;
 pub(crate) mod text;
 pub(crate) mod ui;
-#[cfg(windows)]
 pub(crate) mod winreg;

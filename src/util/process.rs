@@ -68,14 +68,14 @@ enum Stream {
 
 /// Runs `cmd` with stdin closed; see the module documentation for what the deadline covers.
 pub(crate) fn run(mut cmd: Command, deadline: Instant) -> Result<Finished, ProcessError> {
-    isolate(&mut cmd);
+    imp::isolate(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(ProcessError::Spawn)?;
-    let guard = platform::Group::adopt(&child);
+    let guard = imp::Group::adopt(&child);
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
         drain(out, Stream::Stdout, tx.clone());
@@ -92,7 +92,7 @@ pub(crate) fn run(mut cmd: Command, deadline: Instant) -> Result<Finished, Proce
 
 fn collect(
     child: &mut Child,
-    guard: &platform::Group,
+    guard: &imp::Group,
     rx: &Receiver<Event>,
     deadline: Instant,
 ) -> Result<Finished, ProcessError> {
@@ -177,21 +177,51 @@ fn drain(mut pipe: impl Read + Send + 'static, stream: Stream, tx: Sender<Event>
     });
 }
 
-/// The child leads a new process group (Unix) or gets no console window (Windows).
-fn isolate(cmd: &mut Command) {
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(cmd, 0);
-    #[cfg(windows)]
-    {
-        /// `CREATE_NO_WINDOW`: a console program started from docker must not flash a window.
-        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-        std::os::windows::process::CommandExt::creation_flags(cmd, CREATE_NO_WINDOW);
-    }
+/// Starts this program again with `args`, detached: its own session (Unix) or no console
+/// (Windows), stdin, stdout and stderr on the null device, not waited for. The caller's pipes
+/// (docker reads the helper's stdout to its end) are not held open by it.
+pub(crate) fn spawn_detached(args: &[&str]) -> std::io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    imp::detach(&mut cmd);
+    // Dropping the handle does not wait; the child is reaped by init when we exit.
+    cmd.spawn().map(drop)
+}
+
+/// The first file called `name` in a directory on `PATH`.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(unix)]
-mod platform {
-    use std::process::Child;
+mod imp {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command};
+
+    /// The child leads a new process group, so its own children can be killed with it.
+    pub(super) fn isolate(cmd: &mut Command) {
+        cmd.process_group(0);
+    }
+
+    /// Its own session: no terminal, not in the caller's process group.
+    pub(super) fn detach(cmd: &mut Command) {
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
 
     /// The child's process group (it leads it, see `isolate`).
     pub(super) struct Group(Option<i32>);
@@ -219,9 +249,24 @@ mod platform {
     }
 }
 
-#[cfg(not(unix))]
-mod platform {
-    use std::process::Child;
+#[cfg(windows)]
+mod imp {
+    use std::os::windows::process::CommandExt;
+    use std::process::{Child, Command};
+
+    /// No console window: a console program started from docker must not flash one.
+    pub(super) fn isolate(cmd: &mut Command) {
+        /// `CREATE_NO_WINDOW`.
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        cmd.creation_flags(CREATE_NO_WINDOW);
+    }
+
+    /// No console, not in the caller's process group.
+    pub(super) fn detach(cmd: &mut Command) {
+        /// `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP`.
+        const DETACHED: u32 = 0x0000_0008 | 0x0000_0200;
+        cmd.creation_flags(DETACHED);
+    }
 
     /// Windows: the job object that holds the child and everything it starts is `crate::util::job`.
     pub(super) struct Group(Option<crate::util::job::Job>);
@@ -243,47 +288,6 @@ mod platform {
             let _ = child.wait();
         }
     }
-}
-
-/// Starts this program again with `args`, detached: its own session (Unix) or no console
-/// (Windows), stdin, stdout and stderr on the null device, not waited for. The caller's pipes
-/// (docker reads the helper's stdout to its end) are not held open by it.
-pub(crate) fn spawn_detached(args: &[&str]) -> std::io::Result<()> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(windows)]
-    {
-        /// `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP`: no console, not in the caller's group.
-        const DETACHED: u32 = 0x0000_0008 | 0x0000_0200;
-        std::os::windows::process::CommandExt::creation_flags(&mut cmd, DETACHED);
-    }
-    // Dropping the handle does not wait; the child is reaped by init when we exit.
-    cmd.spawn().map(drop)
-}
-
-/// The first file called `name` in a directory on `PATH`.
-pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(all(test, unix))]

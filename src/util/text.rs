@@ -33,19 +33,26 @@ pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A serde_json error reduced to its category, field name and position: serde's own messages
-/// can quote values, and values in credential files are secrets.
+/// What is wrong with a JSON document, without quoting any of it: its category (syntax, an
+/// early end, a field missing or of the wrong type), the missing field's name and the position.
+/// serde's own messages can quote values, and values are secrets in credential files and
+/// tokens in answers. Every JSON error that reaches a message goes through here.
 pub(crate) fn json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    if let Some(field) = text.strip_prefix("missing field ") {
-        return format!(
-            "missing field {}",
-            field.split_whitespace().next().unwrap_or("")
-        );
-    }
+    use serde_json::error::Category;
+    let at = format!("at line {} column {}", e.line(), e.column());
     match e.classify() {
-        serde_json::error::Category::Data => "a field has the wrong type".to_owned(),
-        _ => format!("invalid JSON at line {} column {}", e.line(), e.column()),
+        // serde words every missing field the same way (`de::Error::missing_field`), and
+        // serde_json offers the name no other way; the value is never part of it.
+        Category::Data => match e.to_string().strip_prefix("missing field ") {
+            Some(field) => format!(
+                "missing field {}",
+                field.split_whitespace().next().unwrap_or("")
+            ),
+            None => format!("a field has the wrong type {at}"),
+        },
+        Category::Eof => format!("unexpected end {at}"),
+        Category::Syntax => format!("syntax error {at}"),
+        Category::Io => "read error".to_owned(),
     }
 }
 
@@ -74,12 +81,17 @@ mod tests {
             n: u32,
         }
         let e = serde_json::from_str::<Key>(r#"{"private_key": 5, "n": 1}"#).unwrap_err();
-        assert_eq!(json_error(&e), "a field has the wrong type");
+        assert_eq!(
+            json_error(&e),
+            "a field has the wrong type at line 1 column 17"
+        );
         let e = serde_json::from_str::<Key>(r#"{"n": "secret-value"}"#).unwrap_err();
         assert!(!json_error(&e).contains("secret-value"));
         let e = serde_json::from_str::<Key>(r#"{"n": 1}"#).unwrap_err();
         assert_eq!(json_error(&e), "missing field `private_key`");
         let e = serde_json::from_str::<Key>("{").unwrap_err();
-        assert!(json_error(&e).starts_with("invalid JSON at line 1"));
+        assert_eq!(json_error(&e), "unexpected end at line 1 column 1");
+        let e = serde_json::from_str::<Key>("{\n  \"n\": x").unwrap_err();
+        assert_eq!(json_error(&e), "syntax error at line 2 column 8");
     }
 }

@@ -1,7 +1,7 @@
 //! The kubelet's side of the image credential provider protocol, written from the kubelet's
 //! source so that tests can hold the provider to the kubelet's own rules. Each function names
-//! the kubelet function it follows. The sources (read through the public-code index and the
-//! kubernetes/kubelet and kubernetes/cloud-provider-gcp snapshots; see /work/notes/kubelet.md):
+//! the kubelet function it follows. The sources, in the Kubernetes repositories at the versions
+//! named:
 //!
 //! - kubernetes/kubernetes `pkg/credentialprovider/plugin/plugin.go` (1.33 at commit 01302639,
 //!   and a ≥ 1.34 version with `cacheType`): `RegisterCredentialProviderPlugins`,
@@ -725,7 +725,7 @@ pub(crate) struct Kubelet {
 impl Kubelet {
     /// `RegisterCredentialProviderPlugins` for a provider: the binary must be at
     /// `<bin dir>/<name>` (`exec.LookPath`); here that is a symlink to the built helper, as
-    /// the README's install step makes it.
+    /// the install step of docs/kubelet.md makes it.
     pub(crate) fn new(provider: Provider) -> Kubelet {
         let bin_dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(BIN, bin_dir.path().join(&provider.name)).unwrap();

@@ -13,6 +13,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -297,6 +299,9 @@ pub(crate) struct Http {
     proxied: Result<(HttpClient, Proxies), String>,
     /// Never through a proxy.
     direct: HttpClient,
+    /// Whether the last connection (of either client, for our requests and yup-oauth2's)
+    /// failed at a proxy, or a forwarding proxy refused the last request.
+    at_proxy: Arc<AtomicBool>,
 }
 
 impl Http {
@@ -314,16 +319,26 @@ impl Http {
             .context("cannot start the async runtime")?;
         // hyper's connector registers timers with the runtime it is built in.
         let _entered = runtime.enter();
+        let at_proxy = Arc::new(AtomicBool::new(false));
         let client = |proxies: Proxies| {
             Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_max_idle_per_host(0)
-                .build(connect::connector(proxies, tls.clone()))
+                .build(connect::connector(proxies, tls.clone(), at_proxy.clone()))
         };
         Ok(Http {
             proxied: proxies.map(|p| (client(p.clone()), p)),
             direct: client(Proxies::none()),
             runtime: Some(runtime),
+            at_proxy,
         })
+    }
+
+    /// Whether the last request failed at a proxy (it could not connect to the proxy, the
+    /// proxy refused the tunnel, or a forwarding proxy asked for credentials), and forgets it.
+    /// The advice for such a failure is about the proxy settings, not the credentials; the
+    /// failure itself may have reached the caller only as text.
+    pub(crate) fn take_proxy_failure(&self) -> bool {
+        self.at_proxy.swap(false, Ordering::Relaxed)
     }
 
     /// The client that honours the proxy settings, for yup-oauth2 (which sends its requests
@@ -386,11 +401,14 @@ impl Http {
             }
             match self.send_once(client, built, &req.url, deadline) {
                 Ok(resp) if resp.status == 407 => match &route {
-                    Some(Route::Forward(proxy)) => Err(Attempt::Failed(HttpError::new(
-                        ErrorKind::Proxy,
-                        &req.url,
-                        proxy_auth_required(proxy).to_string(),
-                    ))),
+                    Some(Route::Forward(proxy)) => {
+                        self.at_proxy.store(true, Ordering::Relaxed);
+                        Err(Attempt::Failed(HttpError::new(
+                            ErrorKind::Proxy,
+                            &req.url,
+                            proxy_auth_required(proxy).to_string(),
+                        )))
+                    }
                     _ => Ok(resp),
                 },
                 Ok(resp) if resp.is_transient() => Err(Attempt::Transient(Box::new(resp))),
@@ -474,6 +492,12 @@ impl MintContext {
         }
         Ok(self.http.as_ref().expect("just set"))
     }
+
+    /// Whether the last request failed at a proxy ([`Http::take_proxy_failure`]); false when
+    /// nothing was sent.
+    pub(crate) fn take_proxy_failure(&mut self) -> bool {
+        self.http.as_ref().is_some_and(Http::take_proxy_failure)
+    }
 }
 
 impl Drop for Http {
@@ -507,13 +531,24 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// connection, a certificate), and with the fix for a certificate nobody here trusts.
 pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = error_chain(e).replace("client error (Connect): ", "");
-    if msg.contains("UnknownIssuer") {
+    if connect::causes(e).any(is_unknown_issuer) {
         msg.push_str(
             " (if a proxy or firewall inspects TLS, point DOCKER_CREDENTIAL_GCP_CA_FILE at its \
              certificate authority's PEM file)",
         );
     }
     msg
+}
+
+/// A server certificate signed by no authority we trust: rustls's error, which arrives inside
+/// the `io::Error` of the TLS stream.
+fn is_unknown_issuer(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer
+        ))
+    )
 }
 
 /// A URL for messages: scheme, host and path only (queries may carry credentials).
@@ -722,6 +757,8 @@ mod tests {
             .unwrap_err();
         proxy.join().unwrap();
         assert_eq!(e.kind, ErrorKind::Proxy);
+        assert!(http.take_proxy_failure(), "recorded");
+        assert!(!http.take_proxy_failure(), "and forgotten once taken");
         assert_eq!(
             e.to_string(),
             format!(
@@ -752,19 +789,37 @@ mod tests {
         assert!(server.join().unwrap().starts_with("GET /direct HTTP/1.1"));
     }
 
+    /// A failure with `inner` as its cause, as hyper reports a failed connection.
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
     #[test]
     fn an_untrusted_certificate_comes_with_the_ca_file_hint() {
-        #[derive(Debug)]
-        struct Tls;
-        impl std::fmt::Display for Tls {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("invalid peer certificate: UnknownIssuer")
-            }
-        }
-        impl std::error::Error for Tls {}
-        let msg = describe(&Tls);
+        // As tokio-rustls reports it: rustls's error inside an io::Error.
+        let tls = |e: rustls::CertificateError| {
+            Wrapped(Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(e),
+            )))
+        };
+        let msg = describe(&tls(rustls::CertificateError::UnknownIssuer));
         assert!(msg.starts_with("invalid peer certificate: UnknownIssuer (if a proxy"));
         assert!(msg.contains("DOCKER_CREDENTIAL_GCP_CA_FILE"));
+        let msg = describe(&tls(rustls::CertificateError::Expired));
+        assert!(!msg.contains("DOCKER_CREDENTIAL_GCP_CA_FILE"), "{msg}");
+        // The words alone are not the kind.
+        let said = Wrapped("the server said: UnknownIssuer".into());
+        assert!(!describe(&said).contains("DOCKER_CREDENTIAL_GCP_CA_FILE"));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -34,29 +36,44 @@ pub(crate) type Connector = hyper_rustls::HttpsConnector<ProxyConnector>;
 /// Largest CONNECT response head accepted from a proxy.
 const MAX_CONNECT_HEAD: usize = 8 * 1024;
 
-/// The connector for a client: TLS with `tls` over the routes of `proxies`.
-pub(crate) fn connector(proxies: Proxies, tls: rustls::ClientConfig) -> Connector {
+/// The connector for a client: TLS with `tls` over the routes of `proxies`. `at_proxy` is set
+/// when a connection fails at the proxy and cleared when one is made (see [`ProxyConnector`]).
+pub(crate) fn connector(
+    proxies: Proxies,
+    tls: rustls::ClientConfig,
+    at_proxy: Arc<AtomicBool>,
+) -> Connector {
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(ProxyConnector::new(proxies))
+        .wrap_connector(ProxyConnector::new(proxies, at_proxy))
 }
 
 /// Connects to each destination directly or through its proxy.
+///
+/// It also records whether its last connection failed at the proxy, as a fact beside the
+/// error: the failure travels on through yup-oauth2 and through messages that are rewritten
+/// on the way (secrets scrubbed), where no typed cause survives, and the advice a user gets
+/// depends on it (a proxy setting to fix, not credentials).
 #[derive(Clone)]
 pub(crate) struct ProxyConnector {
     tcp: HttpConnector,
     proxies: Proxies,
+    at_proxy: Arc<AtomicBool>,
 }
 
 impl ProxyConnector {
-    fn new(proxies: Proxies) -> ProxyConnector {
+    fn new(proxies: Proxies, at_proxy: Arc<AtomicBool>) -> ProxyConnector {
         let mut tcp = HttpConnector::new();
         // It is handed https destinations too: TLS is added on top by hyper-rustls.
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
-        ProxyConnector { tcp, proxies }
+        ProxyConnector {
+            tcp,
+            proxies,
+            at_proxy,
+        }
     }
 }
 
@@ -74,29 +91,40 @@ impl Service<Uri> for ProxyConnector {
     fn call(&mut self, dst: Uri) -> Self::Future {
         let route = self.proxies.route(&dst);
         let mut tcp = self.tcp.clone();
+        let at_proxy = self.at_proxy.clone();
         Box::pin(async move {
-            match route {
-                Route::Direct(_) => Ok(ProxyStream {
-                    io: tcp.call(dst).await?,
-                    forwarding: false,
-                }),
+            let stream = match route {
+                Route::Direct(_) => {
+                    at_proxy.store(false, Ordering::Relaxed);
+                    return Ok(ProxyStream {
+                        io: tcp.call(dst).await?,
+                        forwarding: false,
+                    });
+                }
                 Route::Forward(proxy) => {
                     log::debug!("{dst}: through proxy {proxy}");
-                    Ok(ProxyStream {
-                        io: connect_proxy(&mut tcp, &proxy).await?,
+                    connect_proxy(&mut tcp, &proxy).await.map(|io| ProxyStream {
+                        io,
                         forwarding: true,
                     })
                 }
                 Route::Tunnel(proxy) => {
                     log::debug!("{dst}: CONNECT through proxy {proxy}");
-                    let io = connect_proxy(&mut tcp, &proxy).await?;
-                    let tunnel = connect_tunnel(io.into_inner(), &dst, &proxy).await?;
-                    Ok(ProxyStream {
-                        io: TokioIo::new(tunnel),
-                        forwarding: false,
-                    })
+                    match connect_proxy(&mut tcp, &proxy).await {
+                        Ok(io) => {
+                            connect_tunnel(io.into_inner(), &dst, &proxy)
+                                .await
+                                .map(|tunnel| ProxyStream {
+                                    io: TokioIo::new(tunnel),
+                                    forwarding: false,
+                                })
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
-            }
+            };
+            at_proxy.store(stream.is_err(), Ordering::Relaxed);
+            Ok(stream?)
         })
     }
 }
@@ -199,10 +227,6 @@ fn printable(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// How every proxy failure's message starts. Callers that only see the message (a failure
-/// that went through yup-oauth2 keeps no typed cause) recognise proxy trouble by it.
-pub(crate) const THROUGH_PROXY: &str = "through proxy ";
-
 /// A failure on the way through a proxy: `through proxy http://host:port: what happened`.
 #[derive(Debug)]
 pub(crate) struct ProxyError {
@@ -258,7 +282,7 @@ impl ProxyError {
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{THROUGH_PROXY}{}: ", self.proxy)?;
+        write!(f, "through proxy {}: ", self.proxy)?;
         match &self.kind {
             ProxyErrorKind::Connect => f.write_str("cannot connect to the proxy"),
             ProxyErrorKind::Refused { status, reason } => {
@@ -290,16 +314,24 @@ impl StdError for ProxyError {
     }
 }
 
-/// The first [`ProxyError`] in `e`'s chain of sources.
+/// The first [`ProxyError`] in `e`'s chain of causes.
 pub(crate) fn proxy_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a ProxyError> {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if let Some(p) = e.downcast_ref::<ProxyError>() {
-            return Some(p);
-        }
-        next = e.source();
-    }
-    None
+    causes(e).find_map(|e| e.downcast_ref::<ProxyError>())
+}
+
+/// `e` and its causes, one by one. An `io::Error` that wraps another error (TLS failures
+/// arrive as an `io::Error` around rustls's) is followed into that error, which its `source`
+/// skips.
+pub(crate) fn causes<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(e), |&e| {
+        let inner = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .map(|inner| inner as &(dyn StdError + 'static));
+        inner.or_else(|| e.source())
+    })
 }
 
 /// A TCP stream to the destination, through a CONNECT tunnel, or to a forwarding proxy.
@@ -358,7 +390,7 @@ impl hyper::rt::Write for ProxyStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::proxy::ProxyEnv;
+    use crate::net::proxy::ProxyEnv;
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
@@ -384,16 +416,46 @@ mod tests {
 
     /// Connects to `dst` with HTTPS_PROXY pointing at the fake proxy on `port`.
     fn connect(proxy_url: &str, dst: &str) -> Result<ProxyStream, BoxError> {
+        let (result, at_proxy) = connect_recorded(proxy_url, dst);
+        assert_eq!(at_proxy, result.is_err(), "the record follows the outcome");
+        result
+    }
+
+    /// [`connect`], and whether the connector recorded a failure at the proxy (it starts out
+    /// recorded, so a success must clear it).
+    fn connect_recorded(proxy_url: &str, dst: &str) -> (Result<ProxyStream, BoxError>, bool) {
         let env = ProxyEnv {
             https: Some(("HTTPS_PROXY", proxy_url.to_owned())),
             ..ProxyEnv::default()
         };
-        let mut connector = ProxyConnector::new(Proxies::from_settings(&env).unwrap());
+        let at_proxy = Arc::new(AtomicBool::new(true));
+        let mut connector =
+            ProxyConnector::new(Proxies::from_settings(&env).unwrap(), at_proxy.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(connector.call(dst.parse().unwrap()))
+        let result = runtime.block_on(connector.call(dst.parse().unwrap()));
+        (result, at_proxy.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn the_connector_records_whether_its_last_connection_failed_at_the_proxy() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (result, at_proxy) =
+            connect_recorded(&format!("http://127.0.0.1:{port}"), "https://oauth2.test/");
+        assert!(result.is_err() && at_proxy, "a proxy that is down");
+        // NO_PROXY's loopback rule: a direct connection, refused by nobody listening.
+        let (result, at_proxy) = connect_recorded(
+            &format!("http://127.0.0.1:{port}"),
+            &format!("http://127.0.0.1:{port}/"),
+        );
+        assert!(result.is_err(), "nothing listens there");
+        assert!(!at_proxy, "a direct failure is not the proxy's");
     }
 
     fn message(e: &BoxError) -> String {

@@ -1,0 +1,202 @@
+//! `configure-mirror`: use mirror.gcr.io, Google's cache of popular Docker Hub images, from
+//! dockerd (daemon.json), containerd (certs.d/docker.io/hosts.toml) and podman/buildah
+//! (registries.conf).
+//!
+//! One file per format, each a pure function from the old text to the new
+//! (`daemon_json`, `hosts_toml`, `registries_conf`, with what the TOML files share in
+//! `toml_file`), and `dockerd` for whether the system dockerd gets `--registry-mirror` from
+//! its service files. This file is the command: it picks the files, checks dockerd, and
+//! applies each change through `edit` (diff, dry run, atomic replace).
+//!
+//! One rule places the mirror in all three files: after the mirrors already there, which keep
+//! their priority; Docker Hub itself stays the last resort. A file is never left in a form its
+//! program refuses: a registries.conf in the old v1 format (which has no mirrors) is refused
+//! with how to migrate, and daemon.json is not touched while the system dockerd that reads it
+//! gets `--registry-mirror` from its service files: dockerd refuses to start with both.
+
+mod daemon_json;
+mod dockerd;
+mod hosts_toml;
+mod registries_conf;
+mod toml_file;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+pub(crate) use daemon_json::lists_our_mirror;
+
+use super::docker;
+use super::edit::{self, Edit, Outcome};
+use crate::util::platform::{self, BaseDirs, Engine, Os};
+use crate::util::{env, ui};
+
+pub(crate) const MIRROR_URL: &str = "https://mirror.gcr.io";
+const MIRROR_HOST: &str = "mirror.gcr.io";
+pub(crate) const DEFAULT_HOSTS_DIR: &str = "/etc/containerd/certs.d";
+pub(crate) const DEFAULT_REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
+
+pub(crate) const ABOUT: &str = "\
+mirror.gcr.io caches popular public Docker Hub images. Pulls of docker.io images try the
+mirror first and fall back to Docker Hub when an image is not cached. Pulls served by the
+mirror do not count against Docker Hub's rate limits. It holds only public Docker Hub images:
+private images and other registries are not mirrored, and pushes still go to Docker Hub.";
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// dockerd's daemon.json (default: /etc/docker/daemon.json on Linux, ~/.docker/daemon.json
+    /// for Docker Desktop, %ProgramData%\docker\config\daemon.json for a Windows service).
+    #[arg(long, value_name = "PATH")]
+    daemon_json: Option<PathBuf>,
+    /// Configure containerd (hosts.toml) instead of dockerd.
+    #[arg(long)]
+    containerd: bool,
+    /// containerd's registry hosts directory (default /etc/containerd/certs.d).
+    #[arg(long, value_name = "DIR", requires = "containerd")]
+    hosts_dir: Option<PathBuf>,
+    /// Configure podman and buildah (registries.conf) instead of dockerd.
+    #[arg(long)]
+    podman: bool,
+    /// registries.conf to edit (default /etc/containers/registries.conf).
+    #[arg(long, value_name = "PATH", requires = "podman")]
+    registries_conf: Option<PathBuf>,
+    /// Print the changes as diffs and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove the mirror again.
+    #[arg(long)]
+    remove: bool,
+}
+
+pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
+    // Docker is the default target; --containerd / --podman choose those instead, and an
+    // explicit --daemon-json adds docker back.
+    let docker = opts.daemon_json.is_some() || !(opts.containerd || opts.podman);
+    let mut next = Vec::new();
+    if docker {
+        let engine = local_engine();
+        let path = match &opts.daemon_json {
+            Some(p) => p.clone(),
+            None => default_daemon_json(engine)?,
+        };
+        // Only the system dockerd is started from service files (and found among processes).
+        let system_default = (engine == Engine::SystemDockerd)
+            .then(|| default_daemon_json(engine).ok())
+            .flatten();
+        if let (false, Some(default)) = (opts.remove, &system_default) {
+            dockerd::refuse_if_flag_given(
+                dockerd::service_conflict(&dockerd::service_lines(), &path, default).as_ref(),
+            )?;
+        }
+        let changed = edit_file(&path, opts, daemon_json::edit)?;
+        if let (false, false, Some(default)) = (opts.remove, opts.dry_run, &system_default) {
+            let running = docker::running_dockerds();
+            dockerd::warn_about_live_flags(
+                &dockerd::live_conflicts(&running, &path, default),
+                &path,
+            );
+        }
+        if changed {
+            next.push(format!(
+                "{}, then check that `docker system info` shows Registry Mirrors: {MIRROR_URL}/",
+                engine.restart_advice()
+            ));
+        }
+    }
+    if opts.containerd {
+        let dir = opts
+            .hosts_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_HOSTS_DIR));
+        if edit_file(
+            &dir.join("docker.io").join("hosts.toml"),
+            opts,
+            hosts_toml::edit,
+        )? {
+            next.push("containerd reads hosts.toml on each pull when its CRI config sets config_path to the certs.d directory (`ctr` needs --hosts-dir); no restart needed".to_owned());
+        }
+    }
+    if opts.podman {
+        let path = opts
+            .registries_conf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRIES_CONF));
+        if edit_file(&path, opts, registries_conf::edit)? {
+            next.push(
+                "podman and buildah read registries.conf on every run; nothing to restart"
+                    .to_owned(),
+            );
+        }
+    }
+    if !opts.remove {
+        ui::note(format_args!("{ABOUT}"));
+    }
+    if !opts.dry_run {
+        for step in next {
+            ui::note(format_args!("next: {step}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The engine on this machine whose daemon.json is the default.
+fn local_engine() -> Engine {
+    let desktop = env::var_os("ProgramFiles")
+        .is_some_and(|p| platform::docker_desktop_marker(Path::new(&p)).is_file());
+    Engine::for_os(Os::CURRENT, desktop)
+}
+
+pub(crate) fn default_daemon_json(engine: Engine) -> Result<PathBuf> {
+    let program_data = env::var_os("ProgramData").map(PathBuf::from);
+    engine
+        .daemon_json(&BaseDirs::current(), program_data.as_deref())
+        .context("cannot tell where daemon.json is; pass --daemon-json PATH")
+}
+
+/// A file's new content from its old (as text), or an error that leaves it untouched.
+type Change = fn(&str, bool) -> Result<String>;
+
+/// Applies `change` to `path` (adding, or removing with --remove); returns whether the file
+/// changed (or would, in a dry run).
+fn edit_file(path: &Path, opts: &Options, change: Change) -> Result<bool> {
+    let edit = Edit::open(path, 0o755).map_err(edit::permission_hint)?;
+    let old = edit.text()?;
+    let new = change(&old, opts.remove)
+        .with_context(|| format!("{}: nothing was changed", edit.path.display()))?;
+    match edit
+        .finish(new.as_bytes(), opts.dry_run, &mut ui::stdout())
+        .map_err(edit::permission_hint)?
+    {
+        Outcome::Unchanged => {
+            ui::note(format_args!(
+                "{}: already {}; nothing changed",
+                edit.path.display(),
+                if opts.remove {
+                    "without the mirror"
+                } else {
+                    "set up"
+                }
+            ));
+            Ok(false)
+        }
+        Outcome::Shown => {
+            ui::note(format_args!("dry run: {} not written", edit.path.display()));
+            Ok(true)
+        }
+        Outcome::Written => {
+            ui::note(format_args!(
+                "{}: {} {MIRROR_URL}",
+                edit.path.display(),
+                if opts.remove { "removed" } else { "added" }
+            ));
+            Ok(true)
+        }
+    }
+}
+
+/// Whether a registry mirror URL is mirror.gcr.io as this command writes it (the one
+/// comparison `configure-mirror` and `doctor` make).
+pub(crate) fn is_our_mirror(url: &str) -> bool {
+    url.trim_end_matches('/') == MIRROR_URL
+}
