@@ -7,7 +7,7 @@
 # - macOS (x86_64- and aarch64-apple-darwin): clippy -D warnings on every target. Type-checking
 #   only: linking needs Apple's SDK.
 #
-# The compiler is Debian 12's Rust 1.96 (the security suite's rustc-web, cargo-web,
+# The compiler is Debian 12's Rust, 1.96 today (the security suite's rustc-web, cargo-web,
 # libstd-rust-web-dev, rust-web-src, rust-web-clippy), downloaded with apt-get download and
 # unpacked into a folder under target/, never installed: the machine's own Rust stays as it
 # is. Debian builds std only for Linux, so the other targets' std is built from rust-web-src
@@ -23,8 +23,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-rust_version=1.96.0+dfsg1-1~deb12u2
-toolchain=$repo/target/debian-rust-1.96
+# The newest Rust in Debian 12's security suite (1.96 when this was written). Not pinned: the
+# archive keeps only the newest version of a package, so a pinned one would vanish with the
+# next security update.
+rust_version=$(apt-cache policy rustc-web | sed -n 's/^  Candidate: //p')
+rust_minor=$(echo "$rust_version" | sed -n 's/^\([0-9]*\.[0-9]*\)\..*/\1/p')
+if [ -z "$rust_minor" ]; then
+  echo "ci: windows-macos: no rustc-web in the apt lists (Debian 12's security suite; apt-get update?)"
+  exit 1
+fi
+toolchain=$repo/target/debian-rust-$rust_minor
 # One target directory for both OSes: the build scripts and proc macros (host code) are
 # compiled once.
 target_dir=$repo/target/debian-rust
@@ -49,21 +57,26 @@ step() {
 }
 
 fetch_toolchain() {
-  if [ -x "$toolchain/usr/bin/rustc" ]; then
+  if [ "$(cat "$toolchain/version" 2>/dev/null)" = "$rust_version" ]; then
     return
   fi
-  local debs
+  # The LLVM library this rustc links (libllvm22 for 1.96).
+  local llvm debs
+  llvm=$(apt-cache show "libstd-rust-web-$rust_minor=$rust_version" |
+    sed -n 's/^Depends:.*\(libllvm[0-9]*\).*/\1/p')
   debs=$(mktemp -d)
   # apt-get download only fetches; the packages are unpacked by hand below.
   (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root \
     "rustc-web=$rust_version" "cargo-web=$rust_version" "rust-web-clippy=$rust_version" \
-    "libstd-rust-web-1.96=$rust_version" "libstd-rust-web-dev=$rust_version" \
-    "rust-web-src=$rust_version" libllvm22 >/dev/null)
+    "libstd-rust-web-$rust_minor=$rust_version" "libstd-rust-web-dev=$rust_version" \
+    "rust-web-src=$rust_version" "$llvm" >/dev/null)
   rm -rf "$toolchain.partial"
   for deb in "$debs"/*.deb; do
     dpkg-deb -x "$deb" "$toolchain.partial"
   done
   rm -rf "$debs"
+  echo "$rust_version" > "$toolchain.partial/version"
+  rm -rf "$toolchain"
   mv "$toolchain.partial" "$toolchain"
 }
 
