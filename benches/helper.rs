@@ -5,7 +5,8 @@
 //! `build` section can run; as root for the empty-root and `build` sections). It prints a
 //! markdown report and writes it to BENCHMARKS.md, followed by the hand-kept record of start-up
 //! steps in benches/startup-steps.md; `cargo bench --bench helper -- NAME…` runs only the named
-//! sections (cached, sweep, stampede, cold, near, root, size, instructions, peers, build) and
+//! sections (cached, sweep, sweep-failing, stampede, cold, near, root, size, instructions,
+//! peers, build) and
 //! writes nothing. The binary measured is the one users install: the static executable from
 //! packaging/build-static.sh (the dynamic `cargo build --release` one is shown beside it). The
 //! `build` section starts a real dockerd and needs Debian's docker.io. Machines here are noisy, so every figure
@@ -22,6 +23,9 @@
 /// The token cache entry on disk, as the tests reach it.
 #[path = "../tests/support/cache.rs"]
 mod cache;
+/// The headless Secret Service, as the tests start it.
+#[path = "../tests/support/dbus_keyring.rs"]
+mod dbus_keyring;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -33,6 +37,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 1000;
+
+/// One section of the report (`cargo bench --bench helper -- NAME` runs it alone).
+type Section = fn(&mut Bench);
 
 struct Bench {
     /// What users install: the static executable (else the dynamic build).
@@ -90,36 +97,27 @@ fn main() {
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     b.header();
-    if wanted("cached") {
-        b.cached_get();
-    }
-    if wanted("sweep") {
-        b.sweep();
-    }
-    if wanted("stampede") {
-        b.stampede(32);
-        b.stampede(128);
-    }
-    if wanted("cold") {
-        b.cold_vs_curl();
-    }
-    if wanted("near") {
-        b.near_expiry();
-    }
-    if wanted("root") {
-        b.empty_root();
-    }
-    if wanted("size") {
-        b.size_and_rss();
-    }
-    if wanted("instructions") {
-        b.instructions();
-    }
-    if wanted("peers") {
-        b.peers();
-    }
-    if wanted("build") {
-        b.real_build();
+    // The sections, in the order the report shows them.
+    let sections: [(&str, Section); 11] = [
+        ("cached", Bench::cached_get),
+        ("sweep", Bench::sweep),
+        ("sweep-failing", Bench::sweep_failing),
+        ("stampede", |b| {
+            b.stampede(32);
+            b.stampede(128);
+        }),
+        ("cold", Bench::cold_vs_curl),
+        ("near", Bench::near_expiry),
+        ("root", Bench::empty_root),
+        ("size", Bench::size_and_rss),
+        ("instructions", Bench::instructions),
+        ("peers", Bench::peers),
+        ("build", Bench::real_build),
+    ];
+    for (name, run) in sections {
+        if wanted(name) {
+            run(&mut b);
+        }
     }
     if only.is_empty() {
         b.report.push('\n');
@@ -234,33 +232,11 @@ impl Bench {
         other
     }
 
-    /// 2. The legacy `docker build` sweep: one `get` per credHelpers entry, 96 Google hosts.
-    fn sweep(&mut self) {
-        let config = self.home.path().join("sweep/config.json");
-        let out = Command::new(&self.bin)
-            .args([
-                "configure-docker",
-                "--include-artifact-registry",
-                "--config",
-            ])
-            .arg(&config)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "configure-docker failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-        let hosts: Vec<String> = json["credHelpers"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        let inputs: Vec<PathBuf> = hosts
+    /// The Google hosts `configure-docker` maps by default, one input file each.
+    fn sweep_inputs(&self) -> Vec<PathBuf> {
+        let hosts = self.sweep_hosts();
+        std::fs::create_dir_all(self.home.path().join("sweep")).unwrap();
+        hosts
             .iter()
             .enumerate()
             .map(|(i, h)| {
@@ -268,7 +244,12 @@ impl Bench {
                 std::fs::write(&p, h).unwrap();
                 p
             })
-            .collect();
+            .collect()
+    }
+
+    /// 2. The legacy `docker build` sweep: one `get` per credHelpers entry, every Google host.
+    fn sweep(&mut self) {
+        let inputs = self.sweep_inputs();
         let cache = self.cache("c2");
         assert!(run(self.helper("get", &cache), &self.input).1);
         let before = self.requests.load(Ordering::SeqCst);
@@ -288,12 +269,128 @@ impl Bench {
         };
         let (f, s, ratio) = paired(10, floor, sweep);
         let minted = self.requests.load(Ordering::SeqCst) - before;
+        let n = inputs.len();
         self.line(format!(
-            "| 2 | legacy build sweep: `get` for all {} configured Google hosts in sequence (10 rounds) | **{:.1} ms** total (96 × `/bin/true`: {:.1} ms, ratio {ratio:.2}); {minted} token requests | <= 250 ms |",
-            hosts.len(),
+            "| 2 | legacy build sweep: `get` for all {n} configured Google hosts in sequence (10 rounds) | **{:.1} ms** total ({n} × `/bin/true`: {:.1} ms, ratio {ratio:.2}); {minted} token requests | <= 250 ms |",
             ms(median(&s)),
             ms(median(&f))
         ));
+    }
+
+    /// 2b, 2c. The same sweep when no token can be had: a token endpoint that never answers
+    /// (the default 15 s deadline), and gcloud installed but never logged in. Each round starts
+    /// with an empty cache, as a machine meeting the problem for the first time does.
+    fn sweep_failing(&mut self) {
+        let inputs = self.sweep_inputs();
+        let n = inputs.len();
+        let rounds = 2;
+        let mut lines: Vec<String> = Vec::new();
+        let sweep = |cmd: &dyn Fn(&Path) -> Command, name: &str| -> (Vec<Duration>, usize) {
+            let mut times = Vec::new();
+            let mut not_found = 0;
+            for round in 0..rounds {
+                let cache = self.cache(&format!("{name}-{round}"));
+                let start = Instant::now();
+                for input in &inputs {
+                    let out = cmd(&cache)
+                        .stdin(std::fs::File::open(input).unwrap())
+                        .output()
+                        .unwrap();
+                    not_found +=
+                        usize::from(out.stdout == b"credentials not found in native keychain\n");
+                }
+                times.push(start.elapsed());
+            }
+            (times, not_found)
+        };
+
+        // A token endpoint that accepts connections and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().take(1000) {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.extend(conn.ok());
+            }
+        });
+        let key = self.home.path().join("hanging-sa.json");
+        let pem = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-sa-key.pem"),
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            serde_json::json!({
+                "type": "service_account",
+                "client_email": "bench@test-project.iam.gserviceaccount.com",
+                "private_key": pem,
+                "token_uri": format!("http://127.0.0.1:{port}/token"),
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let hanging = |cache: &Path| {
+            let mut cmd = self.helper("get", cache);
+            cmd.env("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "adc")
+                .env("GOOGLE_APPLICATION_CREDENTIALS", &key);
+            cmd
+        };
+        let (times, _) = sweep(&hanging, "hang");
+        let made = connections.load(Ordering::SeqCst);
+        lines.push(format!(
+            "| 2b | the same sweep of {n} hosts against a token endpoint that never answers (default 15 s deadline; empty cache; {rounds} rounds) | **{:.1} s** total; {made} connections in {rounds} rounds; every `get` answers the error (`on_error: anonymous` would answer \"not found\") | one deadline per sweep, not one per host ({n} × 15 s = {} min before) |",
+            median(&times).as_secs_f64(),
+            n * 15 / 60
+        ));
+
+        let Some(gcloud) = which("gcloud") else {
+            lines.push("| 2c | the same sweep with gcloud never logged in | not measured: gcloud is not installed | – |".to_owned());
+            for line in lines {
+                self.line(line);
+            }
+            return;
+        };
+        let config = self.home.path().join("gcloud-never");
+        std::fs::create_dir_all(&config).unwrap();
+        let path = format!(
+            "{}:/usr/bin:/bin",
+            gcloud.parent().unwrap_or(Path::new("/usr/bin")).display()
+        );
+        let never = |cache: &Path| {
+            let mut cmd = self.helper("get", cache);
+            cmd.env("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud")
+                .env("CLOUDSDK_CONFIG", &config)
+                .env("PATH", &path);
+            cmd
+        };
+        let (times, not_found) = sweep(&never, "never");
+        // What each `get` cost when gcloud was run to find out.
+        let start = Instant::now();
+        let status = Command::new(&gcloud)
+            .args(["config", "config-helper", "--format=json"])
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("CLOUDSDK_CONFIG", &config)
+            .env("PATH", &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let gcloud_call = start.elapsed();
+        lines.push(format!(
+            "| 2c | the same sweep with gcloud installed but never logged in (empty cache; {rounds} rounds) | **{:.1} ms** total; {not_found}/{} answers \"not found\" (gcloud is not run) | public pulls go on; one `gcloud config config-helper` here took {:.2} s (exit {}), so running it per host cost about {:.0} s a sweep |",
+            ms(median(&times)),
+            rounds * n,
+            gcloud_call.as_secs_f64(),
+            status.code().unwrap_or(-1),
+            gcloud_call.as_secs_f64() * n as f64
+        ));
+        for line in lines {
+            self.line(line);
+        }
     }
 
     /// 3. N parallel `get`s on an empty cache: one token request, all succeed, and the wall time
@@ -786,7 +883,11 @@ impl Bench {
             .env("PATH", "/usr/bin:/bin")
             .output()
             .unwrap();
-        assert!(out.status.success(), "configure-docker failed");
+        assert!(
+            out.status.success(),
+            "configure-docker failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
         json["credHelpers"]
@@ -904,15 +1005,26 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn run(mut cmd: Command, input: &Path) -> (Duration, bool) {
+/// Runs `cmd` with `input` on stdin and its output discarded: how long it took, and whether it
+/// succeeded.
+fn run(cmd: Command, input: &Path) -> (Duration, bool) {
+    run_with(cmd, input, false)
+}
+
+/// Like `run`, but with stdout piped and read to its end, as docker reads a helper's answer.
+fn run_to_eof(cmd: Command, input: &Path) -> (Duration, bool) {
+    run_with(cmd, input, true)
+}
+
+fn run_with(mut cmd: Command, input: &Path, read_stdout: bool) -> (Duration, bool) {
     let stdin = std::fs::File::open(input).unwrap();
     let start = Instant::now();
-    let status = cmd
-        .stdin(stdin)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    cmd.stdin(stdin).stderr(Stdio::null());
+    let status = if read_stdout {
+        cmd.stdout(Stdio::piped()).output().unwrap().status
+    } else {
+        cmd.stdout(Stdio::null()).status().unwrap()
+    };
     (start.elapsed(), status.success())
 }
 
@@ -981,66 +1093,11 @@ fn max_rss_kib(mut cmd: Command, input: &Path) -> i64 {
     usage.ru_maxrss
 }
 
-struct Session {
-    address: String,
-    children: Vec<std::process::Child>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A private D-Bus session with an unlocked gnome-keyring, as in the tests.
-fn keyring_session(home: &Path) -> Option<Session> {
+fn keyring_session(home: &Path) -> Option<dbus_keyring::Session> {
     which("dbus-daemon")?;
     which("gnome-keyring-daemon")?;
-    let mut dbus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut address = String::new();
-    BufReader::new(dbus.stdout.take()?)
-        .read_line(&mut address)
-        .ok()?;
-    let address = address.trim().to_owned();
-    let mut keyring = Command::new("gnome-keyring-daemon")
-        .args(["--foreground", "--unlock", "--components=secrets"])
-        .env("HOME", home)
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    keyring.stdin.take()?.write_all(b"bench").ok()?;
-    let mut ready = String::new();
-    BufReader::new(keyring.stdout.take()?)
-        .read_line(&mut ready)
-        .ok()?;
-    Some(Session {
-        address,
-        children: vec![keyring, dbus],
-    })
-}
-
-/// Like `run`, but with stdout piped and read to its end, as docker reads a helper's answer.
-fn run_to_eof(mut cmd: Command, input: &Path) -> (Duration, bool) {
-    let stdin = std::fs::File::open(input).unwrap();
-    let start = Instant::now();
-    let out = cmd
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    (start.elapsed(), out.status.success())
+    dbus_keyring::Session::launch(home, b"bench").ok()
 }
 
 /// A metadata stand-in whose answers after the first take `delay`; counts requests.

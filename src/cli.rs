@@ -14,8 +14,8 @@ use crate::helper::login::{self, Stored};
 use crate::helper::protocol::{self, Verb};
 use crate::helper::store::Store;
 use crate::settings::{self, SPECS, Settings};
-use crate::setup::{configure, doctor, mirror};
-use crate::token::{self, Outcome, now_secs};
+use crate::setup::{configure, docker, doctor, mirror};
+use crate::token::{self, now_secs};
 use crate::util::platform::{self, Os};
 use crate::util::ui;
 
@@ -53,10 +53,15 @@ store. `docker-credential-gcp doctor` shows which proxy each kind of request use
 #[command(
     name = "docker-credential-gcp",
     version,
+    disable_version_flag = true,
     about = "Docker credential helper for Google Container Registry and Artifact Registry",
     after_help = after_help()
 )]
 struct Cli {
+    /// Print the version (also -V, and the `version` command)
+    // `-v` as the reference helpers and the ECR helper accept it.
+    #[arg(short = 'v', long = "version", short_alias = 'V', action = clap::ArgAction::Version)]
+    version: Option<bool>,
     #[command(subcommand)]
     command: Command,
 }
@@ -164,10 +169,10 @@ pub(crate) fn run() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Get => protocol::run(Verb::Get),
-        Command::Store => protocol::run(Verb::Store),
-        Command::Erase => protocol::run(Verb::Erase),
-        Command::List { details: false } => protocol::run(Verb::List),
+        Command::Get => protocol::run(Verb::Get, docker::hosts_mapped_here),
+        Command::Store => protocol::run(Verb::Store, docker::hosts_mapped_here),
+        Command::Erase => protocol::run(Verb::Erase, docker::hosts_mapped_here),
+        Command::List { details: false } => protocol::run(Verb::List, docker::hosts_mapped_here),
         Command::List { details: true } => ui::finish(list_details()),
         Command::Version => ui::finish(version()),
         Command::Config => ui::finish(config()),
@@ -294,17 +299,11 @@ fn refresh_ahead(after: u64) -> Result<ExitCode> {
 fn print_access_token() -> Result<ExitCode> {
     let settings = Settings::load()?;
     settings::init_logging(&settings);
-    match token::google_token(&settings)? {
-        Outcome::Token(t) => {
-            let mut out = ui::stdout();
-            writeln!(out, "{}", t.secret.expose())?;
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Outcome::NoSource => anyhow::bail!(
-            "no Google credentials on this machine; run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS"
-        ),
-    }
+    let t = token::google_token(&settings)?;
+    let mut out = ui::stdout();
+    writeln!(out, "{}", t.secret.expose())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config() -> Result<ExitCode> {

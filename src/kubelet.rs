@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use crate::helper::protocol::OAUTH_USERNAME;
 use crate::hosts::{self, ExtraHost, HostClass};
 use crate::settings::{self, Settings};
-use crate::token::{self, FRESH_MARGIN_SECS, Outcome, PodExchange, Token, now_secs};
+use crate::token::{self, FRESH_MARGIN_SECS, PodExchange, Token, now_secs};
 use crate::util::secret::Secret;
 use crate::util::text::json_error;
 use crate::util::ui;
@@ -231,11 +231,12 @@ fn google_host<'a>(image: &'a str, declared: &[ExtraHost]) -> Result<Option<&'a 
 
 /// The node's identity: the same token sources and cache as `get`.
 fn node_token(settings: &Settings) -> Result<Token> {
-    match token::google_token(settings)? {
-        Outcome::Token(t) => Ok(t),
-        Outcome::NoSource => bail!(
+    match token::google_token(settings) {
+        Ok(t) => Ok(t),
+        Err(e) if e.failures.is_empty() => bail!(
             "no Google credentials on this node: give the node a service account (metadata server) or set GOOGLE_APPLICATION_CREDENTIALS in the provider's env"
         ),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -578,6 +579,7 @@ mod tests {
             r#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Other","image":"x"}"#,
             r#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":""}"#,
             r#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest"}"#,
+            "{}",
             "not json",
             "",
         ] {

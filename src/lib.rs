@@ -41,7 +41,7 @@ pub fn run() -> ExitCode {
             .and_then(|a| a.to_str())
             .and_then(Verb::parse)
     {
-        return protocol::run(verb);
+        return protocol::run(verb, setup::docker::hosts_mapped_here);
     }
     cli::run()
 }

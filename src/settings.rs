@@ -71,17 +71,19 @@ macro_rules! settings {
                 config_file: Option<(PathBuf, bool)>,
             ) -> Result<Settings> {
                 let mut warnings = Vec::new();
-                $(
-                    let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
-                    let default: fn(&BaseDirs) -> $ty = $default;
-                    let $field = inputs.get(
-                        &Spec { key: $key, env: $env, help: $help },
-                        |text| parse(text, &mut warnings),
-                        || default(dirs),
-                    )?;
-                )*
+                // SPECS has the rows in this order (one static table, not a copy per row).
+                let mut specs = SPECS.iter();
+                // Built in place, field by field in table order.
                 Ok(Settings {
-                    $($field,)*
+                    $($field: {
+                        let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
+                        let default: fn(&BaseDirs) -> $ty = $default;
+                        inputs.get(
+                            specs.next().expect("one spec per row"),
+                            |text| parse(text, &mut warnings),
+                            || default(dirs),
+                        )?
+                    },)*
                     config_file,
                     warnings,
                     data_dir: dirs.data_dir(),
@@ -150,6 +152,23 @@ settings! {
         default: |_| DEFAULT_REFRESH_AHEAD,
         show: |v| format!("{}m", v.as_secs() / 60),
     }
+    on_error: OnError {
+        key: "on_error",
+        env: "DOCKER_CREDENTIAL_GCP_ON_ERROR",
+        help: "fail (default) or anonymous: what `get` answers when Google cannot be reached or refuses (anonymous: \"not found\", so public images still pull)",
+        parse: |v, _| OnError::parse(v),
+        default: |_| OnError::Fail,
+        show: |v| v.name().to_owned(),
+    }
+    /// How long a failed mint is remembered per identity; zero: not at all.
+    remember_failures: Duration {
+        key: "remember_failures",
+        env: "DOCKER_CREDENTIAL_GCP_REMEMBER_FAILURES",
+        help: "seconds a failed mint is remembered per identity, so repeated gets answer at once (default 30; 0 off)",
+        parse: |v, _| parse_remember(v),
+        default: |_| DEFAULT_REMEMBER_FAILURES,
+        show: |v| format!("{}s", v.as_secs()),
+    }
     log_level: LevelFilter {
         key: "log",
         env: "DOCKER_CREDENTIAL_GCP_LOG",
@@ -201,6 +220,32 @@ impl SourceKind {
     }
 }
 
+/// What `get` answers when no token can be had for a reason other than missing credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnError {
+    /// The error, which aborts the pull.
+    Fail,
+    /// "not found", so the pull goes on anonymously (public images pull).
+    Anonymous,
+}
+
+impl OnError {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OnError::Fail => "fail",
+            OnError::Anonymous => "anonymous",
+        }
+    }
+
+    fn parse(v: &str) -> Result<OnError> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "fail" => Ok(OnError::Fail),
+            "anonymous" => Ok(OnError::Anonymous),
+            other => bail!("{other:?} is not fail or anonymous"),
+        }
+    }
+}
+
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Origin {
@@ -229,6 +274,7 @@ pub(crate) const DEFAULT_SOURCES: [SourceKind; 3] =
     [SourceKind::Adc, SourceKind::Gcloud, SourceKind::Metadata];
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_REMEMBER_FAILURES: Duration = Duration::from_secs(30);
 const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 
 /// Where raw values come from: a variable lookup and the parsed config file.
@@ -418,6 +464,18 @@ fn parse_timeout(v: &str) -> Result<Duration> {
         .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 3600.0)
         .with_context(|| format!("{v:?} is not a number of seconds between 0 and 3600"))?;
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Whole seconds from 0 (off) to 3600.
+fn parse_remember(v: &str) -> Result<Duration> {
+    let secs: u64 = v
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .ok()
+        .filter(|s| *s <= 3600)
+        .with_context(|| format!("{v:?} is not a whole number of seconds from 0 to 3600"))?;
+    Ok(Duration::from_secs(secs))
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! would, against real files in a temporary HOME.
 
 use crate::support::peers::{Peer, need};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::support::*;
 use serde_json::Value;
@@ -102,7 +103,7 @@ fn keys(v: &Value) -> Vec<String> {
 }
 
 /// How many Google registry hosts this release knows (src/setup/registries.rs).
-const KNOWN_HOSTS: usize = 96;
+const KNOWN_HOSTS: usize = 98;
 
 /// Hosts from every part of the known set: Container Registry, the Artifact Registry
 /// multi-regions, regions (first and last listed), and regional endpoints.
@@ -168,7 +169,7 @@ fn configure_docker_keeps_every_other_key_value_and_the_key_order() {
     );
     assert!(
         out.stderr
-            .contains("mapped 96 host(s) to docker-credential-gcp: 95 new (us.gcr.io, ")
+            .contains("mapped 98 host(s) to docker-credential-gcp: 97 new (us.gcr.io, ")
             && out
                 .stderr
                 .contains(", 1 taken over from another helper (gcr.io)\n"),
@@ -196,7 +197,7 @@ fn configure_docker_maps_every_known_google_host_on_a_fresh_machine() {
     }
     assert!(
         out.stderr
-            .contains("mapped 96 host(s) to docker-credential-gcp"),
+            .contains("mapped 98 host(s) to docker-credential-gcp"),
         "{}",
         out.stderr
     );
@@ -217,7 +218,7 @@ fn running_it_again_changes_no_byte_and_says_so() {
     assert_eq!(again.code, 0);
     assert!(
         again.stderr.contains(
-            "already configured (96 host(s) map to docker-credential-gcp); nothing changed"
+            "already configured (98 host(s) map to docker-credential-gcp); nothing changed"
         ),
         "{}",
         again.stderr
@@ -382,7 +383,7 @@ fn include_artifact_registry_is_still_accepted_and_is_the_default() {
     let out = exact.configure(&["--registries", "gcr.io", "--include-artifact-registry"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let hosts = ours(&exact.read_json());
-    assert_eq!(hosts.len(), 1 + 90);
+    assert_eq!(hosts.len(), 1 + 92);
     assert!(hosts.contains(&"docker.us-central1.rep.pkg.dev".to_owned()));
     assert!(!hosts.contains(&"us.gcr.io".to_owned()));
 }
@@ -510,8 +511,8 @@ fn doctor_passes_on_a_healthy_set_up() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     for needle in [
         "✓ docker-credential-gcp is on PATH",
-        "✓ 96 Google registries use docker-credential-gcp",
-        "✓ credHelpers maps all 96 Google registry hosts this release knows",
+        "✓ 98 Google registries use docker-credential-gcp",
+        "✓ credHelpers maps all 98 Google registry hosts this release knows",
         "✓ a Google access token is available; it expires in ",
         "all checks passed",
     ] {
@@ -565,7 +566,7 @@ fn doctor_names_a_known_host_missing_from_cred_helpers_and_the_command_adds_it()
     let out = s.env.run(&["doctor"], b"");
     assert!(
         out.stdout
-            .contains("✓ credHelpers maps all 96 Google registry hosts this release knows"),
+            .contains("✓ credHelpers maps all 98 Google registry hosts this release knows"),
         "{}",
         out.stdout
     );
@@ -581,7 +582,7 @@ fn doctor_names_only_the_missing_hosts_when_another_helper_handles_a_google_host
     let out = s.env.run(&["doctor"], b"");
     assert!(
         out.stdout.contains(
-            "- 90 Google registry hosts this release knows are not in credHelpers: us-docker.pkg.dev, "
+            "- 92 Google registry hosts this release knows are not in credHelpers: us-docker.pkg.dev, "
         ),
         "{}",
         out.stdout
@@ -807,4 +808,200 @@ fn a_docker_cli_that_cannot_start_is_reported_with_its_own_reason() {
     );
     assert_eq!(s.read_json()["currentContext"], "gone-away");
     assert_eq!(ours(&s.read_json()).len(), KNOWN_HOSTS);
+}
+
+/// configure-docker killed with SIGKILL at random moments, many times: config.json is always
+/// the old or the new content, valid JSON, and no temporary file is ever left as config.json.
+#[test]
+fn configure_docker_killed_at_random_points_never_corrupts_the_config() {
+    let mut env = Env::new();
+    let dir = env.path("docker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    let original =
+        r#"{"auths": {"registry.example.com": {"auth": "eDp5"}}, "credsStore": "desktop"}"#;
+    std::fs::write(&config, original).unwrap();
+    env.set("DOCKER_CONFIG", dir.display().to_string());
+    env.set("PATH", "/usr/bin:/bin");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut completed = 0;
+    for round in 0..60 {
+        let registries = format!("r{round}-docker.pkg.dev");
+        let mut child = env
+            .command(&["configure-docker", "--registries", &registries])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(next() % 4000));
+        let _ = child.kill();
+        if child.wait().unwrap().success() {
+            completed += 1;
+        }
+        let text = std::fs::read_to_string(&config).unwrap();
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("round {round}: corrupt config ({e}): {text}"));
+        assert_eq!(
+            v["auths"]["registry.example.com"]["auth"], "eDp5",
+            "round {round}"
+        );
+        assert_eq!(v["credsStore"], "desktop");
+    }
+    let stray: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "config.json" && !n.starts_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    eprintln!("{completed} of 60 runs completed before the kill");
+}
+
+#[test]
+fn editing_a_users_files_as_root_keeps_their_owner() {
+    if !need(&[Peer::Root]) {
+        return;
+    }
+    require_root("chown");
+    let mut env = Env::new();
+    let docker = env.path("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    std::fs::write(&config, r#"{"auths": {}}"#).unwrap();
+    std::os::unix::fs::chown(&config, Some(65534), Some(65533)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    env.set("DOCKER_CONFIG", docker.display().to_string());
+    let out = env.run(&["configure-docker", "--yes"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let meta = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (65534, 65533, 0o640)
+    );
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("\"gcr.io\": \"gcp\"")
+    );
+
+    let daemon = env.path("etc/daemon.json");
+    std::fs::create_dir_all(daemon.parent().unwrap()).unwrap();
+    std::fs::write(&daemon, "{}").unwrap();
+    std::os::unix::fs::chown(&daemon, Some(65534), Some(65533)).unwrap();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--daemon-json",
+            &daemon.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let meta = std::fs::metadata(&daemon).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65533));
+}
+
+#[test]
+fn repeated_cred_helpers_objects_are_merged_as_docker_reads_them() {
+    let mut env = Env::new();
+    let docker = env.path("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"credHelpers": {"quay.io": "quay"}, "auths": {}, "credHelpers": {"123.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"}}"#,
+    )
+    .unwrap();
+    env.set("DOCKER_CONFIG", docker.display().to_string());
+    let out = env.run(&["configure-docker", "--yes"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("\"credHelpers\" more than once"),
+        "{}",
+        out.stderr
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        v["credHelpers"]["quay.io"], "quay",
+        "the first object's mapping is kept"
+    );
+    assert_eq!(
+        v["credHelpers"]["123.dkr.ecr.us-east-1.amazonaws.com"],
+        "ecr-login"
+    );
+    assert_eq!(v["credHelpers"]["gcr.io"], "gcp");
+}
+
+/// containerd's CRI reads the hosts directory only through `config_path`: configure-mirror
+/// sets it in the config.toml it is given (in the table of the file's version), and a file it
+/// must refuse is reported before hosts.toml is written.
+#[test]
+fn configure_mirror_points_containerds_cri_at_the_hosts_directory() {
+    let env = Env::new();
+    let hosts_dir = env.path("certs.d");
+    let config = env.path("config.toml");
+    // Debian's own (containerd 1.6 in Debian 12, 2.1 in unstable): version 2, no config_path.
+    let debian = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n";
+    std::fs::write(&config, debian).unwrap();
+    let (h, c) = (
+        hosts_dir.display().to_string(),
+        config.display().to_string(),
+    );
+    let args = [
+        "configure-mirror",
+        "--containerd",
+        "--hosts-dir",
+        &h,
+        "--containerd-config",
+        &c,
+    ];
+    let out = env.run(&args, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        written,
+        format!(
+            "{debian}\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"{h}\"\n"
+        )
+    );
+    assert!(out.stderr.contains("restart containerd"), "{}", out.stderr);
+    let again = env.run(&args, b"");
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+    assert!(
+        !again.stderr.contains("restart containerd"),
+        "{}",
+        again.stderr
+    );
+
+    // Deprecated CRI mirrors: refused, and nothing is written at all.
+    let fresh = env.path("other-certs.d");
+    let mirrors = "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://corp-mirror.test\"]\n";
+    std::fs::write(&config, mirrors).unwrap();
+    let f = fresh.display().to_string();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--containerd",
+            "--hosts-dir",
+            &f,
+            "--containerd-config",
+            &c,
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing was changed") && out.stderr.contains("mirrors"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), mirrors);
+    assert!(!fresh.exists(), "no hosts.toml either");
 }

@@ -85,41 +85,6 @@ fn successful_gets_since(rig: &Rig, mark: Mark) -> Vec<String> {
     inputs
 }
 
-/// The manifest of `repo:tag` as the registry holds it, read with a pull token of its own.
-fn stored_manifest(rig: &Rig, repo: &str, tag: &str) -> serde_json::Value {
-    use base64::Engine;
-    let token = "ya29.e2e-reader-token";
-    rig.issued.lock().unwrap().insert(token.to_owned());
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{token}"));
-    let reply = http(
-        &rig.realm.host(),
-        "GET",
-        &format!("/token?service={SERVICE}&scope=repository:{repo}:pull"),
-        &[("Authorization".into(), format!("Basic {basic}"))],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(reply.status, 200);
-    let bearer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
-    let reply = http(
-        &rig.host,
-        "GET",
-        &format!("/v2/{repo}/manifests/{tag}"),
-        &[
-            (
-                "Authorization".into(),
-                format!("Bearer {}", bearer["token"].as_str().unwrap()),
-            ),
-            ("Accept".into(), accept.into()),
-        ],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(reply.status, 200, "{repo}:{tag} is in the registry");
-    serde_json::from_slice(&reply.body).unwrap()
-}
-
 #[test]
 fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
     if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
@@ -159,7 +124,7 @@ fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
         "the cached token is reused"
     );
     assert_logins_used_helper_tokens(&rig, mark);
-    let pushed = stored_manifest(&rig, "test/pushed", "v2");
+    let pushed = rig.stored_manifest("test/pushed", "v2");
     assert_eq!(pushed["config"]["digest"], image.config_digest.as_str());
 }
 
@@ -316,51 +281,6 @@ fn a_buildkit_build_asks_only_for_the_registry_it_pulls_from() {
 // ---------------------------------------------------------------------------------------------
 // mirror.gcr.io end to end.
 
-/// `docker system info`'s "Registry Mirrors:" list, as Google's instructions check it.
-fn registry_mirrors_in_info(info: &str) -> Vec<String> {
-    info.lines()
-        .skip_while(|l| l.trim() != "Registry Mirrors:")
-        .skip(1)
-        .take_while(|l| l.starts_with("  ") && l.trim().starts_with("http"))
-        .map(|l| l.trim().to_owned())
-        .collect()
-}
-
-/// The mirror served `repo`; the company mirror was asked first and lacked it; Docker Hub was
-/// not asked.
-fn assert_served_by_the_mirror(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "the company mirror is tried first: {:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.served_blobs_of(repo),
-        "mirror.gcr.io served {repo}: {:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert_eq!(world.hub.requests_for(repo), [], "Docker Hub is not asked");
-}
-
-/// Neither mirror has `repo`: both were asked, and Docker Hub served it.
-fn assert_fell_back_to_docker_hub(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "{:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.missed(repo),
-        "{:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert!(
-        world.hub.served_blobs_of(repo),
-        "Docker Hub served {repo}: {:?}",
-        world.hub.requests_for(repo)
-    );
-}
-
 #[test]
 fn dockerd_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
     if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
@@ -514,15 +434,6 @@ fn podman_pull(world: &MirrorWorld, env: &Env, registries_conf: &Path, image: &s
         .env("TMPDIR", &tmp)
         .env("HOME", env.home.path());
     output_of(cmd)
-}
-
-/// The locations podman tried, in order (its debug log's "Trying to access").
-fn podman_tried(stderr: &str) -> Vec<String> {
-    stderr
-        .split("Trying to access \\\"")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\\\"").map(|(l, _)| l.to_owned()))
-        .collect()
 }
 
 #[test]
@@ -959,8 +870,8 @@ fn docker_login_with_no_user_name_stores_nothing_and_pulls_work_after_a_rotation
     );
     assert_eq!(calls[1].code, 0, "store succeeds, as docker expects");
     assert_eq!(
-        rig.env.run(&["list"], b"unused").stdout,
-        "{}\n",
+        rig.env.run(&["list", "--details"], b"").stdout,
+        "no credentials stored with `docker login`\n",
         "nothing was stored"
     );
 
@@ -980,4 +891,132 @@ fn docker_login_with_no_user_name_stores_nothing_and_pulls_work_after_a_rotation
         .collect();
     assert!(!gets.is_empty());
     assert!(gets.iter().all(|c| !c.output.contains(&first)), "{gets:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Never break a pull the helper cannot help: no credentials, expired ones, a hanging endpoint.
+
+/// The helper's environment for each way of having no usable token, as extra variables for
+/// the docker CLI (which passes its environment to the helper). `dir` holds their files.
+fn without_a_token(dir: &Path, case: &str, endpoint: &str) -> Vec<(String, String)> {
+    let var = |k: &str, v: String| (k.to_owned(), v);
+    match case {
+        // gcloud installed (the real one), never logged in.
+        "gcloud-never-logged-in" => {
+            let config = dir.join("gcloud-config");
+            std::fs::create_dir_all(&config).unwrap();
+            vec![
+                var("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "gcloud".into()),
+                var("CLOUDSDK_CONFIG", config.display().to_string()),
+            ]
+        }
+        // `gcloud auth application-default login` long ago: the refresh token is revoked.
+        "expired-user-credentials" => {
+            let path = dir.join("user.json");
+            std::fs::write(&path, authorized_user_json(Some(endpoint))).unwrap();
+            vec![var(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                path.display().to_string(),
+            )]
+        }
+        // A token endpoint that never answers, with on_error=anonymous.
+        "hanging-endpoint-anonymous" => {
+            let path = dir.join("sa.json");
+            std::fs::write(&path, service_account_json(endpoint)).unwrap();
+            vec![
+                var("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()),
+                var("DOCKER_CREDENTIAL_GCP_TIMEOUT", "2".into()),
+                var("DOCKER_CREDENTIAL_GCP_ON_ERROR", "anonymous".into()),
+            ]
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn dockerd_pulls_public_images_through_the_helper_without_usable_credentials() {
+    if !need(&[
+        Peer::Dockerd,
+        Peer::Namespaces,
+        Peer::Registry,
+        Peer::Root,
+        Peer::Gcloud,
+    ]) {
+        return;
+    }
+    require_daemon_tools("dockerd");
+    let dockerd = dockerd();
+    let rig = Rig::start();
+    let public = format!("{PUBLIC_PREFIX}img:v1");
+    let image = rig.store_image(&public);
+    rig.store_image("test/img:v1");
+    let revoked = Server::start(|_| {
+        Reply::json(
+            400,
+            serde_json::json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
+        )
+    });
+    let hanging = Hanging::start();
+    for (case, endpoint) in [
+        ("gcloud-never-logged-in", String::new()),
+        ("expired-user-credentials", revoked.url("/token")),
+        ("hanging-endpoint-anonymous", hanging.url()),
+    ] {
+        let dir = rig.env.path(case);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("helper.log");
+        let mut vars = without_a_token(&dir, case, &endpoint);
+        vars.push((
+            "DOCKER_CREDENTIAL_GCP_LOG_FILE".to_owned(),
+            log.display().to_string(),
+        ));
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+        // The public image pulls, anonymously, after the helper answered "not found".
+        let source = rig.image_ref(&public);
+        let mark = rig.mark();
+        docker_ok(&rig, dockerd, &["pull", &source], &vars);
+        let calls = rig.helper_calls_since(mark);
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.verb == "get" && c.code == 1 && c.output == NOT_FOUND.trim_end()),
+            "{case}: {calls:?}"
+        );
+        assert!(
+            rig.realm_logins_since(mark).iter().all(Option::is_none),
+            "{case}: the daemon pulled anonymously"
+        );
+        let id = docker_ok(
+            &rig,
+            dockerd,
+            &["image", "inspect", "--format", "{{.Id}}", &source],
+            &[],
+        );
+        assert_eq!(id.stdout.trim(), image.config_digest, "{case}");
+        docker_ok(&rig, dockerd, &["rmi", &source], &[]);
+
+        // A private image gets the registry's own refusal, and the helper's hint is in its log.
+        let private = rig.image_ref("test/img:v1");
+        let out = docker(&rig, dockerd, &["pull", &private], &vars);
+        assert_ne!(out.code, 0, "{case}: {}", out.stdout);
+        let said = out.stderr.to_lowercase();
+        assert!(
+            said.contains("unauthorized") || said.contains("authentication required"),
+            "{case}: {}",
+            out.stderr
+        );
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        let hint = match case {
+            "gcloud-never-logged-in" => "gcloud auth login",
+            "expired-user-credentials" => "gcloud auth application-default login",
+            _ => "on_error is anonymous",
+        };
+        assert!(logged.contains(hint), "{case}: {logged}");
+    }
+    assert_eq!(
+        hanging.connections(),
+        1,
+        "the hanging endpoint was asked once"
+    );
 }

@@ -153,7 +153,7 @@ fn discover_maps_every_listed_location_across_pages_including_ones_this_release_
     let helpers = after["credHelpers"].as_object().unwrap();
     assert_eq!(helpers["mars-north1-docker.pkg.dev"], "gcp");
     assert_eq!(helpers["europe-west1-docker.pkg.dev"], "gcp");
-    assert_eq!(helpers.len(), 97, "the 96 known hosts and the new region");
+    assert_eq!(helpers.len(), 99, "the 98 known hosts and the new region");
     assert!(
         !helpers
             .keys()
@@ -164,7 +164,7 @@ fn discover_maps_every_listed_location_across_pages_including_ones_this_release_
         "discovered 4 Artifact Registry location(s) in project my-proj (from --project)",
         "1 not known to this release: mars-north1",
         "\"Not_A_Label\"",
-        "mapped 97 host(s) to docker-credential-gcp",
+        "mapped 99 host(s) to docker-credential-gcp",
     ] {
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
     }
@@ -191,7 +191,7 @@ fn discover_with_dry_run_prints_the_new_hosts_and_writes_nothing() {
         out.stdout
     );
     assert!(
-        out.stderr.contains("it would map 97 host(s)"),
+        out.stderr.contains("it would map 99 host(s)"),
         "{}",
         out.stderr
     );

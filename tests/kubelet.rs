@@ -4,6 +4,8 @@
 
 use crate::support::go::parse_duration;
 use crate::support::kubelet::urls_match_str;
+use std::time::{Duration, Instant};
+
 use crate::support::*;
 use serde_json::Value;
 
@@ -139,13 +141,11 @@ fn other_images_get_no_credentials_and_no_token_is_minted() {
 #[test]
 fn malformed_requests_fail_on_stderr_with_nothing_on_stdout() {
     let env = Env::new();
+    // Each malformed request is unit-tested in src/kubelet.rs; here the refusal reaches the
+    // kubelet on stderr with nothing on stdout.
     for input in [
         &b""[..],
-        b"{}",
-        b"not json",
-        br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v9","kind":"CredentialProviderRequest","image":"gcr.io/x"}"#,
         br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderResponse","image":"gcr.io/x"}"#,
-        br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":""}"#,
     ] {
         let out = env.run(&["kubelet-credential-provider"], input);
         assert_eq!(out.code, 1, "{:?}", String::from_utf8_lossy(input));
@@ -503,4 +503,74 @@ fn errors_never_repeat_the_pod_token_even_cut_short() {
             out.stderr
         );
     }
+}
+
+/// The pod's service account token is exchanged in memory: a provider terminated in the
+/// middle of the exchange leaves it nowhere on disk.
+#[test]
+fn the_pod_token_never_touches_the_disk_even_when_the_provider_is_terminated() {
+    const POD_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.pod-token-on-disk-check.sig";
+    let sts = Server::start(|_| {
+        std::thread::sleep(Duration::from_secs(3));
+        Reply::json(500, serde_json::json!({}))
+    });
+    let mut env = Env::new();
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    env.set("TMPDIR", tmp.display().to_string());
+    let request = serde_json::json!({
+        "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+        "kind": "CredentialProviderRequest",
+        "image": "us-docker.pkg.dev/p/r/i:1",
+        "serviceAccountToken": POD_TOKEN,
+        "serviceAccountAnnotations": {},
+    })
+    .to_string();
+    let sts_url = sts.url("/v1/token");
+    let mut child = env
+        .command(&[
+            "kubelet-credential-provider",
+            "--workload-identity-audience",
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k",
+            "--sts-url",
+            &sts_url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(request.as_bytes()).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sts.count() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sts.count(), 1, "the exchange started");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let mut found = Vec::new();
+    let mut dirs = vec![env.home.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|b| String::from_utf8_lossy(&b).contains(POD_TOKEN))
+            {
+                found.push(path);
+            }
+        }
+    }
+    assert!(found.is_empty(), "the pod token is on disk: {found:?}");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "nothing left in TMPDIR"
+    );
 }

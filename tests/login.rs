@@ -39,8 +39,8 @@ fn our_own_token_piped_into_docker_login_is_not_stored() {
     let calls = rig.helper_calls_since(mark);
     assert!(verbs(&calls).contains(&"store".to_owned()), "{calls:?}");
     assert_eq!(
-        rig.env.run(&["list"], b"unused").stdout,
-        "{}\n",
+        rig.env.run(&["list", "--details"], b"").stdout,
+        "no credentials stored with `docker login`\n",
         "nothing was stored"
     );
 }
@@ -115,7 +115,10 @@ fn a_pasted_token_is_served_while_it_can_be_valid_then_removed() {
         "{}",
         out.stderr
     );
-    assert_eq!(rig.env.run(&["list"], b"unused").stdout, "{}\n");
+    assert_eq!(
+        rig.env.run(&["list", "--details"], b"").stdout,
+        "no credentials stored with `docker login`\n"
+    );
 }
 
 #[test]

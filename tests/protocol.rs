@@ -35,31 +35,14 @@ fn empty_or_blank_input_names_the_missing_server_url() {
 
 #[test]
 fn store_rejects_bad_json_with_a_clear_message() {
+    // Every refusal of the parser is unit-tested in src/helper/protocol.rs; here the answer
+    // reaches docker as one line and exit status 1.
     let env = Env::new();
     for (input, needle) in [
-        (&b""[..], "no credentials on stdin"),
-        (b"not json", "invalid credentials JSON"),
-        (b"[1,2,3]", "invalid credentials JSON"),
-        (b"42", "invalid credentials JSON"),
-        (
-            br#"{"ServerURL": 5, "Username": "u", "Secret": "s"}"#,
-            "invalid credentials JSON",
-        ),
-        (
-            br#"{"ServerURL":"gcr.io","Username":"u","Secret":"s""#,
-            "invalid credentials JSON",
-        ),
-        (
-            br#"{"ServerURL":"","Username":"u","Secret":"s"}"#,
-            "no credentials server URL",
-        ),
+        (&b"not json"[..], "invalid credentials JSON"),
         (
             br#"{"ServerURL":"gcr.io","Username":"","Secret":"s"}"#,
             "no credentials username",
-        ),
-        (
-            br#"{"ServerURL":"not a host!","Username":"u","Secret":"s"}"#,
-            "is not a registry host",
         ),
     ] {
         let out = env.run(&["store"], input);
@@ -304,5 +287,131 @@ fn the_man_page_and_completions_come_from_the_command_definitions() {
             out.stdout.contains(needle) && out.stdout.contains("include-artifact-registry"),
             "{shell}"
         );
+    }
+}
+
+#[test]
+fn server_url_is_echoed_as_the_client_sent_it() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    let (url, _, _) = creds(&env.get("https://us-docker.pkg.dev/v2/\n"));
+    assert_eq!(url, "https://us-docker.pkg.dev/v2/");
+}
+
+#[test]
+fn invalid_settings_are_reported_not_ignored() {
+    let mut env = Env::new();
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "soon");
+    let out = env.get("gcr.io");
+    assert_fails_saying(&out, "DOCKER_CREDENTIAL_GCP_TIMEOUT");
+}
+
+#[test]
+fn human_subcommands_reject_bad_arguments_without_panicking() {
+    let env = Env::new();
+    let cases: &[&[&str]] = &[
+        &["configure-docker", "--registries", ""],
+        &["configure-docker", "--registries", "https://gcr.io/x"],
+        &["configure-docker", "--registries", "gcr.io,,,%%%"],
+        &[
+            "configure-docker",
+            "--config",
+            "/proc/self/nonexistent/dir/config.json",
+        ],
+        &["configure-docker", "--bogus"],
+        &["configure-mirror", "--hosts-dir", "/tmp"],
+        &["configure-mirror", "--daemon-json", "/proc/version"],
+        &["completions", "tcsh"],
+        &["print-access-token", "extra"],
+        &["doctor", "--x"],
+    ];
+    for args in cases {
+        let out = env.run(args, b"");
+        assert_ne!(out.code, 0, "{args:?} should fail: {}", out.stdout);
+        assert_ne!(out.code, 101, "{args:?} panicked: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
+        assert!(
+            !out.stderr.trim().is_empty(),
+            "{args:?} explains itself on stderr"
+        );
+    }
+}
+
+/// Runs the helper with `args` and stdout as a pipe whose reader is already gone.
+fn with_closed_stdout(env: &Env, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = env.command(args);
+    cmd.stdout(writer);
+    run_command_keep_stdout(cmd, stdin)
+}
+
+/// Runs the helper with stdout on /dev/full (every write fails with ENOSPC).
+fn with_full_stdout(env: &Env, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut cmd = env.command(args);
+    cmd.stdout(full);
+    run_command_keep_stdout(cmd, stdin)
+}
+
+fn run_command_keep_stdout(mut cmd: std::process::Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn no_subcommand_panics_on_a_closed_or_full_stdout() {
+    let server = token_endpoint(3600);
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    env.set("DOCKER_CONFIG", env.path("docker").display().to_string());
+    let cases: &[(&[&str], &[u8], bool)] = &[
+        (&["doctor"], b"", false),
+        (&["version"], b"", false),
+        (&["config"], b"", false),
+        (&["completions", "bash"], b"", false),
+        (&["manpage"], b"", false),
+        (&["print-access-token"], b"", false),
+        (&["configure-docker", "--dry-run"], b"", false),
+        (&["list", "--details"], b"", false),
+        (&["--help"], b"", false),
+        (&["get"], b"gcr.io", true),
+        (&["list"], b"unused", true),
+    ];
+    for (args, stdin, must_fail) in cases {
+        for (how, out) in [
+            ("closed", with_closed_stdout(&env, args, stdin)),
+            ("full", with_full_stdout(&env, args, stdin)),
+        ] {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !stderr.contains("panicked"),
+                "{args:?} with a {how} stdout: {stderr}"
+            );
+            assert_ne!(out.status.code(), Some(101), "{args:?} {how}");
+            assert!(
+                out.status.code().is_some(),
+                "{args:?} {how}: killed by a signal"
+            );
+            if *must_fail {
+                assert_ne!(
+                    out.status.code(),
+                    Some(0),
+                    "{args:?}: an answer nobody received is not a success"
+                );
+            }
+        }
     }
 }

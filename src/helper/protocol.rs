@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use super::login::{self, Kind, Stored};
 use super::store::{Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
-use crate::settings::{self, Settings};
-use crate::token::{self, Outcome, now_secs};
+use crate::settings::{self, OnError, Settings};
+use crate::token::{self, NoToken, now_secs};
 use crate::util::secret::Secret;
 use crate::util::text::{excerpt, json_error, one_line};
-use crate::util::ui;
+use crate::util::{logging, ui};
 
 pub(crate) const NOT_FOUND: &str = "credentials not found in native keychain";
 pub(crate) const NO_SERVER_URL: &str = "no credentials server URL";
@@ -78,12 +78,25 @@ struct StoreInput {
     secret: Secret<String>,
 }
 
+/// The registries docker's config maps to this helper (`credHelpers`), which `list` names
+/// as docker-credential-gcloud does: the set-up layer, which knows docker's files, reads them.
+pub(crate) type MappedHosts = fn() -> Vec<String>;
+
 /// Runs one protocol verb with stdin and stdout and returns the exit code.
-pub(crate) fn run(verb: Verb) -> ExitCode {
+pub(crate) fn run(verb: Verb, mapped: MappedHosts) -> ExitCode {
+    // A `get` that answers says nothing on stderr at the default log level (older
+    // testcontainers-java reads stderr as part of the answer); what it would have said is
+    // shown when it does not answer, or at once when the user chose a log level.
+    if verb == Verb::Get {
+        logging::hold_stderr();
+    }
     let answer = match read_stdin() {
-        Ok(input) => answer(verb, &input),
+        Ok(input) => answer(verb, &input, mapped),
         Err(e) => Answer::Error(e.to_string()),
     };
+    if verb == Verb::Get {
+        logging::release_stderr(!matches!(answer, Answer::Output(_)));
+    }
     let (text, code) = match answer {
         Answer::Output(text) => (text, ExitCode::SUCCESS),
         Answer::NotFound => (format!("{NOT_FOUND}\n"), ExitCode::FAILURE),
@@ -103,17 +116,20 @@ fn read_stdin() -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow!("input on stdin is not valid UTF-8"))
 }
 
-fn answer(verb: Verb, input: &str) -> Answer {
+fn answer(verb: Verb, input: &str, mapped: MappedHosts) -> Answer {
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => return Answer::Error(format!("docker-credential-gcp configuration: {e:#}")),
     };
     settings::init_logging(&settings);
+    if settings.log_level.origin != settings::Origin::Default {
+        logging::release_stderr(true);
+    }
     let result = match verb {
         Verb::Get => get(input, &settings),
         Verb::Store => store(input, &settings),
         Verb::Erase => erase(input, &settings),
-        Verb::List => list(&settings),
+        Verb::List => list(&settings, mapped),
     };
     result.unwrap_or_else(|e| Answer::Error(format!("{e:#}")))
 }
@@ -147,23 +163,30 @@ fn get(input: &str, settings: &Settings) -> Result<Answer> {
             return Ok(Answer::NotFound);
         }
     }
-    match token::google_token(settings)? {
-        Outcome::Token(token) => Ok(credentials(server, OAUTH_USERNAME, token.secret.expose())),
-        Outcome::NoSource => {
-            let names: Vec<&str> = settings
-                .token_sources
-                .value
-                .iter()
-                .map(|k| k.name())
-                .collect();
-            log::warn!(
-                "no Google credentials on this machine (sources tried: {}); run `gcloud auth login` \
-                 or set GOOGLE_APPLICATION_CREDENTIALS. Answering \"not found\" so {host} is tried anonymously",
-                names.join(", ")
-            );
-            Ok(Answer::NotFound)
-        }
+    match token::google_token(settings) {
+        Ok(token) => Ok(credentials(server, OAUTH_USERNAME, token.secret.expose())),
+        Err(no) => Ok(no_token(&no, &host, settings)),
     }
+}
+
+/// The answer when no token can be had: "not found" when the user simply has no (valid)
+/// credentials, so public images pull anonymously, and then one line on stderr naming the
+/// fix; the error otherwise, unless `on_error` is `anonymous`.
+fn no_token(no: &NoToken, host: &str, settings: &Settings) -> Answer {
+    if no.kind.is_absent() {
+        log::warn!(
+            "{}. Answering \"not found\" so {host} is tried anonymously",
+            no.hint()
+        );
+        return Answer::NotFound;
+    }
+    if settings.on_error.value == OnError::Anonymous {
+        log::warn!(
+            "{no}. Answering \"not found\" (on_error is anonymous) so {host} is tried anonymously"
+        );
+        return Answer::NotFound;
+    }
+    Answer::Error(no.to_string())
 }
 
 /// Explicitly stored credentials for `host` win over minted tokens, except an access token
@@ -292,15 +315,24 @@ fn erase(input: &str, settings: &Settings) -> Result<Answer> {
     Ok(Answer::Output(String::new()))
 }
 
-fn list(settings: &Settings) -> Result<Answer> {
-    let listed: std::collections::BTreeMap<String, String> = match Store::open(settings) {
-        Some(store) => store
-            .logins()?
-            .into_iter()
-            .map(|(host, login)| (host, login.username))
-            .collect(),
-        None => Default::default(),
-    };
+/// Every host this helper answers for: the Google registries docker's config maps to it
+/// (user `oauth2accesstoken`; some clients ask `get` only for hosts `list` names), and the
+/// hosts with `docker login` credentials (their own user names).
+fn list(settings: &Settings, mapped: MappedHosts) -> Result<Answer> {
+    let mut listed: std::collections::BTreeMap<String, String> = mapped()
+        .into_iter()
+        .filter_map(|h| hosts::normalise(&h))
+        .filter(|r| hosts::classify(r, &settings.registries.value) == HostClass::Google)
+        .map(|r| (r.to_string(), OAUTH_USERNAME.to_owned()))
+        .collect();
+    if let Some(store) = Store::open(settings) {
+        listed.extend(
+            store
+                .logins()?
+                .into_iter()
+                .map(|(host, login)| (host, login.username)),
+        );
+    }
     Ok(Answer::Output(serde_json::to_string(&listed)? + "\n"))
 }
 
@@ -321,4 +353,43 @@ fn registry_key(server: &str) -> Result<String> {
                 excerpt(server.trim().as_bytes())
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_input_is_refused_with_what_is_wrong() {
+        for (input, needle) in [
+            ("", "no credentials on stdin"),
+            ("not json", "invalid credentials JSON"),
+            ("[1,2,3]", "invalid credentials JSON"),
+            ("42", "invalid credentials JSON"),
+            (
+                r#"{"ServerURL": 5, "Username": "u", "Secret": "s"}"#,
+                "invalid credentials JSON",
+            ),
+            (
+                r#"{"ServerURL":"gcr.io","Username":"u","Secret":"s""#,
+                "invalid credentials JSON",
+            ),
+            (
+                r#"{"ServerURL":"","Username":"u","Secret":"s"}"#,
+                "no credentials server URL",
+            ),
+            (
+                r#"{"ServerURL":"gcr.io","Username":"","Secret":"s"}"#,
+                "no credentials username",
+            ),
+            (
+                r#"{"ServerURL":"not a host!","Username":"u","Secret":"s"}"#,
+                "is not a registry host",
+            ),
+        ] {
+            let e = parse_store(input).err().unwrap_or_default();
+            assert!(e.contains(needle), "{input:?}: {e}");
+            assert_eq!(e.lines().count(), 1, "{input:?}: one line");
+        }
+    }
 }

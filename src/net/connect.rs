@@ -29,25 +29,29 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::proxy::{self, Proxies, Proxy, Route};
+use super::tap::{Sent, Tap};
 
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
-pub(crate) type Connector = hyper_rustls::HttpsConnector<ProxyConnector>;
+pub(crate) type Connector = Tap<hyper_rustls::HttpsConnector<ProxyConnector>>;
 
 /// Largest CONNECT response head accepted from a proxy.
 const MAX_CONNECT_HEAD: usize = 8 * 1024;
 
-/// The connector for a client: TLS with `tls` over the routes of `proxies`. `at_proxy` is set
-/// when a connection fails at the proxy and cleared when one is made (see [`ProxyConnector`]).
+/// The connector for a client: TLS with `tls` over the routes of `proxies`, tapped (bounded
+/// reads, written requests noted in `sent`). `at_proxy` is set when a connection fails at the
+/// proxy and cleared when one is made (see [`ProxyConnector`]).
 pub(crate) fn connector(
     proxies: Proxies,
     tls: rustls::ClientConfig,
     at_proxy: Arc<AtomicBool>,
+    sent: Sent,
 ) -> Connector {
-    hyper_rustls::HttpsConnectorBuilder::new()
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(ProxyConnector::new(proxies, at_proxy))
+        .wrap_connector(ProxyConnector::new(proxies, at_proxy));
+    Tap::new(https, sent)
 }
 
 /// Connects to each destination directly or through its proxy.

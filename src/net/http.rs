@@ -24,8 +24,9 @@ use hyper_util::client::legacy::Client;
 
 use super::connect::{self, Connector, ProxyError, ProxyErrorKind};
 use super::proxy::{self, Bypass, Proxies, Route};
+use super::tap::Sent;
 use super::tls;
-use crate::util::secret::Secret;
+use crate::util::secret::{Secret, Secrets};
 
 pub(crate) type HttpClient = Client<Connector, String>;
 
@@ -44,7 +45,22 @@ pub(crate) struct Request {
     body: String,
     /// Never through a proxy (the metadata server, as in Google's client libraries).
     direct: bool,
+    /// What in this request is secret (credential headers, secret form fields), so that no
+    /// answer can echo it into a message.
+    secrets: Secrets,
 }
+
+/// Form fields whose values are credentials in the OAuth exchanges (RFC 6749, RFC 7523,
+/// RFC 8693): their values never appear in a message, whatever the server echoes.
+const SECRET_FORM_FIELDS: [&str; 7] = [
+    "refresh_token",
+    "client_secret",
+    "assertion",
+    "subject_token",
+    "actor_token",
+    "password",
+    "code",
+];
 
 /// What a POST carries.
 #[derive(Debug)]
@@ -64,16 +80,23 @@ impl Request {
 
     /// A POST of a form (`application/x-www-form-urlencoded`) or JSON, asking for JSON back.
     pub(crate) fn post(url: &str, body: Body<'_>) -> Request {
+        let mut req = Request::without_body(Method::POST, url);
         let (content_type, body) = match body {
-            Body::Form(pairs) => (
-                "application/x-www-form-urlencoded",
-                form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(pairs)
-                    .finish(),
-            ),
+            Body::Form(pairs) => {
+                for (name, value) in pairs {
+                    if SECRET_FORM_FIELDS.contains(name) {
+                        req.secrets.add(value);
+                    }
+                }
+                (
+                    "application/x-www-form-urlencoded",
+                    form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(pairs)
+                        .finish(),
+                )
+            }
             Body::Json(value) => ("application/json", value.to_string()),
         };
-        let mut req = Request::without_body(Method::POST, url);
         req.body = body;
         req.header("content-type", content_type)
             .header("accept", "application/json")
@@ -86,6 +109,7 @@ impl Request {
             headers: HeaderMap::new(),
             body: String::new(),
             direct: false,
+            secrets: Secrets::default(),
         }
     }
 
@@ -121,6 +145,10 @@ impl Request {
 
     /// Adds a credential header (`authorization`, a session token), marked sensitive.
     pub(crate) fn secret_header(mut self, name: &'static str, value: Secret<&str>) -> Request {
+        // `Bearer TOKEN`, `Basic CREDENTIALS`: the credential is the secret.
+        let value_text = *value.expose();
+        self.secrets
+            .add(value_text.split_once(' ').map_or(value_text, |(_, c)| c));
         if let Ok(mut value) = HeaderValue::from_str(value.expose()) {
             value.set_sensitive(true);
             self.headers.append(HeaderName::from_static(name), value);
@@ -299,6 +327,10 @@ pub(crate) struct Http {
     proxied: Result<(HttpClient, Proxies), String>,
     /// Never through a proxy.
     direct: HttpClient,
+    /// Every secret the requests sent so far carried (see [`Http::scrub`]).
+    sent: std::sync::Mutex<Secrets>,
+    /// What the connections wrote, for requests built elsewhere (yup-oauth2's).
+    tapped: Sent,
     /// Whether the last connection (of either client, for our requests and yup-oauth2's)
     /// failed at a proxy, or a forwarding proxy refused the last request.
     at_proxy: Arc<AtomicBool>,
@@ -319,16 +351,25 @@ impl Http {
             .context("cannot start the async runtime")?;
         // hyper's connector registers timers with the runtime it is built in.
         let _entered = runtime.enter();
+        let tapped = Sent::default();
         let at_proxy = Arc::new(AtomicBool::new(false));
+        // No idle connections: each carries one exchange, which the tap's read cap relies on.
         let client = |proxies: Proxies| {
             Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_max_idle_per_host(0)
-                .build(connect::connector(proxies, tls.clone(), at_proxy.clone()))
+                .build(connect::connector(
+                    proxies,
+                    tls.clone(),
+                    at_proxy.clone(),
+                    tapped.clone(),
+                ))
         };
         Ok(Http {
             proxied: proxies.map(|p| (client(p.clone()), p)),
             direct: client(Proxies::none()),
             runtime: Some(runtime),
+            sent: std::sync::Mutex::new(Secrets::default()),
+            tapped,
             at_proxy,
         })
     }
@@ -373,6 +414,11 @@ impl Http {
     /// `deadline`. Any HTTP answer, including an error status after the last attempt, is
     /// returned for the caller to interpret; a 400 `invalid_grant` is final at once.
     pub(crate) fn send(&self, req: &Request, deadline: Instant) -> Result<Response, HttpError> {
+        if let Ok(mut sent) = self.sent.lock() {
+            for form in req.secrets.forms() {
+                sent.add(form);
+            }
+        }
         let (client, route) = if req.direct {
             (&self.direct, None)
         } else {
@@ -469,12 +515,28 @@ fn proxy_auth_required(proxy: &proxy::Proxy) -> ProxyError {
     ProxyError::new(proxy, kind, None)
 }
 
-/// The deadline of one mint and the HTTP stack, built on first use (a gcloud mint needs none).
+impl Http {
+    /// `message` without any secret a request sent through this client carried: the one
+    /// scrubber every message made from a remote answer goes through.
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let message = self.tapped.secrets(&SECRET_FORM_FIELDS).scrub(message);
+        match self.sent.lock() {
+            Ok(sent) => sent.scrub(&message),
+            // A poisoned lock means a panic elsewhere; say nothing remote at all.
+            Err(_) => "(details withheld)".to_owned(),
+        }
+    }
+}
+
+/// The deadline of one mint, the HTTP stack (built on first use: a gcloud mint needs none),
+/// and every secret the mint read or sent, so its errors can be scrubbed in one place.
 pub(crate) struct MintContext {
     pub(crate) deadline: Instant,
     /// Extra certificate authorities to trust (the `ca_file` setting).
     ca_file: Option<PathBuf>,
     http: Option<Http>,
+    /// Secrets read from credential files (a private key, a client secret).
+    read: Secrets,
 }
 
 impl MintContext {
@@ -483,6 +545,21 @@ impl MintContext {
             deadline,
             ca_file,
             http: None,
+            read: Secrets::default(),
+        }
+    }
+
+    /// Notes a secret read from a credentials file, so no message can quote it.
+    pub(crate) fn holds(&mut self, secret: &Secret<String>) {
+        self.read.add(secret.expose());
+    }
+
+    /// `message` without any secret this mint read or sent (in any of their encodings).
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let message = self.read.scrub(message);
+        match &self.http {
+            Some(http) => http.scrub(&message),
+            None => message,
         }
     }
 

@@ -16,4 +16,5 @@
 mod connect;
 pub(crate) mod http;
 pub(crate) mod proxy;
+pub(crate) mod tap;
 pub(crate) mod tls;

@@ -64,6 +64,9 @@ pub(crate) struct Options {
 /// past this many entries of *other* helpers (gcloud's takes ~0.6 s each) the delay shows.
 const MANY_ENTRIES: usize = 20;
 
+/// Plan (which entries change), render (the new file and the messages), apply (confirm and
+/// write). Everything that can refuse (the hosts, the file, the docker client, a credHelpers
+/// that is not an object) does so before anything is written.
 pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     let settings = Settings::load()?;
     let suffix = docker::helper_suffix();
@@ -79,88 +82,142 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
     if !opts.remove && !check_docker_client() {
         return Ok(ExitCode::FAILURE);
     }
+    let file = edit.path.display().to_string();
     for key in &parsed.merged_keys {
         ui::note(format_args!(
-            "note: {} has {key:?} more than once; docker reads the copies as one, and so does this edit, which writes them as one",
-            edit.path.display()
+            "note: {file} has {key:?} more than once; docker reads the copies as one, and so does this edit, which writes them as one"
         ));
     }
-    let mut root = parsed.root;
-    let mapped = if opts.remove { 0 } else { wanted.len() };
-    let changes = if opts.remove {
-        remove_entries(
-            &mut root,
-            &suffix,
-            opts.registries.is_some().then_some(&wanted),
-        )
-    } else {
-        add_entries(&mut root, &suffix, &wanted)
-    }
-    .map_err(|NotAnObject| {
+    let plan = plan(opts, &suffix, &wanted, parsed).map_err(|NotAnObject| {
         anyhow!(
-            "\"credHelpers\" in {} is not a JSON object; fix it by hand. Nothing was written.",
-            edit.path.display()
+            "\"credHelpers\" in {file} is not a JSON object; fix it by hand. Nothing was written."
         )
     })?;
-    if changes.is_empty() && parsed.merged_keys.is_empty() {
-        if opts.remove {
-            ui::note(format_args!(
-                "{}: already free of our entries; nothing changed",
-                edit.path.display()
-            ));
-        } else {
-            ui::note(format_args!(
-                "{}: already configured ({} host(s) map to docker-credential-{suffix}); nothing changed",
-                edit.path.display(),
-                mapped
-            ));
-        }
-        report_path_and_size(&suffix, &root);
+    if plan.changes_nothing() {
+        ui::note(format_args!("{}", plan.unchanged(&file)));
+        report_path_and_size(&suffix, &plan.root);
         return Ok(ExitCode::SUCCESS);
     }
-    let new = json_file::render(&root)?;
+    let new = json_file::render(&plan.root)?;
     if opts.dry_run {
         edit.finish(&new, true, &mut ui::stdout())?;
-        ui::note(format_args!(
-            "dry run: {} not written ({} change(s){})",
-            edit.path.display(),
-            changes.len(),
-            if opts.remove {
-                String::new()
-            } else {
-                format!("; it would map {mapped} host(s) to docker-credential-{suffix}")
-            }
-        ));
+        ui::note(format_args!("{}", plan.dry_run(&file)));
         return Ok(ExitCode::SUCCESS);
     }
-    for change in &changes {
-        if let Change::Replaced { host, previous } = change {
-            ui::note(format_args!(
-                "warning: {host} was handled by docker-credential-{previous}; it now uses docker-credential-{suffix}"
-            ));
-        }
+    for warning in plan.takeovers() {
+        ui::note(format_args!("{warning}"));
     }
-    if !opts.yes && std::io::stdin().is_terminal() && !confirm(&edit.path, changes.len())? {
+    if !opts.yes && std::io::stdin().is_terminal() && !confirm(&edit.path, plan.changes.len())? {
         ui::note(format_args!("nothing written"));
         return Ok(ExitCode::FAILURE);
     }
     edit.finish(&new, false, &mut std::io::sink())?;
-    let hosts = |group: &[&Change]| {
-        let names: Vec<String> = group.iter().map(|c| c.host().to_owned()).collect();
-        text::abbreviate(&names, 8)
-    };
-    if opts.remove {
-        let removed: Vec<&Change> = changes.iter().collect();
-        ui::note(format_args!(
-            "{}: {} host(s) no longer use docker-credential-{suffix}: {}",
-            edit.path.display(),
-            removed.len(),
-            hosts(&removed)
-        ));
+    ui::note(format_args!("{}", plan.summary(&file)));
+    report_path_and_size(&suffix, &plan.root);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What configure-docker is about to do to a config file.
+#[derive(Debug)]
+struct Plan {
+    /// The file's content after the change.
+    root: Map<String, Value>,
+    changes: Vec<Change>,
+    /// Keys the file repeats (written back once, which is a change by itself).
+    merged_keys: Vec<String>,
+    remove: bool,
+    suffix: String,
+    /// How many hosts the file maps to this helper afterwards (0 for --remove).
+    mapped: usize,
+}
+
+/// The entries to add or remove in `parsed`, applied to its content.
+fn plan(
+    opts: &Options,
+    suffix: &str,
+    wanted: &[String],
+    parsed: json_file::Parsed,
+) -> Result<Plan, NotAnObject> {
+    let mut root = parsed.root;
+    let changes = if opts.remove {
+        let only = opts.registries.is_some().then_some(wanted);
+        remove_entries(&mut root, suffix, only)?
     } else {
-        // Hosts taken over from another helper were already warned about above; the summary
-        // names them apart from the new ones.
-        let (taken, added): (Vec<&Change>, Vec<&Change>) = changes
+        add_entries(&mut root, suffix, wanted)?
+    };
+    Ok(Plan {
+        root,
+        changes,
+        merged_keys: parsed.merged_keys,
+        remove: opts.remove,
+        suffix: suffix.to_owned(),
+        mapped: if opts.remove { 0 } else { wanted.len() },
+    })
+}
+
+impl Plan {
+    fn changes_nothing(&self) -> bool {
+        self.changes.is_empty() && self.merged_keys.is_empty()
+    }
+
+    fn unchanged(&self, file: &str) -> String {
+        if self.remove {
+            format!("{file}: already free of our entries; nothing changed")
+        } else {
+            format!(
+                "{file}: already configured ({} host(s) map to docker-credential-{}); nothing changed",
+                self.mapped, self.suffix
+            )
+        }
+    }
+
+    fn dry_run(&self, file: &str) -> String {
+        let mapping = if self.remove {
+            String::new()
+        } else {
+            format!(
+                "; it would map {} host(s) to docker-credential-{}",
+                self.mapped, self.suffix
+            )
+        };
+        format!(
+            "dry run: {file} not written ({} change(s){mapping})",
+            self.changes.len()
+        )
+    }
+
+    /// A warning for each host another helper handled until now.
+    fn takeovers(&self) -> Vec<String> {
+        self.changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::Replaced { host, previous } => Some(format!(
+                    "warning: {host} was handled by docker-credential-{previous}; it now uses docker-credential-{}",
+                    self.suffix
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What was written: the hosts removed, or the new ones and those taken over from another
+    /// helper (already warned about), apart.
+    fn summary(&self, file: &str) -> String {
+        let hosts = |group: &[&Change]| {
+            let names: Vec<String> = group.iter().map(|c| c.host().to_owned()).collect();
+            text::abbreviate(&names, 8)
+        };
+        let suffix = &self.suffix;
+        if self.remove {
+            let removed: Vec<&Change> = self.changes.iter().collect();
+            return format!(
+                "{file}: {} host(s) no longer use docker-credential-{suffix}: {}",
+                removed.len(),
+                hosts(&removed)
+            );
+        }
+        let (taken, added): (Vec<&Change>, Vec<&Change>) = self
+            .changes
             .iter()
             .partition(|c| matches!(c, Change::Replaced { .. }));
         let mut parts = Vec::new();
@@ -174,14 +231,12 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
                 hosts(&taken)
             ));
         }
-        ui::note(format_args!(
-            "{}: mapped {mapped} host(s) to docker-credential-{suffix}: {}",
-            edit.path.display(),
+        format!(
+            "{file}: mapped {} host(s) to docker-credential-{suffix}: {}",
+            self.mapped,
             parts.join(", ")
-        ));
+        )
     }
-    report_path_and_size(&suffix, &root);
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The hosts to configure: `--registries` (plus every Artifact Registry host with
@@ -320,7 +375,7 @@ pub(crate) fn add_entries(
 fn remove_entries(
     root: &mut Map<String, Value>,
     suffix: &str,
-    only: Option<&Vec<String>>,
+    only: Option<&[String]>,
 ) -> Result<Vec<Change>, NotAnObject> {
     if !root.contains_key("credHelpers") {
         return Ok(Vec::new());
@@ -449,6 +504,39 @@ mod tests {
         let mut only_ours = obj(serde_json::json!({"credHelpers": {"gcr.io": "gcp"}, "x": 1}));
         remove_entries(&mut only_ours, "gcp", None).unwrap();
         assert_eq!(Value::Object(only_ours), serde_json::json!({"x": 1}));
+    }
+
+    #[test]
+    fn the_summary_names_new_hosts_apart_from_those_taken_over() {
+        let plan = Plan {
+            root: Map::new(),
+            changes: vec![
+                Change::Added("gcr.io".into()),
+                Change::Replaced {
+                    host: "us.gcr.io".into(),
+                    previous: "gcloud".into(),
+                },
+            ],
+            merged_keys: Vec::new(),
+            remove: false,
+            suffix: "gcp".into(),
+            mapped: 3,
+        };
+        assert_eq!(
+            plan.summary("c.json"),
+            "c.json: mapped 3 host(s) to docker-credential-gcp: 1 new (gcr.io), 1 taken over from another helper (us.gcr.io)"
+        );
+        assert_eq!(
+            plan.takeovers(),
+            [
+                "warning: us.gcr.io was handled by docker-credential-gcloud; it now uses docker-credential-gcp"
+            ]
+        );
+        assert_eq!(
+            plan.dry_run("c.json"),
+            "dry run: c.json not written (2 change(s); it would map 3 host(s) to docker-credential-gcp)"
+        );
+        assert!(!plan.changes_nothing());
     }
 
     #[test]

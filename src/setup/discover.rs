@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::hosts::{self, HostClass};
 use crate::net::http::{self, Http, MintContext, Request, Response};
 use crate::settings::Settings;
-use crate::token::{self, Outcome, Project, Token};
+use crate::token::{self, Project, Token};
 use crate::util::env;
 use crate::util::secret::Secret;
 
@@ -70,12 +70,13 @@ pub(crate) fn discover(project: Option<&str>, settings: &Settings) -> Result<Dis
         })?,
     };
     check_project_id(&project)?;
-    let token = match token::google_token(settings)? {
-        Outcome::Token(t) => t,
-        Outcome::NoSource => bail!(
+    let token = match token::google_token(settings) {
+        Ok(t) => t,
+        Err(e) if e.failures.is_empty() => bail!(
             "--discover needs Google credentials and none is present: run `gcloud auth login` \
              or `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
         ),
+        Err(e) => return Err(e.into()),
     };
     // The token may have taken most of the time; the listing gets a deadline of its own.
     let deadline = Instant::now() + settings.timeout.value;
@@ -234,15 +235,20 @@ struct ApiError {
 #[derive(Deserialize, Default)]
 struct ApiStatus {
     #[serde(default)]
-    message: String,
-    #[serde(default)]
     details: Vec<ApiDetail>,
 }
 
 #[derive(Deserialize)]
 struct ApiDetail {
     reason: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
 }
+
+/// The project of the OAuth client that `gcloud auth application-default login` uses. An API
+/// "disabled" for *this* consumer means the user credentials have no quota project of their
+/// own: Google bills the request to gcloud's client, where Artifact Registry is off.
+const GCLOUD_CLIENT_PROJECT: &str = "projects/764086051850";
 
 impl ApiError {
     fn has_reason(&self, reason: &str) -> bool {
@@ -250,6 +256,15 @@ impl ApiError {
             .details
             .iter()
             .any(|d| d.reason.as_deref() == Some(reason))
+    }
+
+    /// Whether the API is disabled for gcloud's shared OAuth client rather than for a
+    /// project of the user's: the credentials lack a quota project.
+    fn lacks_quota_project(&self) -> bool {
+        self.error.details.iter().any(|d| {
+            d.reason.as_deref() == Some("SERVICE_DISABLED")
+                && d.metadata.get("consumer").map(String::as_str) == Some(GCLOUD_CLIENT_PROJECT)
+        })
     }
 }
 
@@ -263,6 +278,7 @@ fn refusal(resp: &Response, project: &Project, secret: &Secret<String>) -> Strin
     );
     let answer: ApiError = serde_json::from_slice(&resp.body).unwrap_or_default();
     let api_disabled = answer.has_reason("SERVICE_DISABLED");
+    let no_quota_project = answer.lacks_quota_project();
     let advice = match resp.status {
         401 => {
             "the Google credentials in use were not accepted: log in again (`gcloud auth login` \
@@ -270,16 +286,15 @@ fn refusal(resp: &Response, project: &Project, secret: &Secret<String>) -> Strin
                 GOOGLE_APPLICATION_CREDENTIALS names"
                 .to_owned()
         }
+        403 if no_quota_project => format!(
+            "set a quota project for your application default credentials: `gcloud auth \
+             application-default set-quota-project {}`",
+            project.id
+        ),
         403 if api_disabled => format!(
             "enable the Artifact Registry API: `gcloud services enable \
              artifactregistry.googleapis.com --project {}`, or pass --project with a project \
              that uses Artifact Registry",
-            project.id
-        ),
-        // Google gives this case no reason code of its own; its message is all there is.
-        403 if answer.error.message.contains("quota project") => format!(
-            "set a quota project for your application default credentials: `gcloud auth \
-             application-default set-quota-project {}`",
             project.id
         ),
         403 => format!(
@@ -359,8 +374,21 @@ mod tests {
             disabled.contains("To fix: enable the Artifact Registry API"),
             "{disabled}"
         );
+        // User credentials without a quota project: billed to gcloud's own OAuth client,
+        // where the API is off. The fix is a quota project, not enabling the API.
+        let no_quota = refused(serde_json::json!({"error": {
+            "status": "PERMISSION_DENIED",
+            "message": "Your application is authenticating by using local Application Default Credentials. The artifactregistry.googleapis.com API requires a quota project, which is not set by default.",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
+                "metadata": {"consumer": "projects/764086051850", "service": "artifactregistry.googleapis.com"}}]
+        }}));
+        assert!(
+            no_quota.contains("To fix: set a quota project")
+                && no_quota.contains("set-quota-project p"),
+            "{no_quota}"
+        );
         let worded = refused(serde_json::json!({"error": {
-            "status": "PERMISSION_DENIED", "message": "SERVICE_DISABLED: it is disabled"
+            "status": "PERMISSION_DENIED", "message": "SERVICE_DISABLED: it is disabled, requires a quota project"
         }}));
         assert!(
             worded.contains("To fix: the identity needs the artifactregistry.locations.list"),

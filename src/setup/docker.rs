@@ -47,6 +47,32 @@ pub(crate) fn docker_config_path(explicit: Option<&Path>) -> Result<PathBuf> {
         .ok_or_else(|| anyhow!("cannot find the home directory; pass --config PATH"))
 }
 
+/// The registries docker's config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`)
+/// maps to this helper in `credHelpers`; none when the file is missing or unreadable (`list`
+/// must answer whatever the file holds).
+pub(crate) fn hosts_mapped_here() -> Vec<String> {
+    const MAX_CONFIG: u64 = 4 * 1024 * 1024;
+    let Ok(path) = docker_config_path(None) else {
+        return Vec::new();
+    };
+    let Ok(Some(bytes)) = files::read_bounded(&path, MAX_CONFIG, Symlinks::Follow, Trust::Anyone)
+    else {
+        return Vec::new();
+    };
+    let Ok(serde_json::Value::Object(root)) = serde_json::from_slice(&bytes) else {
+        return Vec::new();
+    };
+    let suffix = helper_suffix();
+    match root.get("credHelpers") {
+        Some(serde_json::Value::Object(helpers)) => helpers
+            .iter()
+            .filter(|(_, helper)| helper.as_str() == Some(suffix.as_str()))
+            .map(|(host, _)| host.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum DockerClient {
     Missing,

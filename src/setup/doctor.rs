@@ -15,11 +15,11 @@ use super::{json_file, mirror, registries};
 use crate::helper::login::{self, Stored};
 use crate::helper::protocol;
 use crate::helper::store::{self, Store};
-use crate::hosts::{self, HostClass};
+use crate::hosts::{self, ExtraHost, HostClass};
 use crate::net::proxy::Proxies;
 use crate::net::tls;
-use crate::settings::Settings;
-use crate::token::{self, Outcome, now_secs};
+use crate::settings::{OnError, Settings};
+use crate::token::{self, now_secs};
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::{text, ui};
 
@@ -35,7 +35,23 @@ struct Report<'a> {
     failures: usize,
 }
 
+/// One line of the report: a check passed, failed (with its fix), or says something optional.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    Pass(String),
+    Fail(String, String),
+    Info(String),
+}
+
 impl Report<'_> {
+    fn emit(&mut self, line: Line) -> Result<()> {
+        match line {
+            Line::Pass(msg) => self.pass(msg),
+            Line::Fail(msg, fix) => self.fail(msg, fix),
+            Line::Info(msg) => self.info(msg),
+        }
+    }
+
     fn pass(&mut self, msg: impl AsRef<str>) -> Result<()> {
         writeln!(self.out, "✓ {}", msg.as_ref())?;
         Ok(())
@@ -107,120 +123,169 @@ fn check_binary(r: &mut Report<'_>, suffix: &str) -> Result<()> {
     }
 }
 
-/// Checks docker's config.json; returns its credHelpers (empty if absent) when it could be read.
+/// Checks docker's config.json; returns its credHelpers (empty if absent) when it could be
+/// read. Read, survey (what the entries are), lines (what to say), then print them.
 fn check_docker_config(
     r: &mut Report<'_>,
     suffix: &str,
     settings: &Settings,
 ) -> Result<Option<Map<String, Value>>> {
-    let path = match docker::docker_config_path(None) {
-        Ok(p) => p,
-        Err(e) => {
-            r.fail(format!("{e:#}"), "set HOME or DOCKER_CONFIG")?;
+    let (path, root) = match read_docker_config() {
+        Ok(read) => read,
+        Err(line) => {
+            r.emit(line)?;
             return Ok(None);
         }
     };
+    let survey = CredHelpers::survey(&root, suffix, &settings.registries.value);
+    for line in survey.lines(&path, suffix) {
+        r.emit(line)?;
+    }
+    Ok(Some(survey.helpers))
+}
+
+/// docker's config.json, parsed, or the line that says why it cannot be.
+fn read_docker_config() -> Result<(PathBuf, Map<String, Value>), Line> {
+    let path = docker::docker_config_path(None)
+        .map_err(|e| Line::Fail(format!("{e:#}"), "set HOME or DOCKER_CONFIG".into()))?;
     let bytes = match files::read_bounded(&path, 16 * 1024 * 1024, Symlinks::Follow, Trust::Anyone)
     {
         Ok(Some(b)) => b,
         Ok(None) => {
-            r.fail(
+            return Err(Line::Fail(
                 format!("no docker config at {}", path.display()),
-                "run `docker-credential-gcp configure-docker`",
-            )?;
-            return Ok(None);
+                "run `docker-credential-gcp configure-docker`".into(),
+            ));
         }
         Err(e) => {
-            r.fail(format!("{e:#}"), "make it a regular file docker can read")?;
-            return Ok(None);
-        }
-    };
-    let root = match json_file::parse(&bytes, &path.display().to_string()) {
-        Ok(p) => p.root,
-        Err(e) => {
-            r.fail(
+            return Err(Line::Fail(
                 format!("{e:#}"),
-                "fix the JSON syntax at the position shown",
-            )?;
-            return Ok(None);
+                "make it a regular file docker can read".into(),
+            ));
         }
     };
-    let helpers = root.get("credHelpers").and_then(Value::as_object);
-    let (mut ours, mut others, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
-    for (host, helper) in helpers.into_iter().flatten() {
-        let helper = helper.as_str().unwrap_or("");
-        let class = hosts::normalise(host).map(|h| hosts::classify(&h, &settings.registries.value));
-        match class {
-            Some(HostClass::DeprecatedBucket) => buckets.push(host.clone()),
-            Some(HostClass::Google) if helper == suffix => ours.push(host.clone()),
-            Some(HostClass::Google) => others.push(format!("{host} → docker-credential-{helper}")),
-            _ => {}
+    match json_file::parse(&bytes, &path.display().to_string()) {
+        Ok(p) => Ok((path, p.root)),
+        Err(e) => Err(Line::Fail(
+            format!("{e:#}"),
+            "fix the JSON syntax at the position shown".into(),
+        )),
+    }
+}
+
+/// What a config file's credHelpers (and credsStore) hold, sorted by what matters here.
+#[derive(Debug, Default)]
+struct CredHelpers {
+    /// The whole map (empty if absent or not an object).
+    helpers: Map<String, Value>,
+    /// Google hosts that use this helper.
+    ours: Vec<String>,
+    /// Google hosts that use another helper, as `host → docker-credential-NAME`.
+    others: Vec<String>,
+    /// The retired bucket hosts.
+    buckets: Vec<String>,
+    /// `credsStore` and the Google hosts it handles because credHelpers does not name them.
+    store: Option<(String, Vec<String>)>,
+}
+
+impl CredHelpers {
+    fn survey(root: &Map<String, Value>, suffix: &str, declared: &[ExtraHost]) -> CredHelpers {
+        let helpers = root
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut survey = CredHelpers::default();
+        for (host, helper) in &helpers {
+            let helper = helper.as_str().unwrap_or("");
+            match hosts::normalise(host).map(|h| hosts::classify(&h, declared)) {
+                Some(HostClass::DeprecatedBucket) => survey.buckets.push(host.clone()),
+                Some(HostClass::Google) if helper == suffix => survey.ours.push(host.clone()),
+                Some(HostClass::Google) => survey
+                    .others
+                    .push(format!("{host} → docker-credential-{helper}")),
+                _ => {}
+            }
         }
+        survey.store = root.get("credsStore").and_then(Value::as_str).map(|store| {
+            let routed = registries::all_hosts()
+                .into_iter()
+                .filter(|h| !helpers.contains_key(h))
+                .collect();
+            (store.to_owned(), routed)
+        });
+        survey.helpers = helpers;
+        survey
     }
-    if ours.is_empty() {
-        r.fail(
-            format!(
-                "no Google registry in {} uses docker-credential-{suffix}",
-                path.display()
-            ),
-            "run `docker-credential-gcp configure-docker`",
-        )?;
-    } else {
-        r.pass(format!(
-            "{} Google registr{} use docker-credential-{suffix} ({})",
-            ours.len(),
-            if ours.len() == 1 { "y" } else { "ies" },
-            abbreviate(&ours)
-        ))?;
-    }
-    if !others.is_empty() {
-        r.info(format!(
-            "Google registries using another helper: {}",
-            others.join(", ")
-        ))?;
-    }
-    if !buckets.is_empty() {
-        r.fail(
-            format!(
-                "deprecated bucket hosts in credHelpers: {}",
-                buckets.join(", ")
-            ),
-            format!(
-                "{}; then remove these entries",
-                hosts::DEPRECATED_BUCKET_MESSAGE
-            ),
-        )?;
-    }
-    if let Some(store) = root.get("credsStore").and_then(Value::as_str) {
-        let routed: Vec<String> = registries::all_hosts()
-            .into_iter()
-            .filter(|h| !helpers.is_some_and(|m| m.contains_key(h)))
-            .collect();
-        if routed.is_empty() {
-            r.info(format!("credsStore is {store:?}; it does not handle the Google registries listed in credHelpers"))?;
+
+    fn lines(&self, path: &Path, suffix: &str) -> Vec<Line> {
+        let mut lines = Vec::new();
+        let ours = &self.ours;
+        lines.push(if ours.is_empty() {
+            Line::Fail(
+                format!(
+                    "no Google registry in {} uses docker-credential-{suffix}",
+                    path.display()
+                ),
+                "run `docker-credential-gcp configure-docker`".into(),
+            )
         } else {
-            r.info(format!(
-                "credsStore {store:?} handles {} (not in credHelpers)",
-                abbreviate(&routed)
-            ))?;
+            Line::Pass(format!(
+                "{} Google registr{} use docker-credential-{suffix} ({})",
+                ours.len(),
+                if ours.len() == 1 { "y" } else { "ies" },
+                abbreviate(ours)
+            ))
+        });
+        if !self.others.is_empty() {
+            lines.push(Line::Info(format!(
+                "Google registries using another helper: {}",
+                self.others.join(", ")
+            )));
         }
+        if !self.buckets.is_empty() {
+            lines.push(Line::Fail(
+                format!(
+                    "deprecated bucket hosts in credHelpers: {}",
+                    self.buckets.join(", ")
+                ),
+                format!(
+                    "{}; then remove these entries",
+                    hosts::DEPRECATED_BUCKET_MESSAGE
+                ),
+            ));
+        }
+        if let Some((store, routed)) = &self.store {
+            lines.push(Line::Info(if routed.is_empty() {
+                format!(
+                    "credsStore is {store:?}; it does not handle the Google registries listed in credHelpers"
+                )
+            } else {
+                format!(
+                    "credsStore {store:?} handles {} (not in credHelpers)",
+                    abbreviate(routed)
+                )
+            }));
+        }
+        let total = self.helpers.len();
+        let theirs = self
+            .helpers
+            .values()
+            .filter(|v| v.as_str() != Some(suffix))
+            .count();
+        // Our own entries cost a millisecond or two per legacy build each; other helpers' may
+        // cost much more (gcloud's ~0.6 s), so only those make a long list worth a note.
+        lines.push(if theirs > 20 {
+            Line::Info(format!("{total} credHelpers entries, {theirs} of them for other helpers: the legacy builder runs each entry's helper on every build; keep only what you use"))
+        } else {
+            Line::Pass(format!(
+                "{total} credHelpers entr{} ({} for other helpers)",
+                if total == 1 { "y" } else { "ies" },
+                theirs
+            ))
+        });
+        lines
     }
-    let total = helpers.map_or(0, |m| m.len());
-    let theirs = helpers.map_or(0, |m| {
-        m.values().filter(|v| v.as_str() != Some(suffix)).count()
-    });
-    // Our own entries cost a millisecond or two per legacy build each; other helpers' may
-    // cost much more (gcloud's ~0.6 s), so only those make a long list worth a note.
-    if theirs > 20 {
-        r.info(format!("{total} credHelpers entries, {theirs} of them for other helpers: the legacy builder runs each entry's helper on every build; keep only what you use"))?;
-    } else {
-        r.pass(format!(
-            "{total} credHelpers entr{} ({} for other helpers)",
-            if total == 1 { "y" } else { "ies" },
-            theirs
-        ))?;
-    }
-    Ok(Some(helpers.cloned().unwrap_or_default()))
 }
 
 /// The Google registry hosts this release knows that credHelpers does not map (to any
@@ -309,7 +374,7 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
     }
     r.pass(format!("token source in use: {}", present[0]))?;
     match token::google_token(settings) {
-        Ok(Outcome::Token(t)) => {
+        Ok(t) => {
             let left = t.remaining_secs(now_secs());
             r.pass(format!(
                 "a Google access token is available; it expires in {} min {} s",
@@ -317,11 +382,27 @@ fn check_token(r: &mut Report<'_>, settings: &Settings) -> Result<()> {
                 left % 60
             ))
         }
-        Ok(Outcome::NoSource) => r.fail("no token source could be used", "run `gcloud auth login`"),
-        Err(e) => r.fail(
-            format!("{e:#}"),
-            "follow the fix named for each source above",
-        ),
+        Err(e) => {
+            let answer = if e.kind.is_absent() || settings.on_error.value == OnError::Anonymous {
+                "`get` answers \"not found\": public images pull anonymously, private ones get \
+                 the registry's \"unauthorized\""
+            } else {
+                "`get` fails every pull from a Google registry (set on_error to anonymous to let \
+                 public images pull)"
+            };
+            let fix = e.failures.first().map_or(
+                "run `gcloud auth login` or set GOOGLE_APPLICATION_CREDENTIALS",
+                |f| f.fix.as_str(),
+            );
+            r.fail(
+                format!(
+                    "no token: {e}. Kind: {} ({}); {answer}",
+                    e.kind,
+                    e.kind.explain()
+                ),
+                fix,
+            )
+        }
     }
 }
 
@@ -463,5 +544,51 @@ fn check_mirror(r: &mut Report<'_>, daemon_json: Option<&Path>) -> Result<()> {
         Some(true) => r.pass("the Docker daemon uses the mirror (docker system info)"),
         Some(false) => r.info("the running Docker daemon does not use the mirror"),
         None => r.info("no Docker daemon answered; the active mirror was not checked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credhelpers_survey_sorts_hosts_and_says_one_line_each() {
+        let root = match serde_json::json!({
+            "credHelpers": {
+                "gcr.io": "gcp",
+                "us-docker.pkg.dev": "gcloud",
+                "quay.io": "quay",
+                "b.gcr.io": "gcp"
+            },
+            "credsStore": "desktop"
+        }) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let survey = CredHelpers::survey(&root, "gcp", &[]);
+        assert_eq!(survey.ours, ["gcr.io"]);
+        assert_eq!(
+            survey.others,
+            ["us-docker.pkg.dev → docker-credential-gcloud"]
+        );
+        assert_eq!(survey.buckets, ["b.gcr.io"]);
+        let lines = survey.lines(Path::new("c.json"), "gcp");
+        assert_eq!(
+            lines[0],
+            Line::Pass("1 Google registry use docker-credential-gcp (gcr.io)".into())
+        );
+        assert!(matches!(&lines[2], Line::Fail(msg, _) if msg.contains("deprecated bucket")));
+        assert!(
+            matches!(&lines[3], Line::Info(msg) if msg.starts_with("credsStore \"desktop\" handles"))
+        );
+        assert_eq!(
+            lines[4],
+            Line::Pass("4 credHelpers entries (2 for other helpers)".into())
+        );
+        let empty = CredHelpers::survey(&Map::new(), "gcp", &[]);
+        assert!(matches!(
+            &empty.lines(Path::new("c.json"), "gcp")[0],
+            Line::Fail(..)
+        ));
     }
 }

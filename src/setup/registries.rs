@@ -25,7 +25,7 @@ pub(crate) const AR_MULTI_REGIONS: [&str; 3] = ["us", "europe", "asia"];
 
 /// Artifact Registry regions, and whether each has a regional endpoint
 /// `docker.REGION.rep.pkg.dev`.
-pub(crate) const AR_REGIONS: [(&str, bool); 45] = [
+pub(crate) const AR_REGIONS: [(&str, bool); 46] = [
     ("africa-south1", true),
     ("asia-east1", true),
     ("asia-east2", true),
@@ -36,6 +36,7 @@ pub(crate) const AR_REGIONS: [(&str, bool); 45] = [
     ("asia-south2", true),
     ("asia-southeast1", true),
     ("asia-southeast2", true),
+    ("asia-southeast3", false),
     ("australia-southeast1", true),
     ("australia-southeast2", true),
     ("europe-central2", true),
@@ -70,7 +71,7 @@ pub(crate) const AR_REGIONS: [(&str, bool); 45] = [
     ("us-west2", true),
     ("us-west3", true),
     ("us-west4", true),
-    ("us-west8", false),
+    ("us-west8", true),
 ];
 
 /// Every Artifact Registry Docker host: multi-regions, regions and regional endpoints.
@@ -89,7 +90,7 @@ pub(crate) fn artifact_registry_hosts() -> Vec<String> {
 }
 
 /// Every Google registry host this release knows: the Container Registry hosts, then the
-/// Artifact Registry hosts (96 in all).
+/// Artifact Registry hosts (98 in all).
 pub(crate) fn all_hosts() -> Vec<String> {
     let mut hosts: Vec<String> = GCR_HOSTS.iter().map(|h| (*h).to_owned()).collect();
     hosts.extend(artifact_registry_hosts());
@@ -125,8 +126,60 @@ mod tests {
     }
 
     #[test]
-    fn the_full_set_is_ninety_six_hosts() {
-        assert_eq!(all_hosts().len(), 96);
+    fn the_full_set_is_ninety_eight_hosts() {
+        assert_eq!(all_hosts().len(), 98);
+    }
+
+    /// docker-credential-gcr 2.1.32's default registries (`config/const.go`): a user moving
+    /// from it must lose no host.
+    #[test]
+    fn the_default_hosts_include_every_host_docker_credential_gcr_configures() {
+        let gcr_2_1_32 = "gcr.io us.gcr.io eu.gcr.io asia.gcr.io marketplace.gcr.io \
+            africa-south1-docker.pkg.dev docker.africa-south1.rep.pkg.dev asia-docker.pkg.dev \
+            asia-east1-docker.pkg.dev docker.asia-east1.rep.pkg.dev asia-east2-docker.pkg.dev \
+            docker.asia-east2.rep.pkg.dev asia-northeast1-docker.pkg.dev \
+            docker.asia-northeast1.rep.pkg.dev asia-northeast2-docker.pkg.dev \
+            docker.asia-northeast2.rep.pkg.dev asia-northeast3-docker.pkg.dev \
+            docker.asia-northeast3.rep.pkg.dev asia-south1-docker.pkg.dev \
+            docker.asia-south1.rep.pkg.dev asia-south2-docker.pkg.dev docker.asia-south2.rep.pkg.dev \
+            asia-southeast1-docker.pkg.dev docker.asia-southeast1.rep.pkg.dev \
+            asia-southeast2-docker.pkg.dev docker.asia-southeast2.rep.pkg.dev \
+            australia-southeast1-docker.pkg.dev docker.australia-southeast1.rep.pkg.dev \
+            australia-southeast2-docker.pkg.dev docker.australia-southeast2.rep.pkg.dev \
+            europe-docker.pkg.dev europe-central2-docker.pkg.dev docker.europe-central2.rep.pkg.dev \
+            europe-north1-docker.pkg.dev docker.europe-north1.rep.pkg.dev \
+            europe-north2-docker.pkg.dev europe-southwest1-docker.pkg.dev \
+            docker.europe-southwest1.rep.pkg.dev europe-west1-docker.pkg.dev \
+            docker.europe-west1.rep.pkg.dev europe-west10-docker.pkg.dev \
+            docker.europe-west10.rep.pkg.dev europe-west12-docker.pkg.dev \
+            docker.europe-west12.rep.pkg.dev europe-west2-docker.pkg.dev \
+            docker.europe-west2.rep.pkg.dev europe-west3-docker.pkg.dev \
+            docker.europe-west3.rep.pkg.dev europe-west4-docker.pkg.dev \
+            docker.europe-west4.rep.pkg.dev europe-west6-docker.pkg.dev \
+            docker.europe-west6.rep.pkg.dev europe-west8-docker.pkg.dev \
+            docker.europe-west8.rep.pkg.dev europe-west9-docker.pkg.dev \
+            docker.europe-west9.rep.pkg.dev me-central1-docker.pkg.dev docker.me-central1.rep.pkg.dev \
+            me-central2-docker.pkg.dev docker.me-central2.rep.pkg.dev me-west1-docker.pkg.dev \
+            docker.me-west1.rep.pkg.dev northamerica-northeast1-docker.pkg.dev \
+            docker.northamerica-northeast1.rep.pkg.dev northamerica-northeast2-docker.pkg.dev \
+            docker.northamerica-northeast2.rep.pkg.dev northamerica-south1-docker.pkg.dev \
+            southamerica-east1-docker.pkg.dev docker.southamerica-east1.rep.pkg.dev \
+            southamerica-west1-docker.pkg.dev docker.southamerica-west1.rep.pkg.dev \
+            us-docker.pkg.dev us-central1-docker.pkg.dev docker.us-central1.rep.pkg.dev \
+            us-east1-docker.pkg.dev docker.us-east1.rep.pkg.dev us-east4-docker.pkg.dev \
+            docker.us-east4.rep.pkg.dev us-east5-docker.pkg.dev docker.us-east5.rep.pkg.dev \
+            us-south1-docker.pkg.dev docker.us-south1.rep.pkg.dev us-west1-docker.pkg.dev \
+            docker.us-west1.rep.pkg.dev us-west2-docker.pkg.dev docker.us-west2.rep.pkg.dev \
+            us-west3-docker.pkg.dev docker.us-west3.rep.pkg.dev us-west4-docker.pkg.dev \
+            docker.us-west4.rep.pkg.dev us-west8-docker.pkg.dev docker.us-west8.rep.pkg.dev \
+            europe-north2-docker.pkg.dev asia-southeast3-docker.pkg.dev";
+        let ours = all_hosts();
+        let missing: Vec<&str> = gcr_2_1_32
+            .split_whitespace()
+            .filter(|h| !ours.iter().any(|o| o == h))
+            .collect();
+        assert_eq!(gcr_2_1_32.split_whitespace().count(), 94);
+        assert!(missing.is_empty(), "not in our defaults: {missing:?}");
     }
 
     #[test]

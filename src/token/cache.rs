@@ -6,6 +6,10 @@
 //! and the key (which holds paths and environment values) is never written down. A cache that
 //! is missing, corrupt, of another version, implausible or not trustworthy (owned by someone
 //! else, writable by others, a symlink, a FIFO) is treated as empty.
+//!
+//! Beside the tokens it keeps, under the same rules, each identity's last failure for a short
+//! while (`fail-*.json`: the kind and the scrubbed message, never a secret) and who holds the
+//! minting lock until when (`mint.owner`), so processes waiting for a mint know when to stop.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,11 +18,15 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::access::{Token, now_secs};
+use super::failure::{FailureKind, Recalled, SourceFailure};
 use crate::util::files::{self, Lock};
 use crate::util::secret::Secret;
 
 const VERSION: u32 = 2;
 const MAX_ENTRY_LEN: u64 = 64 * 1024;
+/// A time recorded this far or more in the future means the clock stepped back since it was
+/// written (an RTC in local time corrected by NTP): what was recorded then is not believed.
+const CLOCK_SLACK_SECS: u64 = 5;
 
 /// A cached token, and the identities that were tried before it and failed when it was
 /// minted (see `token::google_token`).
@@ -40,6 +48,24 @@ struct Stored {
     shadowed: Vec<String>,
     #[serde(default)]
     minted_at: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredFailure {
+    v: u32,
+    key: String,
+    kind: FailureKind,
+    message: String,
+    fix: String,
+    at: u64,
+    until: u64,
+}
+
+/// Who holds the minting lock, and until when it may work (milliseconds since the epoch).
+#[derive(Serialize, Deserialize)]
+struct Owner {
+    pid: u32,
+    deadline_ms: u128,
 }
 
 #[derive(Debug)]
@@ -105,9 +131,17 @@ impl Cache {
             );
             return None;
         }
-        if !token.is_plausible(now_secs()) {
+        let now = now_secs();
+        if !token.is_plausible(now) {
             log::warn!(
                 "ignoring the cache entry {}: its expiry is further ahead than any token lives",
+                path.display()
+            );
+            return None;
+        }
+        if stored.minted_at > now + CLOCK_SLACK_SECS {
+            log::debug!(
+                "ignoring the cache entry {}: it was minted in the future (the clock stepped back)",
                 path.display()
             );
             return None;
@@ -135,6 +169,112 @@ impl Cache {
         files::write_private_atomic(&self.entry_path(&digest), &bytes)
     }
 
+    /// Remembers that the source with identity `key` failed, until `for_` from now.
+    pub(crate) fn remember(
+        &self,
+        key: &str,
+        failure: &SourceFailure,
+        for_: std::time::Duration,
+    ) -> Result<()> {
+        files::ensure_private_dir(&self.dir)?;
+        let digest = digest(key);
+        let at = now_secs();
+        let stored = StoredFailure {
+            v: VERSION,
+            key: digest.clone(),
+            kind: failure.kind,
+            message: failure.message.clone(),
+            fix: failure.fix.clone(),
+            at,
+            until: at.saturating_add(for_.as_secs().max(1)),
+        };
+        files::write_private_atomic(&self.failure_path(&digest), &serde_json::to_vec(&stored)?)
+    }
+
+    /// The failure remembered for `key`, while it is remembered. One recorded in the future
+    /// (the clock stepped back) is not believed.
+    pub(crate) fn recall(&self, key: &str) -> Option<Recalled> {
+        if !self.dir_is_private().unwrap_or(false) {
+            return None;
+        }
+        let digest = digest(key);
+        let bytes = files::read_trusted(&self.failure_path(&digest), MAX_ENTRY_LEN)
+            .ok()
+            .flatten()?;
+        let stored: StoredFailure = serde_json::from_slice(&bytes).ok()?;
+        let now = now_secs();
+        if stored.v != VERSION
+            || stored.key != digest
+            || stored.at > now + CLOCK_SLACK_SECS
+            || stored.until <= now
+        {
+            return None;
+        }
+        Some(Recalled {
+            kind: stored.kind,
+            message: stored.message,
+            fix: stored.fix,
+            at: stored.at,
+            until: stored.until,
+        })
+    }
+
+    /// Forgets the failure remembered for `key` (its source just minted).
+    pub(crate) fn forget(&self, key: &str) {
+        let path = self.failure_path(&digest(key));
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::debug!("could not remove {}: {e}", path.display());
+        }
+    }
+
+    /// Records, for processes waiting on the minting lock, that this process holds it until
+    /// `deadline`.
+    pub(crate) fn announce_holder(&self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let owner = Owner {
+            pid: std::process::id(),
+            deadline_ms: now_millis() + left.as_millis(),
+        };
+        let written = serde_json::to_vec(&owner)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| files::write_private_atomic(&self.owner_path(), &bytes));
+        if let Err(e) = written {
+            log::debug!("could not record the lock holder: {e:#}");
+        }
+    }
+
+    /// How long until the lock holder's deadline, if it said (zero once passed).
+    pub(crate) fn holder_time_left(&self) -> Option<std::time::Duration> {
+        let owner = self.owner()?;
+        let left = owner.deadline_ms.saturating_sub(now_millis());
+        Some(std::time::Duration::from_millis(
+            u64::try_from(left).unwrap_or(u64::MAX),
+        ))
+    }
+
+    fn owner(&self) -> Option<Owner> {
+        files::read_trusted(&self.owner_path(), 1024)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+    }
+
+    /// Whether the lock holder is still at work `grace` after its own deadline (a stopped
+    /// process): then waiting for it is pointless. A holder that never said until when (an
+    /// older version) counts as stuck when `unannounced_is_stuck`.
+    pub(crate) fn holder_is_stuck(
+        &self,
+        grace: std::time::Duration,
+        unannounced_is_stuck: bool,
+    ) -> bool {
+        match self.owner() {
+            Some(owner) => now_millis() > owner.deadline_ms + grace.as_millis(),
+            None => unannounced_is_stuck,
+        }
+    }
+
     /// The minting lock if no other process holds it right now (a background refresh that
     /// finds it taken leaves the work to the holder).
     pub(crate) fn try_lock(&self) -> Result<Option<Lock>> {
@@ -142,14 +282,16 @@ impl Cache {
         Lock::try_file(&self.lock_path())
     }
 
-    /// Serialises minting across processes, so a stampede of cold `get`s mints once.
-    pub(crate) fn lock(&self, deadline: Instant) -> Result<Lock> {
-        files::ensure_private_dir(&self.dir)?;
-        Lock::file(&self.lock_path(), deadline)
-    }
-
     fn lock_path(&self) -> PathBuf {
         self.dir.join("mint.lock")
+    }
+
+    fn owner_path(&self) -> PathBuf {
+        self.dir.join("mint.owner")
+    }
+
+    fn failure_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("fail-{}.json", &digest[..16]))
     }
 
     /// `Ok(false)` if the directory does not exist yet; an error if someone else controls it.
@@ -160,6 +302,13 @@ impl Cache {
     fn entry_path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("token-{}.json", &digest[..16]))
     }
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

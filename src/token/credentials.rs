@@ -20,7 +20,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::access::Token;
+use super::access::{Token, now_secs};
+use super::failure::{Failure, FailureKind};
 use super::federation::{self, ExternalAccount};
 use super::oauth::{self, DEFAULT_LIFETIME_SECS, DEFAULT_TOKEN_URI, SCOPE};
 use crate::net::http::{self, Http, MintContext, Retry, Retryable};
@@ -138,12 +139,32 @@ impl CredentialFile {
     /// Obtains a token with these credentials within the context's deadline.
     pub(crate) fn mint(&self, ctx: &mut MintContext) -> Result<Token> {
         self.validate()?;
+        for secret in self.secrets() {
+            ctx.holds(secret);
+        }
         match self {
             CredentialFile::ServiceAccount(key) => key.mint(ctx),
             CredentialFile::AuthorizedUser(user) => user.mint(ctx),
             CredentialFile::ExternalAccount(account) => federation::mint(account, ctx),
             CredentialFile::ExternalAccountAuthorizedUser(user) => user.mint(ctx),
             CredentialFile::ImpersonatedServiceAccount(file) => file.mint(ctx),
+        }
+    }
+}
+
+impl CredentialFile {
+    /// The secrets this file holds, so that no message can quote them.
+    fn secrets(&self) -> Vec<&Secret<String>> {
+        match self {
+            CredentialFile::ServiceAccount(key) => vec![&key.private_key],
+            CredentialFile::AuthorizedUser(user) => vec![&user.client_secret, &user.refresh_token],
+            CredentialFile::ExternalAccount(account) => account.secrets(),
+            CredentialFile::ExternalAccountAuthorizedUser(user) => {
+                let mut all = vec![&user.refresh_token];
+                all.extend(user.client_secret.as_ref());
+                all
+            }
+            CredentialFile::ImpersonatedServiceAccount(file) => file.source_credentials.secrets(),
         }
     }
 }
@@ -211,19 +232,23 @@ impl ServiceAccountKey {
             )?
             .map_err(|e| anyhow!("{step}: cannot load the private key ({e})"))?;
         let token = http::with_retries(&step, deadline, || yup_token(http, &auth, &step, deadline))
-            .map_err(|e| anyhow!("{step}: token request failed: {e}"))?;
+            .map_err(|e| anyhow::Error::new(e.into_failure()))
+            .with_context(|| format!("{step}: token request failed"))?;
+        let unusable = |what: &str| Failure::new(FailureKind::Unreachable, what);
         let secret = token
             .token()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| anyhow!("{step}: the token response has no access_token"))?;
+            .ok_or_else(|| unusable("the token response has no access_token"))
+            .with_context(|| step.clone())?;
         let expires_at = token
             .expiration_time()
-            .map(|t| t.unix_timestamp().max(0) as u64)
-            .ok_or_else(|| anyhow!("{step}: the token response has no expiry"))?;
-        Ok(Token {
-            secret: Secret::new(secret.to_owned()),
-            expires_at,
-        })
+            .ok_or_else(|| unusable("the token response has no expiry"))
+            .with_context(|| step.clone())?;
+        Token::issued(
+            Secret::new(secret.to_owned()),
+            expires_at.unix_timestamp(),
+            now_secs(),
+        )
+        .with_context(|| step)
     }
 }
 
@@ -252,13 +277,68 @@ enum YupFailure {
     Yup(yup_oauth2::Error),
 }
 
+impl YupFailure {
+    /// yup-oauth2's error mapped once, here at the boundary, to a typed failure: its kind
+    /// from the error's variant and OAuth code, its text an excerpt (a server's description
+    /// can be megabytes). The whole message is scrubbed of what was sent by the mint context.
+    fn into_failure(self) -> Failure {
+        use yup_oauth2::error::AuthErrorCode as Code;
+        match self {
+            YupFailure::Http(e) => Failure::new(FailureKind::Unreachable, e.to_string()),
+            YupFailure::Yup(yup_oauth2::Error::AuthError(e)) => {
+                let kind = match &e.error {
+                    Code::Other(code)
+                        if matches!(
+                            code.as_str(),
+                            "temporarily_unavailable" | "server_error" | "internal_failure"
+                        ) =>
+                    {
+                        FailureKind::Unreachable
+                    }
+                    _ => FailureKind::Denied,
+                };
+                let desc = e
+                    .error_description
+                    .as_deref()
+                    .map(|d| format!(": {}", excerpt(d.as_bytes())))
+                    .unwrap_or_default();
+                Failure::new(
+                    kind,
+                    format!("{}{desc}", excerpt(e.error.as_str().as_bytes())),
+                )
+            }
+            YupFailure::Yup(yup_oauth2::Error::JSONError(_)) => Failure::new(
+                FailureKind::Unreachable,
+                "the token endpoint's answer is not a token response (not valid JSON)",
+            ),
+            YupFailure::Yup(yup_oauth2::Error::MissingAccessToken) => Failure::new(
+                FailureKind::Unreachable,
+                "the token response has no access_token",
+            ),
+            YupFailure::Yup(
+                e @ (yup_oauth2::Error::HttpError(_) | yup_oauth2::Error::HttpClientError(_)),
+            ) => Failure::new(
+                FailureKind::Unreachable,
+                excerpt(http::describe(&e).as_bytes()),
+            ),
+            YupFailure::Yup(e) => {
+                Failure::new(FailureKind::Broken, excerpt(http::describe(&e).as_bytes()))
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for YupFailure {
+    /// For the retry log line: the kind of failure only, never what the server said (it is
+    /// scrubbed later, in one place, before anyone reads it).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             YupFailure::Http(e) => e.fmt(f),
-            // yup-oauth2's own text stops at "client error (Connect)"; the cause (a proxy's
-            // answer, a certificate) is further down the chain.
-            YupFailure::Yup(e) => f.write_str(&http::describe(e)),
+            YupFailure::Yup(yup_oauth2::Error::AuthError(e)) => {
+                write!(f, "refused ({})", excerpt(e.error.as_str().as_bytes()))
+            }
+            YupFailure::Yup(yup_oauth2::Error::JSONError(_)) => f.write_str("an unreadable answer"),
+            YupFailure::Yup(_) => f.write_str("no answer"),
         }
     }
 }
@@ -405,5 +485,59 @@ mod tests {
         assert!(e.contains("token_uri") && e.contains("plain http"), "{e}");
         let local = parse(serde_json::json!({"type": "service_account", "client_email": "a@b", "private_key": "k", "token_uri": "http://127.0.0.1:1/token"})).unwrap();
         local.validate().unwrap();
+    }
+
+    /// Every way a credentials file can be wrong that shows before any request: the message
+    /// names what is wrong (the caller adds the file's path) and never a value.
+    #[test]
+    fn malformed_files_of_every_type_are_refused_before_any_request() {
+        let audience = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/gh";
+        let jwt = "urn:ietf:params:oauth:token-type:jwt";
+        let ok_source = serde_json::json!({"file": "/nonexistent/token"});
+        let account = |extra: Value| {
+            let mut doc = serde_json::json!({"type": "external_account", "audience": audience, "subject_token_type": jwt});
+            for (k, v) in extra.as_object().unwrap() {
+                doc[k] = v.clone();
+            }
+            doc.to_string()
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "not valid JSON"),
+            ("\u{feff}{}".to_owned(), "not valid JSON"),
+            ("[".repeat(100_000), "not valid JSON"),
+            ("[]".to_owned(), "no \"type\" field"),
+            (r#"{"type": 5}"#.to_owned(), "no \"type\" field"),
+            (r#"{"type":"service_account"}"#.to_owned(), "missing field"),
+            (r#"{"type":"service_account","client_email":7,"private_key":"x"}"#.to_owned(), "wrong type"),
+            (r#"{"type":"authorized_user","client_id":"x"}"#.to_owned(), "missing field"),
+            (r#"{"type":"authorized_user","client_id":"x","client_secret":"s","refresh_token":"r","token_uri":"ftp://x"}"#.to_owned(), "token_uri"),
+            (r#"{"type":"something_new"}"#.to_owned(), "unknown credential type \"something_new\""),
+            (r#"{"type":"external_account"}"#.to_owned(), "credential type \"external_account\" (missing field `audience`)"),
+            (r#"{"type":"external_account_authorized_user"}"#.to_owned(), "credential type \"external_account_authorized_user\" (missing field `refresh_token`)"),
+            (r#"{"type":"impersonated_service_account"}"#.to_owned(), "credential type \"impersonated_service_account\" (missing field `service_account_impersonation_url`)"),
+            (account(serde_json::json!({})), "missing field `credential_source`"),
+            (account(serde_json::json!({"audience": 7, "credential_source": ok_source})), "wrong type"),
+            (account(serde_json::json!({"credential_source": {}})), "names no source"),
+            (account(serde_json::json!({"credential_source": {"file": "/x", "format": {"type": "json"}}})), "subject_token_field_name"),
+            (account(serde_json::json!({"credential_source": {"file": "/x", "format": {"type": "xml"}}})), "format type \"xml\" is not supported"),
+            (account(serde_json::json!({"credential_source": {"environment_id": "aws9"}})), "environment_id \"aws9\" is not supported"),
+            (account(serde_json::json!({"credential_source": {"executable": {"command": ""}}})), "executable.command is empty"),
+            (
+                r#"{"type": "impersonated_service_account", "service_account_impersonation_url": "https://iam.example.com/x", "source_credentials": {"type": "impersonated_service_account"}}"#.to_owned(),
+                "source_credentials of credential type \"impersonated_service_account\" are not supported",
+            ),
+            (
+                r#"{"type": "impersonated_service_account", "service_account_impersonation_url": "https://iam.example.com/x", "source_credentials": {"type": "authorized_user"}}"#.to_owned(),
+                "missing field `client_id`",
+            ),
+        ];
+        for (text, needle) in &cases {
+            let e = CredentialFile::parse(text.as_bytes())
+                .and_then(|f| f.validate())
+                .map(|()| "accepted".to_owned())
+                .unwrap_or_else(|e| format!("{e:#}"));
+            assert!(e.contains(needle), "{text:.80}: expected {needle:?} in {e}");
+            assert!(!e.contains("/nonexistent"), "{text:.80}: {e}");
+        }
     }
 }

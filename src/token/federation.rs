@@ -45,6 +45,13 @@ struct ImpersonationOptions {
     token_lifetime_seconds: Option<u64>,
 }
 
+impl ExternalAccount {
+    /// The secrets the file itself holds (a workforce pool's client secret).
+    pub(crate) fn secrets(&self) -> Vec<&Secret<String>> {
+        self.client_secret.iter().collect()
+    }
+}
+
 /// Where the subject token comes from.
 #[derive(Debug)]
 enum Source {
@@ -160,8 +167,17 @@ pub(crate) fn exchange_pod_token(
         std::time::Instant::now() + settings.timeout.value,
         settings.ca_file.value.clone(),
     );
+    ctx.holds(sa_token);
     let deadline = ctx.deadline;
-    federate(ctx.http()?, &federation, sa_token, deadline)
+    let exchanged = federate(ctx.http()?, &federation, sa_token, deadline);
+    // The one place this exchange's errors become text: without anything it sent.
+    exchanged.map_err(|e| {
+        let kind = super::failure::classify(&e);
+        anyhow::Error::new(super::failure::Failure::new(
+            kind,
+            ctx.scrub(&format!("{e:#}")),
+        ))
+    })
 }
 
 impl ExternalAccount {

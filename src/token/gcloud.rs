@@ -9,17 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 
 use super::access::{FRESH_MARGIN_SECS, Token, now_secs};
+use super::failure::{Failure, FailureKind};
 use super::oauth::parse_rfc3339;
 use crate::util::env;
 use crate::util::files::{self, Symlinks, Trust};
 use crate::util::platform::{self, BaseDirs, Os};
 use crate::util::process;
 use crate::util::secret::Secret;
-use crate::util::text::excerpt;
+use crate::util::text::{excerpt, json_error};
 
 /// gcloud may print tokens without an expiry (e.g. with `auth/access_token_file`); such a token
 /// is treated as expiring this many seconds from now, which keeps it cached for one minute.
@@ -150,41 +151,175 @@ pub(crate) fn mint(deadline: Instant) -> Result<Option<Token>> {
         log::debug!("gcloud is not installed (not on PATH); skipping it");
         return Ok(None);
     };
+    if let Some(dir) = config_dir()
+        && !may_have_credentials(&dir)
+    {
+        // gcloud would say so after a second or two; it is known without running it.
+        return Err(Failure::new(
+            FailureKind::NoCredentials,
+            "gcloud has no active account (`gcloud auth login` was never run in this configuration)",
+        )
+        .into());
+    }
     log::debug!("running {} config config-helper", gcloud.display());
     let mut cmd = Command::new(&gcloud);
     cmd.args(["config", "config-helper", "--format=json"]);
-    let finished = process::run(cmd, deadline).map_err(|e| anyhow!("gcloud {e}"))?;
-    if !finished.status.success() {
-        bail!(
-            "gcloud config config-helper failed ({}): {}",
-            finished.status,
-            excerpt(&finished.stderr)
-        );
-    }
-    let out: HelperOutput = serde_json::from_slice(&finished.stdout).map_err(|e| {
-        anyhow!(
-            "gcloud printed unexpected output (line {} column {})",
-            e.line(),
-            e.column()
-        )
+    let finished = process::run(cmd, deadline).map_err(|e| {
+        let kind = match e {
+            process::ProcessError::TimedOut => FailureKind::Unreachable,
+            _ => FailureKind::Broken,
+        };
+        Failure::new(kind, format!("gcloud {e}"))
     })?;
+    if !finished.status.success() {
+        return Err(Failure::new(
+            verdict(&finished.stderr),
+            format!(
+                "gcloud config config-helper failed ({}): {}",
+                finished.status,
+                excerpt(&finished.stderr)
+            ),
+        )
+        .into());
+    }
+    let out: HelperOutput = serde_json::from_slice(&finished.stdout)
+        .map_err(|e| anyhow!("gcloud printed unexpected output ({})", json_error(&e)))?;
     let secret = out
         .credential
         .access_token
         .filter(|t| !t.is_empty())
-        .context("gcloud has no credentials")?;
+        .ok_or_else(|| Failure::new(FailureKind::NoCredentials, "gcloud has no credentials"))?;
+    let now = now_secs();
     let expires_at = match out.credential.token_expiry.as_deref() {
         // gcloud prints `%Y-%m-%dT%H:%M:%SZ`, a subset of RFC 3339.
-        Some(s) => parse_rfc3339(s)
-            .with_context(|| format!("gcloud printed an unreadable token_expiry {s:?}"))?,
-        None => now_secs() + UNKNOWN_EXPIRY_SECS,
+        Some(s) => parse_rfc3339(s).with_context(|| {
+            format!(
+                "gcloud printed an unreadable token_expiry {:?}",
+                excerpt(s.as_bytes())
+            )
+        })?,
+        None => now.saturating_add(UNKNOWN_EXPIRY_SECS) as i64,
     };
-    Ok(Some(Token { secret, expires_at }))
+    Ok(Some(
+        Token::issued(secret, expires_at, now).context("gcloud config config-helper")?,
+    ))
+}
+
+/// Whether gcloud could have credentials in configuration directory `dir`: an account (the
+/// active configuration's `core/account` or `CLOUDSDK_CORE_ACCOUNT`), an access-token or
+/// credential file, any `CLOUDSDK_AUTH_*` override, or a GCE/GKE machine (where gcloud uses
+/// the metadata server's account without a login). Files and environment only.
+fn may_have_credentials(dir: &Path) -> bool {
+    if env::var("CLOUDSDK_CORE_ACCOUNT").is_some_and(|a| !a.trim().is_empty())
+        || !env::with_prefix("CLOUDSDK_AUTH_").is_empty()
+        || super::metadata::locate().is_some()
+    {
+        return true;
+    }
+    let (_, config) = active_configuration(dir);
+    let Some(text) = read_small(&config) else {
+        return false;
+    };
+    ini_value(&text, "core", "account").is_some()
+        || ini_value(&text, "auth", "access_token_file").is_some()
+        || ini_value(&text, "auth", "credential_file_override").is_some()
+}
+
+/// What gcloud's failure means, read from what it printed. gcloud's exit status is 1 for
+/// every failure, so its own words are the only signal; this is the one place they are read,
+/// at the boundary with gcloud, and turned into a kind.
+fn verdict(stderr: &[u8]) -> FailureKind {
+    let text = String::from_utf8_lossy(stderr);
+    let says = |phrase: &str| text.contains(phrase);
+    if says("do not currently have an active account") {
+        FailureKind::NoCredentials
+    } else if says("Unable to find the server")
+        || says("Failed to establish a new connection")
+        || says("timed out")
+        || says("Temporary failure in name resolution")
+    {
+        FailureKind::Unreachable
+    } else if says("gcloud auth login")
+        || says("invalid_grant")
+        || says("invalid_rapt")
+        || says("Reauthentication")
+        || says("does not have any valid credentials")
+    {
+        FailureKind::SignInNeeded
+    } else {
+        FailureKind::Broken
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_gcloud_printed_decides_the_kind_of_its_failure() {
+        let cases: [(&str, FailureKind); 5] = [
+            (
+                "ERROR: (gcloud.config.config-helper) You do not currently have an active account selected.\nPlease run:\n\n  $ gcloud auth login\n",
+                FailureKind::NoCredentials,
+            ),
+            (
+                "ERROR: (gcloud.config.config-helper) Your current active account [a@b.c] does not have any valid credentials\nPlease run:\n\n  $ gcloud auth login\n",
+                FailureKind::SignInNeeded,
+            ),
+            (
+                "ERROR: (gcloud.config.config-helper) There was a problem refreshing your current auth tokens: ('invalid_grant: Bad Request', {'error': 'invalid_grant'})\nPlease run:\n\n  $ gcloud auth login\n",
+                FailureKind::SignInNeeded,
+            ),
+            (
+                "ERROR: (gcloud.config.config-helper) There was a problem refreshing your current auth tokens: Unable to find the server at oauth2.googleapis.com\nPlease run:\n\n  $ gcloud auth login\n",
+                FailureKind::Unreachable,
+            ),
+            (
+                "Traceback (most recent call last):\n  ...",
+                FailureKind::Broken,
+            ),
+        ];
+        for (stderr, kind) in cases {
+            assert_eq!(verdict(stderr.as_bytes()), kind, "{stderr}");
+        }
+    }
+
+    #[test]
+    fn a_configuration_without_an_account_cannot_have_credentials() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("configurations")).unwrap();
+        let with_env = !env::with_prefix("CLOUDSDK_AUTH_").is_empty()
+            || env::var("CLOUDSDK_CORE_ACCOUNT").is_some()
+            || super::super::metadata::locate().is_some();
+        if with_env {
+            return; // the test's own environment decides; the integration tests cover it
+        }
+        assert!(!may_have_credentials(dir));
+        std::fs::write(
+            dir.join("configurations/config_default"),
+            "[core]\nproject = p\n",
+        )
+        .unwrap();
+        assert!(!may_have_credentials(dir));
+        std::fs::write(
+            dir.join("configurations/config_default"),
+            "[core]\naccount = a@b.c\n",
+        )
+        .unwrap();
+        assert!(may_have_credentials(dir));
+        std::fs::write(dir.join("active_config"), "other").unwrap();
+        assert!(
+            !may_have_credentials(dir),
+            "the account is in another configuration"
+        );
+        std::fs::write(
+            dir.join("configurations/config_other"),
+            "[auth]\naccess_token_file = /t\n",
+        )
+        .unwrap();
+        assert!(may_have_credentials(dir));
+    }
 
     #[test]
     fn ini_values_are_found_in_their_section() {

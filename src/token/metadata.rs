@@ -7,9 +7,9 @@
 //! reached directly, never through a proxy. Besides tokens it answers which project the VM
 //! belongs to ([`project_id`]).
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
-use super::access::{STALE_MARGIN_SECS, Token, now_secs};
+use super::access::Token;
 use super::oauth;
 use crate::net::http::{MintContext, Request, Response};
 use crate::util::env;
@@ -45,11 +45,7 @@ fn product_name(source: ProductName) -> Option<String> {
 
 pub(crate) fn mint(host: &str, ctx: &mut MintContext) -> Result<Token> {
     let (step, resp) = get(host, TOKEN_PATH, ctx)?;
-    let token = oauth::parse_token_response(&resp).map_err(|e| anyhow!("{step}: {e}"))?;
-    if token.remaining_secs(now_secs()) <= STALE_MARGIN_SECS {
-        bail!("{step}: returned a token that expires within {STALE_MARGIN_SECS} seconds");
-    }
-    Ok(token)
+    oauth::parse_token_response(&resp, oauth::Grant::Metadata).with_context(|| step)
 }
 
 /// The project the VM or node belongs to, as the metadata server at `host` names it.

@@ -8,15 +8,16 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::access::{Token, now_secs};
+use super::failure::{Failure, FailureKind};
 use crate::net::http::{self, Body, Http, Request, Response};
 use crate::util::secret::Secret;
-use crate::util::text::excerpt;
+use crate::util::text::{excerpt, json_error};
 
 /// The OAuth scope requested for registry access (accepted by Container Registry and
 /// Artifact Registry).
@@ -35,63 +36,95 @@ struct TokenResponse {
     expires_in: Option<Value>,
     error: Option<String>,
     error_description: Option<String>,
+    /// Google's reason under `invalid_grant`: `invalid_rapt` asks for reauthentication.
+    error_subtype: Option<String>,
 }
 
-/// Interprets an OAuth 2.0 token response.
-pub(crate) fn parse_token_response(resp: &Response) -> Result<Token> {
+/// Which exchange a token response answers: the same OAuth error means different things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// A user's refresh token (`authorized_user`, workforce users).
+    Refresh,
+    /// An STS token exchange (federation).
+    Exchange,
+    /// The metadata server's token endpoint.
+    Metadata,
+}
+
+impl Grant {
+    /// The kind of a refused token request: a refresh token that is no longer good means the
+    /// user must sign in again; anything else refused is the configuration's problem.
+    fn failure_kind(self, status: u16, error: Option<&str>) -> FailureKind {
+        if status == 429 || status >= 500 {
+            return FailureKind::Unreachable;
+        }
+        match (self, error) {
+            (
+                Grant::Refresh,
+                Some("invalid_grant" | "invalid_rapt" | "invalid_client" | "unauthorized_client"),
+            ) => FailureKind::SignInNeeded,
+            _ if (400..500).contains(&status) => FailureKind::Denied,
+            _ => FailureKind::Unreachable,
+        }
+    }
+}
+
+/// Interprets an OAuth 2.0 token response to a `grant`. A refusal is a typed [`Failure`]
+/// whose kind follows from the grant, the status and the OAuth error code.
+pub(crate) fn parse_token_response(resp: &Response, grant: Grant) -> Result<Token> {
     let parsed = serde_json::from_slice::<TokenResponse>(&resp.body);
     if !resp.is_success() {
-        return Err(match parsed {
+        let (error, text) = match &parsed {
             Ok(TokenResponse {
                 error: Some(error),
                 error_description,
+                error_subtype,
                 ..
             }) => {
-                let desc = error_description.map(|d| format!(": {}", excerpt(d.as_bytes())));
-                anyhow!(
-                    "HTTP {} {}{}",
-                    resp.status,
-                    excerpt(error.as_bytes()),
-                    desc.unwrap_or_default()
+                let subtype = error_subtype
+                    .as_deref()
+                    .map(|s| format!(" ({})", excerpt(s.as_bytes())))
+                    .unwrap_or_default();
+                let desc = error_description
+                    .as_deref()
+                    .map(|d| format!(": {}", excerpt(d.as_bytes())))
+                    .unwrap_or_default();
+                let code = error_subtype.as_deref().unwrap_or(error);
+                (
+                    Some(code),
+                    format!(
+                        "HTTP {} {}{subtype}{desc}",
+                        resp.status,
+                        excerpt(error.as_bytes())
+                    ),
                 )
             }
-            _ => anyhow!("HTTP {}: {}", resp.status, excerpt(&resp.body)),
-        });
+            _ => (
+                None,
+                format!("HTTP {}: {}", resp.status, excerpt(&resp.body)),
+            ),
+        };
+        return Err(Failure::new(grant.failure_kind(resp.status, error), text).into());
     }
+    let unusable = |what: String| anyhow::Error::new(Failure::new(FailureKind::Unreachable, what));
     let parsed = parsed.map_err(|e| {
-        anyhow!(
+        unusable(format!(
             "the token response is not valid JSON ({})",
-            e.classify_name()
-        )
+            json_error(&e)
+        ))
     })?;
     let secret = parsed
         .access_token
-        .filter(|t| !t.is_empty())
-        .context("the token response has no access_token")?;
+        .ok_or_else(|| unusable("the token response has no access_token".to_owned()))?;
     let expires_in = match parsed.expires_in {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     }
-    .context("the token response has no valid expires_in")?;
-    Ok(Token {
-        secret,
-        expires_at: now_secs().saturating_add(expires_in),
-    })
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Data => "a field has the wrong type",
-            serde_json::error::Category::Eof => "unexpected end",
-            _ => "syntax error",
-        }
-    }
+    .ok_or_else(|| unusable("the token response has no valid expires_in".to_owned()))?;
+    Ok(Token::issued_for(secret, expires_in)?)
 }
 
 /// `Basic base64(id:secret)` for OAuth client authentication, when both are given.
@@ -110,9 +143,15 @@ pub(crate) fn basic_auth(
 }
 
 /// Sends a token request and reads the token; errors name the step.
-fn token_request(http: &Http, req: Request, deadline: Instant, step: &str) -> Result<Token> {
+fn token_request(
+    http: &Http,
+    req: Request,
+    grant: Grant,
+    deadline: Instant,
+    step: &str,
+) -> Result<Token> {
     let resp = http.send(&req, deadline).with_context(|| step.to_owned())?;
-    parse_token_response(&resp).with_context(|| step.to_owned())
+    parse_token_response(&resp, grant).with_context(|| step.to_owned())
 }
 
 /// The refresh-token grant. `client_auth` is HTTP Basic client authentication (workforce
@@ -150,7 +189,7 @@ pub(crate) fn refresh(
     if let Some(auth) = &auth {
         req = req.secret_header("authorization", auth.as_deref());
     }
-    token_request(http, req, deadline, step)
+    token_request(http, req, Grant::Refresh, deadline, step)
 }
 
 /// An STS token exchange: a subject token from another identity provider for a Google
@@ -187,8 +226,7 @@ pub(crate) fn sts_exchange(http: &Http, x: &StsExchange<'_>, deadline: Instant) 
         req = req.secret_header("authorization", auth.as_deref());
     }
     let step = format!("STS token exchange at {}", http::redacted_url(x.sts_url));
-    token_request(http, req, deadline, &step)
-        .map_err(|e| anyhow!("{}", x.subject_token.scrub(&format!("{e:#}"))))
+    token_request(http, req, Grant::Exchange, deadline, &step)
 }
 
 /// Service account impersonation: `bearer` (the caller's token) for a token of the account
@@ -221,7 +259,7 @@ pub(crate) fn impersonate(
     let req = Request::post(target.url, Body::Json(&body))
         .secret_header("authorization", authorization.as_deref());
     let resp = http.send(&req, deadline).with_context(|| step.clone())?;
-    parse_generated_token(&resp).map_err(|e| anyhow!("{step}: {}", bearer.scrub(&e)))
+    parse_generated_token(&resp).with_context(|| step)
 }
 
 /// The IAM Credentials API URL that impersonates `email`.
@@ -239,22 +277,33 @@ struct GeneratedToken {
     expire_time: Option<String>,
 }
 
-fn parse_generated_token(resp: &Response) -> std::result::Result<Token, String> {
+fn parse_generated_token(resp: &Response) -> std::result::Result<Token, Failure> {
     if !resp.is_success() {
-        return Err(google_error(resp));
+        return Err(api_failure(resp));
     }
+    let unusable = |what: &str| Failure::new(FailureKind::Unreachable, what);
     let parsed: GeneratedToken = serde_json::from_slice(&resp.body)
-        .map_err(|_| "the response is not valid JSON".to_owned())?;
+        .map_err(|_| unusable("the response is not valid JSON"))?;
     let secret = parsed
         .access_token
-        .filter(|t| !t.is_empty())
-        .ok_or("the response has no accessToken")?;
+        .ok_or_else(|| unusable("the response has no accessToken"))?;
     let expires_at = parsed
         .expire_time
         .as_deref()
         .and_then(parse_rfc3339)
-        .ok_or("the response has no valid expireTime")?;
-    Ok(Token { secret, expires_at })
+        .ok_or_else(|| unusable("the response has no valid expireTime"))?;
+    Token::issued(secret, expires_at, now_secs())
+}
+
+/// A Google API's refusal as a typed failure: 429 and 5xx are the service's trouble, other
+/// refusals (401, 403 `PERMISSION_DENIED`, 404) are the configuration's.
+pub(crate) fn api_failure(resp: &Response) -> Failure {
+    let kind = if resp.status == 429 || resp.status >= 500 {
+        FailureKind::Unreachable
+    } else {
+        FailureKind::Denied
+    };
+    Failure::new(kind, google_error(resp))
 }
 
 /// `HTTP 403 PERMISSION_DENIED: message` from a Google API error body
@@ -271,15 +320,19 @@ pub(crate) fn google_error(resp: &Response) -> String {
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2026-11-23T10:00:00.5Z`,
-/// `2026-11-23T11:00:00+01:00`); `None` if it is not one or is before 1970.
-pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
+/// `2026-11-23T11:00:00+01:00`), negative before 1970; `None` if it is not one.
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp()).ok()
+    Some(t.unix_timestamp())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_token_response_t(r: &Response) -> Result<Token> {
+        parse_token_response(r, Grant::Refresh)
+    }
 
     fn resp(status: u16, body: &str) -> Response {
         Response {
@@ -291,34 +344,35 @@ mod tests {
 
     #[test]
     fn token_responses_are_parsed_with_their_lifetime() {
-        let t = parse_token_response(&resp(
+        let t = parse_token_response_t(&resp(
             200,
             r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#,
         ))
         .unwrap();
         assert_eq!(t.secret.expose(), "ya29.x");
         assert!(t.remaining_secs(now_secs()) >= 3598);
-        let t =
-            parse_token_response(&resp(200, r#"{"access_token":"y","expires_in":"60"}"#)).unwrap();
+        let t = parse_token_response_t(&resp(200, r#"{"access_token":"y","expires_in":"60"}"#))
+            .unwrap();
         assert!(t.remaining_secs(now_secs()) <= 60);
     }
 
     #[test]
     fn token_errors_are_summarised_without_the_body() {
-        let e = parse_token_response(&resp(
+        let e = parse_token_response_t(&resp(
             400,
             r#"{"error":"invalid_grant","error_description":"Bad Request"}"#,
         ))
         .unwrap_err();
         assert_eq!(e.to_string(), "HTTP 400 invalid_grant: Bad Request");
-        let e = parse_token_response(&resp(500, "<html>\n<body>oops</body></html>")).unwrap_err();
+        let e = parse_token_response_t(&resp(500, "<html>\n<body>oops</body></html>")).unwrap_err();
         assert_eq!(e.to_string(), "HTTP 500: <html> <body>oops</body></html>");
-        let e = parse_token_response(&resp(200, "not json")).unwrap_err();
+        let e = parse_token_response_t(&resp(200, "not json")).unwrap_err();
         assert!(e.to_string().contains("not valid JSON"), "{e}");
-        let e = parse_token_response(&resp(200, r#"{"access_token":"secret-value"}"#)).unwrap_err();
+        let e =
+            parse_token_response_t(&resp(200, r#"{"access_token":"secret-value"}"#)).unwrap_err();
         assert!(!e.to_string().contains("secret-value"), "{e}");
-        let e = parse_token_response(&resp(200, r#"{"access_token":7}"#)).unwrap_err();
-        assert!(!e.to_string().contains('7'), "{e}");
+        let e = parse_token_response_t(&resp(200, r#"{"access_token":98765}"#)).unwrap_err();
+        assert!(!e.to_string().contains("98765"), "{e}");
     }
 
     #[test]
@@ -339,6 +393,7 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
         assert_eq!(parse_rfc3339("2026-11-23T08:21:04Z"), Some(1_795_422_064));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
         for bad in [
             "",
             "2015-08-30",
@@ -346,7 +401,6 @@ mod tests {
             "x-y-zT1:2:3Z",
             "2015-08-30T12:36Z",
             "2026-11-23T08:21:04",
-            "1969-12-31T23:59:59Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }

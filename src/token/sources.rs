@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 
-use super::access::Token;
+use super::access::{Token, now_secs};
 use super::credentials;
+use super::failure::{self, FailureKind, Recalled, SourceFailure};
 use super::gcloud;
 use super::metadata;
 use super::oauth::SCOPE;
@@ -37,12 +38,11 @@ enum What {
     Metadata { host: String },
 }
 
-/// What a mint attempt produced.
-pub(crate) enum Minted {
-    Token(Token),
-    /// The source turned out not to be there after all (e.g. gcloud is not installed).
-    Absent,
-}
+/// The advice for a failure behind a proxy: the proxy, not the credentials, is in the way.
+const PROXY_ADVICE: &str = "check HTTPS_PROXY and NO_PROXY (the proxy's URL, user and password); \
+     `docker-credential-gcp doctor` shows which requests use which proxy";
+/// The longest failure message kept: a server's error description can be megabytes.
+const MAX_MESSAGE: usize = 600;
 
 /// The candidates for `kinds` that are present, in order.
 pub(crate) fn present(kinds: &[SourceKind]) -> impl Iterator<Item = Candidate> + '_ {
@@ -121,18 +121,41 @@ impl Candidate {
         }
     }
 
-    /// Obtains a new token from this source within the context's deadline.
-    pub(crate) fn mint(&self, ctx: &mut MintContext) -> Result<Minted> {
-        match &self.what {
-            What::Adc { path, explicit } => {
-                let bytes = files::read_bounded(
-                    path,
-                    MAX_CREDENTIALS_FILE,
-                    Symlinks::Follow,
-                    Trust::Anyone,
-                )?
+    /// Obtains a new token from this source within the context's deadline. A failure comes
+    /// back typed and scrubbed of every secret the context sent or read.
+    pub(crate) fn mint(&self, ctx: &mut MintContext) -> Result<Token, SourceFailure> {
+        let minted = match &self.what {
+            What::Adc { path, explicit } => self.mint_adc(path, *explicit, ctx).map(Some),
+            What::Gcloud { .. } => gcloud::mint(ctx.deadline),
+            What::Metadata { host } => metadata::mint(host, ctx).map(Some),
+        };
+        match minted {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => Err(self.failure(
+                FailureKind::NoCredentials,
+                "gcloud is not installed (not on PATH)".to_owned(),
+                false,
+            )),
+            Err(e) => {
+                let kind = failure::classify(&e);
+                // A proxy in the way is not the credentials' fault (see net::connect).
+                let behind_proxy = ctx.take_proxy_failure();
+                let message = ctx.scrub(&format!("{e:#}"));
+                Err(self.failure(kind, message, behind_proxy))
+            }
+        }
+    }
+
+    fn mint_adc(
+        &self,
+        path: &std::path::Path,
+        explicit: bool,
+        ctx: &mut MintContext,
+    ) -> Result<Token> {
+        let bytes =
+            files::read_bounded(path, MAX_CREDENTIALS_FILE, Symlinks::Follow, Trust::Anyone)?
                 .ok_or_else(|| {
-                    if *explicit {
+                    if explicit {
                         anyhow!(
                             "GOOGLE_APPLICATION_CREDENTIALS names {}, which does not exist",
                             path.display()
@@ -141,28 +164,74 @@ impl Candidate {
                         anyhow!("{} disappeared", path.display())
                     }
                 })?;
-                credentials::mint_file(path, &bytes, ctx).map(Minted::Token)
-            }
-            What::Gcloud { .. } => {
-                Ok(gcloud::mint(ctx.deadline)?.map_or(Minted::Absent, Minted::Token))
-            }
-            What::Metadata { host } => metadata::mint(host, ctx).map(Minted::Token),
+        credentials::mint_file(path, &bytes, ctx)
+    }
+
+    fn failure(&self, kind: FailureKind, message: String, behind_proxy: bool) -> SourceFailure {
+        let fix = if behind_proxy {
+            PROXY_ADVICE
+        } else {
+            self.advice(kind)
+        };
+        SourceFailure {
+            source: format!("{} ({})", self.kind.name(), self.describe()),
+            kind,
+            message: bounded(&crate::util::text::one_line(&message)),
+            fix: fix.to_owned(),
         }
     }
 
-    /// What the user should do when this source fails.
-    pub(crate) fn advice(&self) -> &'static str {
-        match &self.what {
-            What::Adc { explicit: true, .. } => {
+    /// A failure remembered from a moment ago, for this source's current identity.
+    pub(crate) fn remembered(&self, r: Recalled) -> SourceFailure {
+        let ago = now_secs().saturating_sub(r.at);
+        let again = r.until.saturating_sub(now_secs());
+        SourceFailure {
+            source: format!("{} ({})", self.kind.name(), self.describe()),
+            kind: r.kind,
+            message: format!(
+                "{} (failed {ago} s ago; tried again in {again} s or when its credentials change)",
+                r.message
+            ),
+            fix: r.fix,
+        }
+    }
+
+    /// What the user should do when this source fails this way.
+    pub(crate) fn advice(&self, kind: FailureKind) -> &'static str {
+        match (&self.what, kind) {
+            (_, FailureKind::Unreachable) => {
+                "check the network, HTTPS_PROXY and NO_PROXY; `docker-credential-gcp doctor` \
+                 shows the routes"
+            }
+            (What::Adc { explicit: true, .. }, FailureKind::SignInNeeded) => {
+                "sign in again (`gcloud auth application-default login`) and point \
+                 GOOGLE_APPLICATION_CREDENTIALS at the new file, or unset it"
+            }
+            (What::Adc { explicit: true, .. }, _) => {
                 "check the file GOOGLE_APPLICATION_CREDENTIALS names, or unset it"
             }
-            What::Adc { .. } => "run `gcloud auth application-default login` again",
-            What::Gcloud { .. } => {
-                "run `gcloud auth login` (check with `gcloud auth print-access-token`)"
+            (What::Adc { .. }, _) => "run `gcloud auth application-default login` again",
+            (What::Gcloud { .. }, FailureKind::NoCredentials | FailureKind::SignInNeeded) => {
+                "run `gcloud auth login` (or set GOOGLE_APPLICATION_CREDENTIALS)"
             }
-            What::Metadata { .. } => {
+            (What::Gcloud { .. }, _) => {
+                "run `gcloud auth print-access-token` to see gcloud's own error"
+            }
+            (What::Metadata { .. }, _) => {
                 "check that the VM or node has a service account with the cloud-platform scope"
             }
         }
     }
+}
+
+/// At most [`MAX_MESSAGE`] bytes, cut at a character boundary.
+fn bounded(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
 }

@@ -28,6 +28,28 @@ struct Logger {
     file: Option<PathBuf>,
 }
 
+/// Lines for stderr held back while [`hold_stderr`] is in force (`None`: not holding).
+static HELD: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
+
+/// From now on, stderr lines are kept back (the log file still gets them at once), until
+/// [`release_stderr`] prints or drops them: a command that succeeds can stay silent while one
+/// that fails still explains itself.
+pub(crate) fn hold_stderr() {
+    if let Ok(mut held) = HELD.lock() {
+        held.get_or_insert_with(Vec::new);
+    }
+}
+
+/// Ends [`hold_stderr`]: prints the lines kept back if `show`, else drops them.
+pub(crate) fn release_stderr(show: bool) {
+    let lines = HELD.lock().ok().and_then(|mut held| held.take());
+    if show {
+        for line in lines.unwrap_or_default() {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
 /// Sets the level and log file once per process; later calls are ignored.
 pub(crate) fn init(level: LevelFilter, file: Option<PathBuf>) {
     let logger = Box::leak(Box::new(Logger { file }));
@@ -52,7 +74,19 @@ impl Log for Logger {
             Level::Debug | Level::Trace => "debug",
         };
         let line = format!("docker-credential-gcp: {level}: {}\n", record.args());
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        let kept = match HELD.lock() {
+            Ok(mut held) => match held.as_mut() {
+                Some(lines) => {
+                    lines.push(line.clone());
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if !kept {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
         if let Some(path) = &self.file {
             let _ = append(path, &line);
         }

@@ -75,6 +75,53 @@ impl<T: AsRef<str>> Secret<T> {
     }
 }
 
+/// Every secret one exchange with a server involved, in each form it may have travelled in
+/// (as is, form- and percent-encoded, base64 and base64url): the one place that scrubs a
+/// remote answer before it becomes a message. Shorter values than [`Secrets::MIN_LEN`] are
+/// not kept: redacting them would garble ordinary words.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Secrets {
+    forms: Vec<Secret<String>>,
+}
+
+impl Secrets {
+    pub(crate) const MIN_LEN: usize = 6;
+
+    /// Adds `value` and its encoded forms.
+    pub(crate) fn add(&mut self, value: &str) {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        if value.len() < Self::MIN_LEN {
+            return;
+        }
+        let forms = [
+            value.to_owned(),
+            form_urlencoded::byte_serialize(value.as_bytes()).collect(),
+            percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+            STANDARD.encode(value),
+            URL_SAFE_NO_PAD.encode(value),
+        ];
+        for form in forms {
+            if !self.forms.iter().any(|f| f.expose() == &form) {
+                self.forms.push(Secret::new(form));
+            }
+        }
+    }
+
+    /// `message` with every echo of every secret, whole or cut short, replaced by REDACTED.
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        self.forms
+            .iter()
+            .fold(message.to_owned(), |text, secret| secret.scrub(&text))
+    }
+
+    /// Each form kept (to merge into another set).
+    pub(crate) fn forms(&self) -> impl Iterator<Item = &str> {
+        self.forms.iter().map(|f| f.expose().as_str())
+    }
+}
+
 impl<T> From<T> for Secret<T> {
     fn from(value: T) -> Self {
         Secret(value)
@@ -134,6 +181,25 @@ mod tests {
         assert_eq!(
             Secret::new("abc".to_owned()).scrub("a abc b"),
             "a REDACTED b"
+        );
+    }
+
+    #[test]
+    fn every_encoding_of_a_secret_is_scrubbed() {
+        use base64::Engine;
+        let mut secrets = super::Secrets::default();
+        let refresh = "1//0g-refresh+token/with=specials";
+        secrets.add(refresh);
+        secrets.add("abc");
+        let encoded: String = form_urlencoded::byte_serialize(refresh.as_bytes()).collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(refresh);
+        let echo = format!(
+            "invalid_grant: body was grant_type=refresh_token&refresh_token={encoded} ({b64}) raw {refresh} abc"
+        );
+        let scrubbed = secrets.scrub(&echo);
+        assert_eq!(
+            scrubbed,
+            "invalid_grant: body was grant_type=refresh_token&refresh_token=REDACTED (REDACTED) raw REDACTED abc"
         );
     }
 

@@ -3,11 +3,13 @@
 #![allow(dead_code)]
 pub(crate) mod cache;
 pub(crate) mod daemons;
+pub(crate) mod dbus_keyring;
 pub(crate) mod go;
 pub(crate) mod kubelet;
 pub(crate) mod peers;
 pub(crate) mod proxy;
 pub(crate) mod registry;
+pub(crate) mod root;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,6 +34,17 @@ pub(crate) fn require(program: &str) {
         found,
         "{program} is required but not installed (see .ci/run)"
     );
+}
+
+/// A gcloud configuration directory with an account, as `gcloud auth login` leaves it: the
+/// helper runs gcloud only when it could have credentials.
+pub(crate) fn signed_in_gcloud_config(dir: &Path) {
+    std::fs::create_dir_all(dir.join("configurations")).unwrap();
+    std::fs::write(
+        dir.join("configurations/config_default"),
+        "[core]\naccount = someone@example.com\n",
+    )
+    .unwrap();
 }
 
 /// Tests that need root (podman and buildah storage, daemons) fail without it.
@@ -141,6 +154,13 @@ impl Env {
     }
 }
 
+/// What `f` returned and how long it took.
+pub(crate) fn timed(f: impl FnOnce() -> Output) -> (Output, Duration) {
+    let started = std::time::Instant::now();
+    let out = f();
+    (out, started.elapsed())
+}
+
 pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -186,6 +206,20 @@ pub(crate) fn service_account_json(token_uri: &str) -> String {
 }
 
 /// The parsed `get` answer.
+/// The helper failed (exit status 1) and its answer on stdout says `needle`.
+pub(crate) fn assert_fails_saying(out: &Output, needle: &str) {
+    assert_eq!(
+        out.code, 1,
+        "stdout={:?} stderr={:?}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains(needle),
+        "expected {needle:?} in {}",
+        out.stdout
+    );
+}
+
 pub(crate) fn creds(out: &Output) -> (String, String, String) {
     assert_eq!(
         out.code, 0,
@@ -401,9 +435,68 @@ fn serve<S: Read + Write>(conn: S, handler: &Handler, requests: &Mutex<Vec<Reque
 // ---------------------------------------------------------------------------------------------
 // Google stand-ins.
 
+/// A token endpoint that accepts connections and never answers, keeping them open until it
+/// is dropped; it counts the connections.
+pub(crate) struct Hanging {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Hanging {
+    pub(crate) fn start() -> Hanging {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (count, keep) = (accepted.clone(), held.clone());
+        std::thread::spawn(move || {
+            // Bounded: a test makes a handful of connections.
+            for conn in listener.incoming().take(200) {
+                let Ok(mut conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                // Read the request so the client is not blocked writing it, then hold on.
+                conn.set_read_timeout(Some(Duration::from_millis(200))).ok();
+                let _ = conn.read(&mut [0u8; 4096]);
+                keep.lock().unwrap().push(conn);
+            }
+        });
+        Hanging {
+            port,
+            accepted,
+            held,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.held.lock().unwrap().clear();
+        // Wake the accept loop so its thread can see the listener is no longer wanted.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
 /// A token endpoint that accepts the service-account JWT bearer grant (verifying the RS256
 /// signature with the fixture's public key and the claims Google checks) and the refresh-token
 /// grant for one authorized user. Every token it issues is unique: `ya29.test-N`.
+/// A HOME whose token source is a service account key for `server`'s `/token`, with a 3 s
+/// deadline (a test that hangs fails in seconds, not minutes).
+pub(crate) fn sa_env(server: &Server) -> Env {
+    let mut env = Env::new();
+    env.use_service_account(&server.url("/token"));
+    env.set("DOCKER_CREDENTIAL_GCP_TIMEOUT", "3");
+    env
+}
+
 pub(crate) fn token_endpoint(expires_in: u64) -> Server {
     Server::start(token_handler(expires_in))
 }
@@ -526,7 +619,7 @@ pub(crate) fn metadata_server(expires_in: u64) -> Server {
 
 pub(crate) struct SecretService {
     pub address: String,
-    children: Vec<std::process::Child>,
+    _session: dbus_keyring::Session,
 }
 
 impl SecretService {
@@ -538,7 +631,12 @@ impl SecretService {
         require("gnome-keyring-daemon");
         let mut failures = Vec::new();
         for _ in 0..3 {
-            let service = SecretService::launch(home);
+            let session = dbus_keyring::Session::launch(home, b"test-password")
+                .expect("start a D-Bus session with gnome-keyring");
+            let service = SecretService {
+                address: session.address.clone(),
+                _session: session,
+            };
             match service.wait_until_usable(Duration::from_secs(20)) {
                 Ok(()) => return service,
                 Err(e) => failures.push(e),
@@ -547,51 +645,6 @@ impl SecretService {
             let _ = std::fs::remove_dir_all(home.join(".local/share/keyrings"));
         }
         panic!("the headless Secret Service never became usable: {failures:?}");
-    }
-
-    fn launch(home: &Path) -> SecretService {
-        let mut dbus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dbus-daemon");
-        let mut address = String::new();
-        BufReader::new(dbus.stdout.take().unwrap())
-            .read_line(&mut address)
-            .unwrap();
-        let address = address.trim().to_owned();
-        assert!(
-            address.starts_with("unix:"),
-            "dbus-daemon printed {address:?}"
-        );
-        let mut keyring = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("HOME", home)
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gnome-keyring-daemon");
-        keyring
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"test-password")
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(keyring.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert!(
-            ready.starts_with("GNOME_KEYRING_CONTROL="),
-            "gnome-keyring printed {ready:?}"
-        );
-        SecretService {
-            address,
-            children: vec![keyring, dbus],
-        }
     }
 
     /// gnome-keyring announces itself before its secrets service and login collection are
@@ -617,14 +670,5 @@ impl SecretService {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(last)
-    }
-}
-
-impl Drop for SecretService {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -34,6 +34,9 @@ pub(crate) enum Peer {
     Root,
     /// The static executable `packaging/build-static.sh` builds (`./install.sh` and CI run it).
     StaticBinary,
+    /// What makes and enters the current test root (`tests/roots/current.sh`, support/root.rs):
+    /// mmdebstrap, and the namespace and chroot tools.
+    CurrentRoot,
 }
 
 impl Peer {
@@ -55,6 +58,15 @@ impl Peer {
             Peer::Tinyproxy => &["tinyproxy"],
             Peer::Namespaces => &[
                 "unshare", "nsenter", "setpriv", "mount", "openssl", "busybox",
+            ],
+            Peer::CurrentRoot => &[
+                "mmdebstrap",
+                "unshare",
+                "nsenter",
+                "setpriv",
+                "mount",
+                "chroot",
+                "flock",
             ],
             Peer::Root | Peer::StaticBinary => &[],
         }

@@ -206,6 +206,25 @@ fn is_test_key(json: &str) -> bool {
         && v["private_key"].as_str() == Some(pem.as_str())
 }
 
+/// Whether `req` asks only to pull repositories under [`PUBLIC_PREFIX`].
+fn anonymous_pulls_of_public_repositories(req: &Request) -> bool {
+    let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let scopes: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    !scopes.is_empty()
+        && scopes.iter().all(|s| {
+            access_entry(s).is_some_and(|a| {
+                a["type"] == "repository"
+                    && a["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(PUBLIC_PREFIX))
+                    && a["actions"] == serde_json::json!(["pull"])
+            })
+        })
+}
+
 /// `repository:test/img:pull,push` → `{type, name, actions}`.
 fn access_entry(scope: &str) -> Option<serde_json::Value> {
     let (kind, rest) = scope.split_once(':')?;
@@ -221,8 +240,13 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
+/// Repositories under this prefix allow anonymous pulls, as public images on gcr.io and
+/// Artifact Registry do (`gcr.io/distroless/*`).
+pub(crate) const PUBLIC_PREFIX: &str = "public/";
+
 /// The realm: `GET /token?service=…&scope=…` with HTTP Basic `oauth2accesstoken:<token>` (an
-/// issued token) or `_json_key:<key JSON>`; anything else, anonymous included, gets 401.
+/// issued token) or `_json_key:<key JSON>`. An anonymous request is granted only pulls of
+/// [`PUBLIC_PREFIX`] repositories and gets 401 when it asks for anything else.
 pub(crate) fn token_server(issued: Issued) -> Server {
     let signer = Signer::load();
     let jti = AtomicUsize::new(0);
@@ -238,6 +262,7 @@ pub(crate) fn token_server(issued: Issued) -> Server {
             return Reply::json(404, serde_json::json!({"errors": [{"code": "NOT_FOUND"}]}));
         }
         let subject = match basic_credentials(req) {
+            None if anonymous_pulls_of_public_repositories(req) => "anonymous".to_owned(),
             None => return denied("anonymous access is not allowed"),
             Some((user, token)) if user == "oauth2accesstoken" => {
                 if !issued.lock().unwrap().contains(&token) {
@@ -649,6 +674,12 @@ pub(crate) struct HelperCall {
 /// Writes `docker-credential-gcp` into `dir`: a shell wrapper that runs the built helper with
 /// the same argv and stdin and appends the call to `$E2E_HELPER_CALLS`.
 pub(crate) fn write_helper_wrapper(dir: &Path) {
+    write_helper_wrapper_for(dir, BIN);
+}
+
+/// Like `write_helper_wrapper`, running the helper at `bin` (such as the static executable a
+/// root session holds).
+pub(crate) fn write_helper_wrapper_for(dir: &Path, bin: &str) {
     let script = format!(
         r#"#!/bin/sh
 in=$(mktemp) || exit 1
@@ -660,8 +691,7 @@ line=$(printf '%s\t%s\t%s\t%s' "$1" "$(tr '\n\t' '  ' < "$in")" "$rc" "$(printf 
 printf '%s\n' "$line" >> "$E2E_HELPER_CALLS"
 rm -f "$in"
 exit $rc
-"#,
-        bin = BIN
+"#
     );
     let path = dir.join("docker-credential-gcp");
     std::fs::write(&path, script).unwrap();
@@ -757,6 +787,11 @@ impl Rig {
         rig
     }
 
+    /// Clients reach the helper at `bin` from now on (through the recording wrapper).
+    pub(crate) fn use_helper_at(&self, bin: &str) {
+        write_helper_wrapper_for(&self.env.path("bin"), bin);
+    }
+
     /// Maps `hosts` to the helper in docker's config.json and in the containers auth file.
     pub(crate) fn set_cred_helpers(&self, hosts: &[&str]) {
         let map: serde_json::Map<String, serde_json::Value> = hosts
@@ -838,6 +873,97 @@ impl Rig {
 
     pub(crate) fn google_requests_since(&self, mark: Mark) -> usize {
         self.google.count() - mark.google
+    }
+
+    /// Every token request since `mark` presented `oauth2accesstoken` with a token the Google
+    /// stand-in issued and the helper handed out since `mark` (in a `get` answer, or printed by
+    /// `print-access-token`); returns the distinct tokens, in order. This is how a test knows
+    /// the helper's token reached the registry.
+    pub(crate) fn helper_tokens_used_since(&self, mark: Mark) -> Vec<String> {
+        let (tokens, anonymous) = self.helper_tokens_and_anonymous_since(mark);
+        assert_eq!(anonymous, 0, "no anonymous token request");
+        tokens
+    }
+
+    /// Like `helper_tokens_used_since`, for clients that first ask the realm anonymously
+    /// (BuildKit's resolver does); also returns how many requests were anonymous.
+    pub(crate) fn helper_tokens_and_anonymous_since(&self, mark: Mark) -> (Vec<String>, usize) {
+        let logins = self.realm_logins_since(mark);
+        let calls = self.helper_calls_since(mark);
+        let mut tokens = Vec::new();
+        let mut anonymous = 0;
+        for login in logins {
+            let Some((user, token)) = login else {
+                anonymous += 1;
+                continue;
+            };
+            assert_eq!(user, "oauth2accesstoken");
+            assert!(
+                self.issued.lock().unwrap().contains(&token),
+                "{token} was issued"
+            );
+            assert!(
+                calls
+                    .iter()
+                    .any(|c| c.code == 0 && c.output.contains(&token)),
+                "{token} came from the helper: {calls:?}"
+            );
+            if !tokens.contains(&token) {
+                tokens.push(token);
+            }
+        }
+        assert!(!tokens.is_empty(), "the client signed in to the realm");
+        (tokens, anonymous)
+    }
+
+    /// The hosts of the helper calls since `mark`, each a successful `get`, sorted and without
+    /// repeats.
+    pub(crate) fn hosts_got_since(&self, mark: Mark) -> Vec<String> {
+        let calls = self.helper_calls_since(mark);
+        assert!(!calls.is_empty(), "the client ran the helper");
+        for call in &calls {
+            assert_eq!((call.verb.as_str(), call.code), ("get", 0), "{call:?}");
+            assert!(call.output.contains("\"Username\":\"oauth2accesstoken\""));
+        }
+        let mut hosts: Vec<String> = calls.into_iter().map(|c| c.input).collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// The manifest of `repo:tag` as the registry holds it, read with a pull token of the
+    /// test's own (not the helper's).
+    pub(crate) fn stored_manifest(&self, repo: &str, tag: &str) -> serde_json::Value {
+        let token = "ya29.e2e-reader-token";
+        self.issued.lock().unwrap().insert(token.to_owned());
+        let basic = STANDARD.encode(format!("oauth2accesstoken:{token}"));
+        let reply = http(
+            &self.realm.host(),
+            "GET",
+            &format!("/token?service={SERVICE}&scope=repository:{repo}:pull"),
+            &[("Authorization".into(), format!("Basic {basic}"))],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200);
+        let bearer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+        let reply = http(
+            &self.host,
+            "GET",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[
+                (
+                    "Authorization".into(),
+                    format!("Bearer {}", bearer["token"].as_str().unwrap()),
+                ),
+                ("Accept".into(), accept.into()),
+            ],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{repo}:{tag} is in the registry");
+        serde_json::from_slice(&reply.body).unwrap()
     }
 
     /// Pushes a fresh test image without involving the helper: with a token registered by the

@@ -100,6 +100,20 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
     Ok(doc.to_string())
 }
 
+/// Whether the mirror for docker.io belongs in this file rather than in a drop-in: it has a
+/// docker.io entry (which a drop-in's would replace), or it is one `edit` refuses (v1, not
+/// TOML), so that the refusal names it.
+pub(super) fn keeps_docker_io(text: &str) -> bool {
+    let Ok(doc) = toml_file::parse(text) else {
+        return true;
+    };
+    doc.contains_key("registries")
+        || doc
+            .get("registry")
+            .and_then(Item::as_array_of_tables)
+            .is_some_and(|regs| regs.iter().any(is_docker_io))
+}
+
 /// The comment on a `[[registry]]` header this helper wrote, so `--remove` takes only that.
 const ADDED_BY_US: &str = "# added by docker-credential-gcp for mirror.gcr.io";
 
@@ -185,6 +199,26 @@ mod tests {
         );
         // ...which then ends with a newline.
         assert_eq!(edit(&added, true).unwrap(), "# only a comment\n");
+    }
+
+    #[test]
+    fn only_a_file_with_a_docker_io_entry_keeps_the_mirror_from_a_drop_in() {
+        // Debian's registries.conf (all comments) and shortnames.conf (aliases) do not.
+        assert!(!keeps_docker_io(
+            "# unqualified-search-registries = [\"example.com\"]\n"
+        ));
+        assert!(!keeps_docker_io(
+            "[aliases]\n  \"alpine\" = \"docker.io/library/alpine\"\n"
+        ));
+        assert!(!keeps_docker_io("[[registry]]\nlocation = \"quay.io\"\n"));
+        assert!(keeps_docker_io(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"corp-mirror.test\"\n"
+        ));
+        // Files `edit` refuses stay the target, so that the refusal names them.
+        assert!(keeps_docker_io(
+            "[registries.search]\nregistries = ['docker.io']\n"
+        ));
+        assert!(keeps_docker_io("[[registry]\n"));
     }
 
     #[test]
