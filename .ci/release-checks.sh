@@ -7,7 +7,8 @@
 # 2. Its dependency list: the executable carries the crates it was built from (cargo
 #    auditable), read back with rust-audit-info (the reader `cargo audit bin` uses) and checked
 #    against Cargo.lock.
-# 3. cargo deny: licenses, bans and sources (.ci/deny.toml). Offline: no advisory database.
+# 3. cargo deny: licenses, bans and sources (.ci/deny.toml). No advisory database: CI cannot
+#    fetch it.
 #
 # Needs cargo-auditable, rust-audit-info and cargo-deny (.ci/run installs them).
 # Each step prints its wall time, the CPU time it took and the load average after it
@@ -86,4 +87,4 @@ step "second static build from a copy of HEAD in another directory" build_elsewh
 step "same SHA-256" compare
 step "dependency list read back" read_dependency_list
 step "cargo deny (licenses, bans, sources)" \
-  cargo deny --locked check --config .ci/deny.toml licenses bans sources
+  cargo deny --locked --config .ci/deny.toml check licenses bans sources

@@ -12,10 +12,11 @@
 # inside the compiler and must stay dynamic. Elsewhere it is the ordinary release build.
 #
 # Reproducible: the same commit, toolchain and target give the same bytes wherever the tree
-# and cargo's home are. The paths that would be compiled in (panic locations in dependencies,
-# generated files under target/) are remapped to fixed names, and SOURCE_DATE_EPOCH is the
-# commit's time for anything that stamps a date. CI builds it a second time from a copy of
-# the tree in another directory and compares (.ci/release-checks.sh).
+# and cargo's home are. Panic locations in dependencies name their sources under cargo's home,
+# so that is remapped to /cargo; the tree's own sources are compiled by relative path, and its
+# remap to /build covers anything generated under target/. SOURCE_DATE_EPOCH is the commit's
+# time for any tool that stamps a date (none does today). CI builds it a second time from a
+# copy of the tree in another directory and compares (.ci/release-checks.sh).
 #
 # Auditable: with cargo-auditable installed (CI and the release workflow install it), the
 # executable carries the list of crates it was built from, which `cargo audit bin`, trivy and
