@@ -2,8 +2,10 @@
 //! platform and its inputs, so each is table-tested on Linux. The `#[cfg]` glue that feeds
 //! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`].
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+
+use crate::util::env;
 
 /// Name of this program's directory under the user's config, cache and data directories.
 pub(crate) const APP_DIR: &str = "docker-credential-gcp";
@@ -27,7 +29,8 @@ impl Os {
 }
 
 /// The user's base directories as the OS defines them (the `dirs` crate reads them: XDG
-/// variables on Linux, `~/Library/…` on macOS, the known folders on Windows).
+/// variables on Linux, `~/Library/…` on macOS, the known folders on Windows, where the
+/// variables win when set: [`BaseDirs::with_windows_variables`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BaseDirs {
     pub(crate) home: Option<PathBuf>,
@@ -39,6 +42,16 @@ pub(crate) struct BaseDirs {
     pub(crate) data_local: Option<PathBuf>,
 }
 
+/// `C:\…` or `\\server\share\…`: a Windows path that does not depend on the current
+/// directory (decided by text, so it is the same on every OS).
+fn is_windows_absolute(path: &OsStr) -> bool {
+    let text = path.to_string_lossy();
+    let b = text.as_bytes();
+    let drive =
+        b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/');
+    drive || text.starts_with(r"\\")
+}
+
 impl BaseDirs {
     pub(crate) fn current() -> BaseDirs {
         BaseDirs {
@@ -47,6 +60,38 @@ impl BaseDirs {
             cache: dirs::cache_dir(),
             data_local: dirs::data_local_dir(),
         }
+        .with_windows_variables(Os::CURRENT, env::var_os)
+    }
+
+    /// On Windows the `dirs` crate asks the Known Folders API, which ignores the environment,
+    /// while docker and gcloud read `%USERPROFILE%` and `%APPDATA%` (as Go's standard library
+    /// does). Set to an absolute path, those variables and `%LOCALAPPDATA%` win here too, so
+    /// the helper finds what those tools write, and a test can give it folders of its own.
+    /// Elsewhere `dirs` already follows HOME and the XDG variables.
+    pub(crate) fn with_windows_variables(
+        mut self,
+        os: Os,
+        var: impl Fn(&str) -> Option<OsString>,
+    ) -> BaseDirs {
+        if os != Os::Windows {
+            return self;
+        }
+        let dir = |name: &str| {
+            var(name)
+                .filter(|v| is_windows_absolute(v))
+                .map(PathBuf::from)
+        };
+        if let Some(home) = dir("USERPROFILE") {
+            self.home = Some(home);
+        }
+        if let Some(config) = dir("APPDATA") {
+            self.config = Some(config);
+        }
+        if let Some(local) = dir("LOCALAPPDATA") {
+            self.cache = Some(local.clone());
+            self.data_local = Some(local);
+        }
+        self
     }
 
     /// This program's settings file.
@@ -295,6 +340,32 @@ mod tests {
 
     fn p(s: &str) -> Option<PathBuf> {
         Some(PathBuf::from(s))
+    }
+
+    #[test]
+    fn windows_folders_follow_their_variables_when_set_to_absolute_paths() {
+        let set = |name: &str| -> Option<OsString> {
+            match name {
+                "USERPROFILE" => Some(r"D:\home\b".into()),
+                "APPDATA" => Some(r"D:\home\b\Roaming".into()),
+                "LOCALAPPDATA" => Some(r"\\srv\b\Local".into()),
+                _ => None,
+            }
+        };
+        let dirs = windows().with_windows_variables(Os::Windows, set);
+        assert_eq!(dirs.home, p(r"D:\home\b"));
+        assert_eq!(dirs.config, p(r"D:\home\b\Roaming"));
+        assert_eq!(dirs.cache, p(r"\\srv\b\Local"));
+        assert_eq!(dirs.data_local, p(r"\\srv\b\Local"));
+
+        let relative = |_: &str| -> Option<OsString> { Some(r"AppData\Roaming".into()) };
+        let unchanged = windows().with_windows_variables(Os::Windows, relative);
+        assert_eq!(unchanged, windows(), "a relative path is ignored");
+        let unset = windows().with_windows_variables(Os::Windows, |_| None);
+        assert_eq!(unset, windows());
+        for (os, base) in [(Os::Linux, linux()), (Os::Macos, macos())] {
+            assert_eq!(base.clone().with_windows_variables(os, set), base, "{os:?}");
+        }
     }
 
     #[test]
