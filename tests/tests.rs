@@ -3,16 +3,17 @@
 //! servers and real peers the test starts itself. A test whose peer programs are missing says
 //! so and returns outside CI, and fails in CI (see support/peers.rs).
 
-// Modules that use Unix APIs (FIFOs, signals, shell scripts) are built on Unix only, and those
-// that need Linux peers or could reach the OS keyring (the Keychain on macOS, Credential
-// Manager on Windows; tests must never touch the developer's own) on Linux only, where the
-// tests start a private Secret Service.
+// Modules that use Unix APIs (FIFOs, signals, modes, shell scripts) are built on Unix only,
+// and those that need Linux peers or could reach the OS keyring (the Keychain on macOS,
+// Credential Manager on Windows; tests must never touch the developer's own) on Linux only,
+// where the tests start a private Secret Service. The ungated modules also run on Windows
+// (under Wine in CI: .ci/windows-macos.sh, docs/platforms.md), with the helper's folders
+// (%USERPROFILE%, %APPDATA%, %LOCALAPPDATA%) inside each test's HOME.
 
 // Tests, benchmarks and build scripts talk to the console and read the real environment;
 // the house rules for the program (util::ui, util::env) do not apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
-#[cfg(unix)]
 mod support;
 
 // One module per topic; a new test goes where its topic is (a new topic gets a new module and
@@ -23,13 +24,10 @@ mod architecture;
 // The docs: README.md's size, relative links and anchors, every subcommand and flag in docs/commands.md.
 mod docs;
 // The docker-credential-helpers protocol and the command line: bad input on every verb, usage, help, closed or full stdout, the reference helper.
-#[cfg(unix)]
 mod protocol;
 // Which addresses get a Google token, end to end: non-Google hosts, lookalikes, bucket hosts, declared registries.
-#[cfg(unix)]
 mod host_policy;
 // Each token source (ADC files, the metadata server), their order, fallthrough, and how missing or malformed credential files are reported.
-#[cfg(unix)]
 mod sources;
 // Token endpoints and metadata servers that misbehave: retries, timeouts, resets, answers that are not tokens, echoes of what was sent, endless or huge answers, lifetimes, a silent DNS server.
 #[cfg(target_os = "linux")]
