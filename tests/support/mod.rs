@@ -743,6 +743,7 @@ impl SecretService {
     }
 }
 
+#[cfg(unix)]
 impl SecretService {
     /// Stops gnome-keyring (SIGSTOP) without closing its D-Bus connection: calls to it are
     /// delivered and never answered, as with a hung daemon or an unanswered unlock prompt.
