@@ -48,7 +48,6 @@ mod cache;
 #[cfg(target_os = "linux")]
 mod cached_path;
 // Refresh ahead: a get near expiry answers at once and leaves one background refresh.
-#[cfg(unix)]
 mod refresh_ahead;
 // FIFOs, devices and planted symlinks at every path the helper opens: refused or skipped at once, never blocking.
 #[cfg(target_os = "linux")]
