@@ -619,8 +619,14 @@ fn testcontainers_for_node_starts_a_container_from_a_private_image() {
         out.stderr
     );
     assert_eq!(out.stdout.trim(), marker, "the container ran");
-    // Node's testcontainers runs the helper itself and writes the registry with a newline.
     assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
+    // Node's testcontainers runs the helper with code of its own, which ends the address with
+    // a newline (the wrapper records it as a space; Go's and docker-py's clients send none).
+    let recorded = std::fs::read_to_string(&rig.calls).unwrap();
+    assert!(
+        recorded.contains(&format!("get\t{} \t0\t", rig.host)),
+        "{recorded}"
+    );
     assert_eq!(rig.google_requests_since(mark), 1);
     assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
 }
