@@ -6,7 +6,7 @@
 //! module reads the environment and at most one small file; it must stay cheap because it runs
 //! on every `get`.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,7 +33,8 @@ pub(crate) struct Spec {
 /// Declares the settings from one table (invoked once, below): each row becomes a field of
 /// [`Settings`], an entry of [`SPECS`], a line of `Settings::from_inputs` and a row of
 /// [`Settings::rows`]. A row gives the field and its type, the key, the variable, the help,
-/// how to parse the text (with the warnings list, for entries skipped rather than refused),
+/// how to parse the value (the variable's bytes as the OS gives them, or the config file's
+/// text; with the warnings list, for entries skipped rather than refused),
 /// the default, and how `config` shows the value.
 macro_rules! settings {
     ($(
@@ -76,7 +77,7 @@ macro_rules! settings {
                 // Built in place, field by field in table order.
                 Ok(Settings {
                     $($field: {
-                        let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
+                        let parse: fn(&OsStr, &mut Vec<String>) -> Result<$ty> = $parse;
                         let default: fn(&BaseDirs) -> $ty = $default;
                         inputs.get(
                             specs.next().expect("one spec per row"),
@@ -106,7 +107,7 @@ settings! {
         key: "token_sources",
         env: "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES",
         help: "comma list of adc, gcloud, metadata, tried in order (default adc,gcloud,metadata)",
-        parse: |v, _| parse_sources(v),
+        parse: |v, _| parse_sources(text(v)?),
         default: |_| DEFAULT_SOURCES.to_vec(),
         show: |v| v.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
     }
@@ -114,7 +115,7 @@ settings! {
         key: "registries",
         env: "DOCKER_CREDENTIAL_GCP_REGISTRIES",
         help: "extra host[:port] list to treat as Google registries (e.g. a proxy in front of Artifact Registry)",
-        parse: |v, warnings| Ok(lenient_hosts(v, warnings)),
+        parse: |v, warnings| Ok(lenient_hosts(text(v)?, warnings)),
         default: |_| Vec::new(),
         show: |v| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
     }
@@ -123,7 +124,7 @@ settings! {
         key: "cache_dir",
         env: "DOCKER_CREDENTIAL_GCP_CACHE_DIR",
         help: "token cache directory",
-        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        parse: |v, _| absolute_path(v).map(Some),
         default: BaseDirs::cache_dir,
         show: show_path,
     }
@@ -131,7 +132,7 @@ settings! {
         key: "no_cache",
         env: "DOCKER_CREDENTIAL_GCP_NO_CACHE",
         help: "1 to never cache tokens",
-        parse: |v, _| parse_bool(v),
+        parse: |v, _| parse_bool(text(v)?),
         default: |_| false,
         show: ToString::to_string,
     }
@@ -139,7 +140,7 @@ settings! {
         key: "timeout",
         env: "DOCKER_CREDENTIAL_GCP_TIMEOUT",
         help: "seconds allowed for minting a token (default 15)",
-        parse: |v, _| parse_timeout(v),
+        parse: |v, _| parse_timeout(text(v)?),
         default: |_| DEFAULT_TIMEOUT,
         show: |v| format!("{}s", v.as_secs_f64()),
     }
@@ -148,7 +149,7 @@ settings! {
         key: "refresh_ahead",
         env: "DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD",
         help: "minutes before expiry to refresh a cached token in the background (default 15; 0 off)",
-        parse: |v, _| parse_minutes(v),
+        parse: |v, _| parse_minutes(text(v)?),
         default: |_| DEFAULT_REFRESH_AHEAD,
         show: |v| format!("{}m", v.as_secs() / 60),
     }
@@ -156,7 +157,7 @@ settings! {
         key: "on_error",
         env: "DOCKER_CREDENTIAL_GCP_ON_ERROR",
         help: "fail (default) or anonymous: what `get` answers when Google cannot be reached or refuses (anonymous: \"not found\", so public images still pull)",
-        parse: |v, _| OnError::parse(v),
+        parse: |v, _| OnError::parse(text(v)?),
         default: |_| OnError::Fail,
         show: |v| v.name().to_owned(),
     }
@@ -165,7 +166,7 @@ settings! {
         key: "remember_failures",
         env: "DOCKER_CREDENTIAL_GCP_REMEMBER_FAILURES",
         help: "seconds a failed mint is remembered per identity, so repeated gets answer at once (default 30; 0 off)",
-        parse: |v, _| parse_remember(v),
+        parse: |v, _| parse_remember(text(v)?),
         default: |_| DEFAULT_REMEMBER_FAILURES,
         show: |v| format!("{}s", v.as_secs()),
     }
@@ -173,7 +174,7 @@ settings! {
         key: "log",
         env: "DOCKER_CREDENTIAL_GCP_LOG",
         help: "error, warn (default), info or debug; to stderr",
-        parse: |v, _| logging::parse_level(v),
+        parse: |v, _| logging::parse_level(text(v)?),
         default: |_| LevelFilter::Warn,
         show: |v| v.as_str().to_ascii_lowercase(),
     }
@@ -181,7 +182,7 @@ settings! {
         key: "log_file",
         env: "DOCKER_CREDENTIAL_GCP_LOG_FILE",
         help: "also append log lines to this file",
-        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        parse: |v, _| absolute_path(v).map(Some),
         default: |_| None,
         show: show_path,
     }
@@ -190,7 +191,7 @@ settings! {
         key: "ca_file",
         env: "DOCKER_CREDENTIAL_GCP_CA_FILE",
         help: "extra CA certificates (PEM) for HTTPS, added to the OS roots (e.g. a TLS-inspecting proxy's)",
-        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        parse: |v, _| absolute_path(v).map(Some),
         default: |_| None,
         show: show_path,
     }
@@ -284,17 +285,18 @@ struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    /// The raw text of `spec` and its origin: the variable, else the config file's key.
-    fn raw(&self, spec: &Spec) -> Result<Option<(String, Origin)>> {
+    /// The raw value of `spec` and its origin: the variable (its bytes as the OS gives them:
+    /// a path need not be UTF-8), else the config file's key.
+    fn raw(&self, spec: &Spec) -> Result<Option<(OsString, Origin)>> {
         if let Some(v) = (self.env)(spec.env) {
-            let v = v
-                .into_string()
-                .map_err(|_| anyhow::anyhow!("{} is not valid UTF-8", spec.env))?;
             return Ok(Some((v, Origin::Env(spec.env))));
         }
         match self.file.and_then(|f| f.get(spec.key)) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => Ok(Some((file_value_as_text(spec.key, v)?, Origin::File))),
+            Some(v) => Ok(Some((
+                file_value_as_text(spec.key, v)?.into(),
+                Origin::File,
+            ))),
         }
     }
 
@@ -302,13 +304,13 @@ impl Inputs<'_> {
     fn get<T>(
         &self,
         spec: &Spec,
-        parse: impl FnOnce(&str) -> Result<T>,
+        parse: impl FnOnce(&OsStr) -> Result<T>,
         default: impl FnOnce() -> T,
     ) -> Result<Setting<T>> {
         match self.raw(spec)? {
-            Some((text, origin)) => {
+            Some((raw, origin)) => {
                 let value =
-                    parse(&text).with_context(|| format!("invalid {} ({origin})", spec.key))?;
+                    parse(&raw).with_context(|| format!("invalid {} ({origin})", spec.key))?;
                 Ok(Setting { value, origin })
             }
             None => Ok(Setting {
@@ -360,6 +362,24 @@ impl Settings {
             self.cache_dir.value.as_deref()
         }
     }
+}
+
+/// A setting's value as text (every setting but the paths is text).
+fn text(v: &OsStr) -> Result<&str> {
+    v.to_str().context("not valid UTF-8")
+}
+
+/// A path setting, as the OS gives it (any bytes). It must be absolute: one relative to
+/// wherever docker runs the helper would name a different file each time.
+fn absolute_path(v: &OsStr) -> Result<PathBuf> {
+    let path = PathBuf::from(v);
+    if !path.is_absolute() {
+        bail!(
+            "{path:?} is not an absolute path; give the full path (`~` is not expanded), or \
+             leave it unset for the default"
+        );
+    }
+    Ok(path)
 }
 
 fn show_path(p: &Option<PathBuf>) -> String {
@@ -513,6 +533,33 @@ mod tests {
             Some(Path::new("/home/a/.cache/docker-credential-gcp"))
         );
         assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn path_settings_must_be_absolute() {
+        let paths = SPECS
+            .iter()
+            .filter(|s| s.key.ends_with("_dir") || s.key.ends_with("_file"));
+        assert_eq!(paths.clone().count(), 3);
+        for spec in paths {
+            for relative in ["cache", "./x", "~/x", "../x"] {
+                let e = format!("{:#}", resolve(&[(spec.env, relative)], None).unwrap_err());
+                assert!(e.contains(spec.env) && e.contains("absolute"), "{e}");
+                let file = serde_json::json!({ spec.key: relative }).to_string();
+                let e = format!("{:#}", resolve(&[], Some(&file)).unwrap_err());
+                assert!(
+                    e.contains(spec.key) && e.contains("config file") && e.contains("absolute"),
+                    "{e}"
+                );
+            }
+            let s = resolve(&[(spec.env, "/abs/x")], None).unwrap();
+            let value = match spec.key {
+                "cache_dir" => s.cache_dir.value,
+                "log_file" => s.log_file.value,
+                _ => s.ca_file.value,
+            };
+            assert_eq!(value.as_deref(), Some(Path::new("/abs/x")));
+        }
     }
 
     #[test]

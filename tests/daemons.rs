@@ -811,6 +811,62 @@ fn configure_mirror_warns_about_a_running_dockerd_started_with_registry_mirror()
     );
 }
 
+/// Numbers in daemon.json are dockerd's to read, with Go's rules: `-0` is an int, `-0.0` is not
+/// (dockerd refuses to start with it). configure-mirror writes every number as it was.
+#[test]
+fn dockerd_starts_after_configure_mirror_on_a_daemon_json_with_unusual_numbers() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
+    require_daemon_tools("dockerd");
+    let dir = fresh_dir("numbers-dockerd");
+    let config = dir.join("daemon.json");
+    let original = format!(
+        "{{\"deprecated-key-path\": {}, \"shutdown-timeout\": -0, \"max-concurrent-downloads\": 3}}",
+        serde_json::Value::String(dir.join("key.json").display().to_string())
+    );
+    std::fs::write(&config, &original).unwrap();
+    let (_, mut proc) =
+        Dockerd::start(&dir, Place::Private, &[], &[]).expect("dockerd reads the file as written");
+    assert!(proc.stop().is_some_and(|s| s.success()));
+
+    let env = Env::new();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--daemon-json",
+            &config.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (dockerd, mut proc) = Dockerd::start(&dir, Place::Private, &[], &[])
+        .unwrap_or_else(|log| panic!("dockerd refused the file configure-mirror wrote: {log}"));
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("\"shutdown-timeout\": -0,") && written.contains("https://mirror.gcr.io"),
+        "{written}"
+    );
+    let info = run_command(
+        {
+            let mut cmd = env.program(
+                DOCKER,
+                &["info", "--format", "{{json .RegistryConfig.Mirrors}}"],
+            );
+            cmd.env("DOCKER_HOST", dockerd.host());
+            cmd
+        },
+        b"",
+    );
+    assert!(
+        info.stdout.contains("https://mirror.gcr.io/"),
+        "{} {}",
+        info.stdout,
+        info.stderr
+    );
+    assert!(proc.stop().is_some_and(|s| s.success()));
+}
+
 /// The world's registries are out of the machine's reach: a connection to the machine's
 /// `[::1]:443` (if anything listens there at all) never gets to the world's mirror, which would
 /// log a TLS handshake error for it.

@@ -76,6 +76,9 @@ mod kubelet;
 // The provider and the shipped example configs held to the kubelet's own rules (tests/support/kubelet.rs).
 #[cfg(unix)]
 mod kubelet_rules;
+// Where the helper's own files go: paths from the environment and the config file, as any bytes, never relative to the current directory.
+#[cfg(unix)]
+mod paths;
 // HTTPS_PROXY, HTTP_PROXY and NO_PROXY with real proxies (tinyproxy, squid) in a private network namespace.
 #[cfg(target_os = "linux")]
 mod proxy;

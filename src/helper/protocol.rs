@@ -12,7 +12,7 @@ use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
 use super::login::{self, Kind, Stored};
-use super::store::{Login, Store};
+use super::store::{self, Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
 use crate::settings::{self, OnError, Settings};
 use crate::token::{self, NoToken, now_secs};
@@ -208,7 +208,7 @@ fn stored(server: &str, host: &str, google: bool, settings: &Settings) -> Result
         log::warn!(
             "the access token stored for {host} by `docker login` has expired; removing it and minting a fresh one"
         );
-        if let Err(e) = store.erase(host) {
+        if let Err(e) = store.erase(host, store::LOOKUP_WAIT) {
             log::warn!("could not remove it: {e:#}");
         }
         return Ok(None);
@@ -311,7 +311,7 @@ fn erase(input: &str, settings: &Settings) -> Result<Answer> {
     let host = registry_key(input)?;
     let store = Store::open(settings)
         .ok_or_else(|| anyhow!("no data directory for stored credentials (is HOME set?)"))?;
-    store.erase(&host)?;
+    store.erase(&host, store::CHANGE_WAIT)?;
     Ok(Answer::Output(String::new()))
 }
 

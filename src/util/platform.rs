@@ -1,6 +1,7 @@
 //! Every decision that differs between Linux, macOS and Windows, as plain functions of the
 //! platform and its inputs, so each is table-tested on Linux. The `#[cfg]` glue that feeds
-//! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`].
+//! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`]
+//! (its `imp` modules: the `dirs` crate everywhere, with a relative HOME settled on Unix).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,8 +27,9 @@ impl Os {
     };
 }
 
-/// The user's base directories as the OS defines them (the `dirs` crate reads them: XDG
-/// variables on Linux, `~/Library/…` on macOS, the known folders on Windows).
+/// The user's base directories as the OS defines them, through the `dirs` crate: HOME and the
+/// XDG variables on Linux, `~/Library/…` on macOS, the known folders on Windows; on Unix a
+/// relative HOME is not used (see `imp::settle`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BaseDirs {
     pub(crate) home: Option<PathBuf>,
@@ -40,13 +42,9 @@ pub(crate) struct BaseDirs {
 }
 
 impl BaseDirs {
+    /// The running user's directories.
     pub(crate) fn current() -> BaseDirs {
-        BaseDirs {
-            home: dirs::home_dir(),
-            config: dirs::config_dir(),
-            cache: dirs::cache_dir(),
-            data_local: dirs::data_local_dir(),
-        }
+        imp::current()
     }
 
     /// This program's settings file.
@@ -80,6 +78,218 @@ impl BaseDirs {
         match docker_config_var {
             Some(dir) => Some(PathBuf::from(dir).join("config.json")),
             None => Some(self.home.as_ref()?.join(".docker").join("config.json")),
+        }
+    }
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::path::PathBuf;
+
+    use super::{BaseDirs, Os};
+
+    /// The running user's directories as `dirs` finds them (HOME, the user database when HOME
+    /// is unset, and on Linux the XDG variables, of which it already ignores relative ones),
+    /// settled by [`settle`].
+    pub(super) fn current() -> BaseDirs {
+        let found = BaseDirs {
+            home: dirs::home_dir(),
+            config: dirs::config_dir(),
+            cache: dirs::cache_dir(),
+            data_local: dirs::data_local_dir(),
+        };
+        settle(Os::CURRENT, found, account_home)
+    }
+
+    /// `dirs` takes a relative HOME as it is, which would put this program's files under
+    /// whatever directory docker happens to run it in. Here a relative HOME counts as unset:
+    /// the home directory is the user database's (`account_home`; as for a kubelet plugin,
+    /// which gets no HOME), and each directory `dirs` derived from the relative HOME is derived
+    /// from that one instead, while one set explicitly (an absolute `XDG_*_HOME`) stays. No
+    /// relative path ever comes out.
+    pub(super) fn settle(
+        os: Os,
+        found: BaseDirs,
+        account_home: impl FnOnce() -> Option<PathBuf>,
+    ) -> BaseDirs {
+        let absolute = |p: Option<PathBuf>| p.filter(|p| p.is_absolute());
+        if found.home.as_ref().is_some_and(|h| h.is_absolute()) {
+            return BaseDirs {
+                home: found.home,
+                config: absolute(found.config),
+                cache: absolute(found.cache),
+                data_local: absolute(found.data_local),
+            };
+        }
+        let home = absolute(account_home());
+        let (config, cache, data) = match os {
+            Os::Macos => (
+                "Library/Application Support",
+                "Library/Caches",
+                "Library/Application Support",
+            ),
+            Os::Linux | Os::Windows => (".config", ".cache", ".local/share"),
+        };
+        let under = |rel: &str| home.as_ref().map(|h| h.join(rel));
+        BaseDirs {
+            config: absolute(found.config).or_else(|| under(config)),
+            cache: absolute(found.cache).or_else(|| under(cache)),
+            data_local: absolute(found.data_local).or_else(|| under(data)),
+            home,
+        }
+    }
+
+    /// The home directory the user database (`/etc/passwd`, NSS) gives the effective user.
+    fn account_home() -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut buf = vec![0u8; 1024];
+        loop {
+            // SAFETY: passwd is plain data that getpwuid_r fills in; an all-zero value is valid.
+            let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+            let mut found: *mut libc::passwd = std::ptr::null_mut();
+            // SAFETY: every pointer is valid for the call; the strings `entry` points to live in
+            // `buf`, which outlives their use below.
+            let rc = unsafe {
+                libc::getpwuid_r(
+                    libc::geteuid(),
+                    &mut entry,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut found,
+                )
+            };
+            if rc == libc::ERANGE && buf.len() < 1 << 20 {
+                buf.resize(buf.len() * 4, 0);
+                continue;
+            }
+            if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+                return None;
+            }
+            // SAFETY: getpwuid_r succeeded, so pw_dir is a NUL-terminated string inside `buf`.
+            let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+            let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+            return (!dir.as_os_str().is_empty()).then_some(dir);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+
+        use super::*;
+
+        fn p(s: &str) -> Option<PathBuf> {
+            Some(PathBuf::from(s))
+        }
+
+        fn under(home: &str, config: &str, cache: &str, data: &str) -> BaseDirs {
+            let home = PathBuf::from(home);
+            BaseDirs {
+                config: Some(home.join(config)),
+                cache: Some(home.join(cache)),
+                data_local: Some(home.join(data)),
+                home: Some(home),
+            }
+        }
+
+        fn linux(home: &str) -> BaseDirs {
+            under(home, ".config", ".cache", ".local/share")
+        }
+
+        fn macos(home: &str) -> BaseDirs {
+            under(
+                home,
+                "Library/Application Support",
+                "Library/Caches",
+                "Library/Application Support",
+            )
+        }
+
+        #[test]
+        fn what_dirs_finds_under_an_absolute_home_is_kept() {
+            let found = BaseDirs {
+                home: p("/home/a"),
+                config: p("/x/config"),
+                cache: p("/x/cache"),
+                data_local: p("/x/data"),
+            };
+            assert_eq!(settle(Os::Linux, found.clone(), || p("/root")), found);
+            assert_eq!(
+                settle(Os::Linux, linux("/home/a"), || None),
+                linux("/home/a")
+            );
+        }
+
+        #[test]
+        fn a_relative_home_counts_as_unset_and_nothing_relative_comes_out() {
+            // HOME=rel with no XDG_* set: dirs derives every directory from "rel".
+            let from_relative = BaseDirs {
+                home: p("rel"),
+                config: p("rel/.config"),
+                cache: p("rel/.cache"),
+                data_local: p("rel/.local/share"),
+            };
+            assert_eq!(
+                settle(Os::Linux, from_relative.clone(), || p("/home/a")),
+                linux("/home/a"),
+                "as if unset: the user database's home"
+            );
+            assert_eq!(
+                settle(Os::Linux, from_relative.clone(), || None),
+                BaseDirs::default()
+            );
+            assert_eq!(
+                settle(Os::Linux, from_relative, || p("relative")),
+                BaseDirs::default()
+            );
+            // An absolute XDG_CACHE_HOME stays, whatever HOME is.
+            let with_xdg = BaseDirs {
+                cache: p("/x/cache"),
+                ..linux("rel")
+            };
+            let settled = settle(Os::Linux, with_xdg, || p("/home/a"));
+            assert_eq!(settled.cache, p("/x/cache"));
+            assert_eq!(settled.config, p("/home/a/.config"));
+            // macOS: everything under ~/Library.
+            assert_eq!(
+                settle(Os::Macos, macos("rel"), || p("/Users/a")),
+                macos("/Users/a")
+            );
+        }
+
+        #[test]
+        fn directories_keep_bytes_that_are_not_utf8() {
+            let home = PathBuf::from(OsStr::from_bytes(b"/home/\xff"));
+            let found = BaseDirs {
+                cache: Some(PathBuf::from(OsStr::from_bytes(b"/x/caf\xe9"))),
+                home: Some(home),
+                ..BaseDirs::default()
+            };
+            let d = settle(Os::Linux, found, || None);
+            assert_eq!(
+                d.cache_dir().unwrap().as_os_str().as_bytes(),
+                b"/x/caf\xe9/docker-credential-gcp"
+            );
+        }
+
+        #[test]
+        fn the_user_database_names_an_absolute_home() {
+            assert!(account_home().is_some_and(|h| h.is_absolute()));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod imp {
+    use super::BaseDirs;
+
+    pub(super) fn current() -> BaseDirs {
+        BaseDirs {
+            home: dirs::home_dir(),
+            config: dirs::config_dir(),
+            cache: dirs::cache_dir(),
+            data_local: dirs::data_local_dir(),
         }
     }
 }

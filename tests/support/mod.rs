@@ -182,6 +182,47 @@ pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
     }
 }
 
+/// Runs `cmd` like `run_command`, but kills it at `limit`: `None` if it had to be killed (a
+/// hang), else its output and how long it took.
+pub(crate) fn run_within(
+    mut cmd: Command,
+    stdin: &[u8],
+    limit: Duration,
+) -> Option<(Output, Duration)> {
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn helper");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let mut hung = false;
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            hung = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    writer.join().unwrap();
+    (!hung).then(|| {
+        let out = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        (out, took)
+    })
+}
+
 pub(crate) const SA_EMAIL: &str = "builder@test-project.iam.gserviceaccount.com";
 
 pub(crate) fn fixture(name: &str) -> PathBuf {
@@ -619,7 +660,7 @@ pub(crate) fn metadata_server(expires_in: u64) -> Server {
 
 pub(crate) struct SecretService {
     pub address: String,
-    _session: dbus_keyring::Session,
+    session: dbus_keyring::Session,
 }
 
 impl SecretService {
@@ -635,7 +676,7 @@ impl SecretService {
                 .expect("start a D-Bus session with gnome-keyring");
             let service = SecretService {
                 address: session.address.clone(),
-                _session: session,
+                session,
             };
             match service.wait_until_usable(Duration::from_secs(20)) {
                 Ok(()) => return service,
@@ -670,5 +711,24 @@ impl SecretService {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(last)
+    }
+}
+
+impl SecretService {
+    /// Stops gnome-keyring (SIGSTOP) without closing its D-Bus connection: calls to it are
+    /// delivered and never answered, as with a hung daemon or an unanswered unlock prompt.
+    pub(crate) fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused gnome-keyring run again.
+    pub(crate) fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.session.keyring_pid() as libc::pid_t;
+        // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 }

@@ -315,8 +315,67 @@ fn edit_file(path: &Path, opts: &Options, change: Change) -> Result<bool> {
     }
 }
 
-/// Whether a registry mirror URL is mirror.gcr.io as this command writes it (the one
-/// comparison `configure-mirror` and `doctor` make).
-pub(crate) fn is_our_mirror(url: &str) -> bool {
-    url.trim_end_matches('/') == MIRROR_URL
+/// Whether a mirror as a file names it is mirror.gcr.io, compared as a URL: the scheme and
+/// host in any case, the default port 443 the same as none, a final slash and a final dot of
+/// the host ignored. Without a scheme it counts as https, which is what containerd's hosts.toml
+/// and registries.conf's scheme-less `location` mean. Another scheme, port, path or a user is
+/// another mirror. The one comparison `configure-mirror` (all three files) and `doctor` make.
+pub(crate) fn is_our_mirror(written: &str) -> bool {
+    let written = written.trim();
+    let rest = match written.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => rest,
+        Some(_) => return false,
+        None => written,
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.contains(['/', '@', '?', '#']) {
+        return false;
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>() == Ok(443) => host,
+        Some(_) => return false,
+        None => authority,
+    };
+    host.strip_suffix('.')
+        .unwrap_or(host)
+        .eq_ignore_ascii_case(MIRROR_HOST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_gcr_io_is_recognised_however_it_is_spelled() {
+        for ours in [
+            "https://mirror.gcr.io",
+            "https://mirror.gcr.io/",
+            "HTTPS://MIRROR.GCR.IO",
+            "https://Mirror.Gcr.Io:443",
+            "https://mirror.gcr.io:443/",
+            "https://mirror.gcr.io:0443",
+            "https://mirror.gcr.io.",
+            " https://mirror.gcr.io// ",
+            "mirror.gcr.io",
+            "MIRROR.GCR.IO:443",
+            "mirror.gcr.io/",
+        ] {
+            assert!(is_our_mirror(ours), "{ours}");
+        }
+        for theirs in [
+            "http://mirror.gcr.io",
+            "https://mirror.gcr.io:8443",
+            "https://mirror.gcr.io:",
+            "https://mirror.gcr.io/v2",
+            "mirror.gcr.io/library",
+            "https://user@mirror.gcr.io",
+            "https://mirror.gcr.io.evil.example",
+            "https://xmirror.gcr.io",
+            "https://gcr.io",
+            "ftp://mirror.gcr.io",
+            "",
+        ] {
+            assert!(!is_our_mirror(theirs), "{theirs}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use toml_edit::{ArrayOfTables, Item, Table, value};
 
-use super::{MIRROR_HOST, toml_file};
+use super::{MIRROR_HOST, is_our_mirror, toml_file};
 
 /// podman/buildah: a `[[registry.mirror]]` for the docker.io registry entry, after its other
 /// mirrors, adding that entry if the file has none.
@@ -35,7 +35,7 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
             return Ok(old.to_owned());
         };
         let before = mirrors.len();
-        mirrors.retain(|m| m.get("location").and_then(Item::as_str) != Some(MIRROR_HOST));
+        mirrors.retain(|m| !is_ours(m));
         if mirrors.len() == before {
             return Ok(old.to_owned());
         }
@@ -71,10 +71,7 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
                     "the docker.io entry's \"mirror\" is not a list of [[registry.mirror]] tables"
                 );
             };
-            if mirrors
-                .iter()
-                .any(|m| m.get("location").and_then(Item::as_str) == Some(MIRROR_HOST))
-            {
+            if mirrors.iter().any(is_ours) {
                 return Ok(old.to_owned());
             }
             mirrors.push(mirror);
@@ -98,6 +95,14 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
         }
     }
     Ok(doc.to_string())
+}
+
+/// Whether a `[[registry.mirror]]` is mirror.gcr.io, however its `location` spells it.
+fn is_ours(mirror: &Table) -> bool {
+    mirror
+        .get("location")
+        .and_then(Item::as_str)
+        .is_some_and(is_our_mirror)
 }
 
 /// Whether the mirror for docker.io belongs in this file rather than in a drop-in: it has a
