@@ -79,7 +79,7 @@ mod paths;
 // HTTPS_PROXY, HTTP_PROXY and NO_PROXY with real proxies (tinyproxy, squid) in a private network namespace.
 #[cfg(target_os = "linux")]
 mod proxy;
-// The engines people run today (Docker 28 with buildx, containerd 2, podman 5, buildah, skopeo 1.22) from the current test root (tests/roots/current.sh), through the static helper, and configure-mirror on them.
+// The engines people run today (Docker 28 with buildx, containerd 2, podman 5, buildah, skopeo 1.22) from the current test root (tests/roots/current.sh), through the static helper, and configure-mirror on them; the clients of today (crane, oras, cosign, docker-py, testcontainers) in current_engines/clients.rs.
 #[cfg(target_os = "linux")]
 mod current_engines;
 // The real daemons (dockerd, containerd, podman) configured by configure-docker and configure-mirror.
