@@ -42,6 +42,16 @@ pub(crate) fn require(program: &str) {
     );
 }
 
+/// `out` is the protocol's "not found" (exit 1): docker goes on without credentials.
+pub(crate) fn assert_not_found(out: &Output) {
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, NOT_FOUND),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A gcloud configuration directory with an account, as `gcloud auth login` leaves it: the
 /// helper runs gcloud only when it could have credentials.
 pub(crate) fn signed_in_gcloud_config(dir: &Path) {
