@@ -21,6 +21,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 /// The token cache entry on disk, as the tests reach it.
+// The benchmark uses a part of it (the tests use the rest).
+#[allow(dead_code)]
 #[path = "../tests/support/cache.rs"]
 mod cache;
 /// The headless Secret Service, as the tests start it.
