@@ -552,13 +552,15 @@ mod tests {
                     "{e}"
                 );
             }
-            let s = resolve(&[(spec.env, "/abs/x")], None).unwrap();
+            // Absolute on the OS the tests run on (`/abs/x` is not, on Windows).
+            let abs = std::env::temp_dir().join("x");
+            let s = resolve(&[(spec.env, abs.to_str().unwrap())], None).unwrap();
             let value = match spec.key {
                 "cache_dir" => s.cache_dir.value,
                 "log_file" => s.log_file.value,
                 _ => s.ca_file.value,
             };
-            assert_eq!(value.as_deref(), Some(Path::new("/abs/x")));
+            assert_eq!(value.as_deref(), Some(abs.as_path()));
         }
     }
 
@@ -681,17 +683,20 @@ mod tests {
 
     #[test]
     fn no_cache_turns_the_cache_directory_off() {
+        // Absolute on the OS the tests run on (`/tmp/x` is not, on Windows).
+        let dir = std::env::temp_dir().join("x");
+        let dir_text = dir.to_str().unwrap();
         let s = resolve(
             &[
-                ("DOCKER_CREDENTIAL_GCP_CACHE_DIR", "/tmp/x"),
+                ("DOCKER_CREDENTIAL_GCP_CACHE_DIR", dir_text),
                 ("DOCKER_CREDENTIAL_GCP_NO_CACHE", "1"),
             ],
             None,
         )
         .unwrap();
         assert_eq!(s.effective_cache_dir(), None);
-        let s = resolve(&[("DOCKER_CREDENTIAL_GCP_CACHE_DIR", "/tmp/x")], None).unwrap();
-        assert_eq!(s.effective_cache_dir(), Some(Path::new("/tmp/x")));
+        let s = resolve(&[("DOCKER_CREDENTIAL_GCP_CACHE_DIR", dir_text)], None).unwrap();
+        assert_eq!(s.effective_cache_dir(), Some(dir.as_path()));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! Run them alone with `cargo test --test tests current_engines`. Each test prints the versions
 //! it ran against.
 
+// crane, oras, cosign, testcontainers and docker-py through the helper (the clients helper's).
+mod clients;
+
 use crate::support::daemons::{
     self, Dockerd, assert_fell_back_to_docker_hub, assert_served_by_the_mirror, mirror_world,
     podman_tried, registry_mirrors_in_info,

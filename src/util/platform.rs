@@ -3,8 +3,10 @@
 //! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`]
 //! (its `imp` modules: the `dirs` crate everywhere, with a relative HOME settled on Unix).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+
+use crate::util::env;
 
 /// Name of this program's directory under the user's config, cache and data directories.
 pub(crate) const APP_DIR: &str = "docker-credential-gcp";
@@ -28,8 +30,9 @@ impl Os {
 }
 
 /// The user's base directories as the OS defines them, through the `dirs` crate: HOME and the
-/// XDG variables on Linux, `~/Library/…` on macOS, the known folders on Windows; on Unix a
-/// relative HOME is not used (see `imp::settle`).
+/// XDG variables on Linux, `~/Library/…` on macOS, the known folders on Windows (where the
+/// variables win when set: [`BaseDirs::with_windows_variables`]); on Unix a relative HOME is
+/// not used (see `imp::settle`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BaseDirs {
     pub(crate) home: Option<PathBuf>,
@@ -41,10 +44,51 @@ pub(crate) struct BaseDirs {
     pub(crate) data_local: Option<PathBuf>,
 }
 
+/// `C:\…` or `\\server\share\…`: a Windows path that does not depend on the current
+/// directory (decided by text, so it is the same on every OS).
+fn is_windows_absolute(path: &OsStr) -> bool {
+    let text = path.to_string_lossy();
+    let b = text.as_bytes();
+    let drive =
+        b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/');
+    drive || text.starts_with(r"\\")
+}
+
 impl BaseDirs {
     /// The running user's directories.
     pub(crate) fn current() -> BaseDirs {
-        imp::current()
+        imp::current().with_windows_variables(Os::CURRENT, env::var_os)
+    }
+
+    /// On Windows the `dirs` crate asks the Known Folders API, which ignores the environment,
+    /// while docker and gcloud read `%USERPROFILE%` and `%APPDATA%` (as Go's standard library
+    /// does). Set to an absolute path, those variables and `%LOCALAPPDATA%` win here too, so
+    /// the helper finds what those tools write, and a test can give it folders of its own.
+    /// Elsewhere `dirs` already follows HOME and the XDG variables.
+    pub(crate) fn with_windows_variables(
+        mut self,
+        os: Os,
+        var: impl Fn(&str) -> Option<OsString>,
+    ) -> BaseDirs {
+        if os != Os::Windows {
+            return self;
+        }
+        let dir = |name: &str| {
+            var(name)
+                .filter(|v| is_windows_absolute(v))
+                .map(PathBuf::from)
+        };
+        if let Some(home) = dir("USERPROFILE") {
+            self.home = Some(home);
+        }
+        if let Some(config) = dir("APPDATA") {
+            self.config = Some(config);
+        }
+        if let Some(local) = dir("LOCALAPPDATA") {
+            self.cache = Some(local.clone());
+            self.data_local = Some(local);
+        }
+        self
     }
 
     /// This program's settings file.
@@ -505,6 +549,32 @@ mod tests {
 
     fn p(s: &str) -> Option<PathBuf> {
         Some(PathBuf::from(s))
+    }
+
+    #[test]
+    fn windows_folders_follow_their_variables_when_set_to_absolute_paths() {
+        let set = |name: &str| -> Option<OsString> {
+            match name {
+                "USERPROFILE" => Some(r"D:\home\b".into()),
+                "APPDATA" => Some(r"D:\home\b\Roaming".into()),
+                "LOCALAPPDATA" => Some(r"\\srv\b\Local".into()),
+                _ => None,
+            }
+        };
+        let dirs = windows().with_windows_variables(Os::Windows, set);
+        assert_eq!(dirs.home, p(r"D:\home\b"));
+        assert_eq!(dirs.config, p(r"D:\home\b\Roaming"));
+        assert_eq!(dirs.cache, p(r"\\srv\b\Local"));
+        assert_eq!(dirs.data_local, p(r"\\srv\b\Local"));
+
+        let relative = |_: &str| -> Option<OsString> { Some(r"AppData\Roaming".into()) };
+        let unchanged = windows().with_windows_variables(Os::Windows, relative);
+        assert_eq!(unchanged, windows(), "a relative path is ignored");
+        let unset = windows().with_windows_variables(Os::Windows, |_| None);
+        assert_eq!(unset, windows());
+        for (os, base) in [(Os::Linux, linux()), (Os::Macos, macos())] {
+            assert_eq!(base.clone().with_windows_variables(os, set), base, "{os:?}");
+        }
     }
 
     #[test]

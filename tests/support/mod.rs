@@ -2,13 +2,19 @@
 //! loopback HTTP servers that stand in for Google's token endpoint and metadata server.
 #![allow(dead_code)]
 pub(crate) mod cache;
+#[cfg(unix)]
 pub(crate) mod daemons;
+#[cfg(unix)]
 pub(crate) mod dbus_keyring;
 pub(crate) mod go;
+#[cfg(unix)]
 pub(crate) mod kubelet;
 pub(crate) mod peers;
+#[cfg(unix)]
 pub(crate) mod proxy;
+#[cfg(unix)]
 pub(crate) mod registry;
+#[cfg(unix)]
 pub(crate) mod root;
 
 use std::collections::HashMap;
@@ -36,6 +42,16 @@ pub(crate) fn require(program: &str) {
     );
 }
 
+/// `out` is the protocol's "not found" (exit 1): docker goes on without credentials.
+pub(crate) fn assert_not_found(out: &Output) {
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, NOT_FOUND),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A gcloud configuration directory with an account, as `gcloud auth login` leaves it: the
 /// helper runs gcloud only when it could have credentials.
 pub(crate) fn signed_in_gcloud_config(dir: &Path) {
@@ -49,26 +65,34 @@ pub(crate) fn signed_in_gcloud_config(dir: &Path) {
 
 /// Tests that need root (podman and buildah storage, daemons) fail without it.
 pub(crate) fn require_root(what: &str) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
     assert!(
-        root,
+        peers::is_root(),
         "{what} needs root (outside CI such tests are ignored when built as another user)"
     );
 }
 
 /// The PATH tests give the helper and the clients: the system's directories, not whatever the
 /// developer's shell has (tests that need a program to be missing set their own).
+#[cfg(unix)]
 pub(crate) const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+#[cfg(windows)]
+pub(crate) const SYSTEM_PATH: &str = r"C:\windows\system32;C:\windows";
 
 /// The helper's own directories under the test HOME, as the `dirs` crate lays them out on
 /// each platform (tests must not assume the Linux layout).
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub(crate) const CACHE_DIR: &str = ".cache/docker-credential-gcp";
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub(crate) const CONFIG_DIR: &str = ".config/docker-credential-gcp";
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub(crate) const DATA_DIR: &str = ".local/share/docker-credential-gcp";
+// Windows: %LOCALAPPDATA% and %APPDATA%, which Env::new points into the test HOME.
+#[cfg(windows)]
+pub(crate) const CACHE_DIR: &str = "AppData/Local/docker-credential-gcp";
+#[cfg(windows)]
+pub(crate) const CONFIG_DIR: &str = "AppData/Roaming/docker-credential-gcp";
+#[cfg(windows)]
+pub(crate) const DATA_DIR: &str = "AppData/Local/docker-credential-gcp";
 #[cfg(target_os = "macos")]
 pub(crate) const CACHE_DIR: &str = "Library/Caches/docker-credential-gcp";
 #[cfg(target_os = "macos")]
@@ -94,6 +118,19 @@ impl Env {
         let mut vars = HashMap::new();
         vars.insert("HOME".to_owned(), home.path().display().to_string());
         vars.insert("PATH".to_owned(), SYSTEM_PATH.to_owned());
+        // Windows: the user's folders inside the test HOME (the helper follows these variables
+        // over the known folders), and SystemRoot, without which Winsock cannot start.
+        #[cfg(windows)]
+        {
+            let home = home.path();
+            vars.insert("USERPROFILE".to_owned(), home.display().to_string());
+            let roaming = home.join(r"AppData\Roaming");
+            let local = home.join(r"AppData\Local");
+            vars.insert("APPDATA".to_owned(), roaming.display().to_string());
+            vars.insert("LOCALAPPDATA".to_owned(), local.display().to_string());
+            let root = std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\windows".to_owned());
+            vars.insert("SystemRoot".to_owned(), root);
+        }
         // Tests choose their sources explicitly; never the DMI-detected metadata server.
         vars.insert(
             "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES".to_owned(),
@@ -658,11 +695,13 @@ pub(crate) fn metadata_server(expires_in: u64) -> Server {
 // ---------------------------------------------------------------------------------------------
 // A real, headless Secret Service: a private D-Bus session bus with gnome-keyring on it.
 
+#[cfg(unix)]
 pub(crate) struct SecretService {
     pub address: String,
     session: dbus_keyring::Session,
 }
 
+#[cfg(unix)]
 impl SecretService {
     /// Starts dbus-daemon and an unlocked gnome-keyring for `home`. On a loaded machine a
     /// fresh gnome-keyring now and then never makes its login collection usable; such a start
@@ -714,6 +753,7 @@ impl SecretService {
     }
 }
 
+#[cfg(unix)]
 impl SecretService {
     /// Stops gnome-keyring (SIGSTOP) without closing its D-Bus connection: calls to it are
     /// delivered and never answered, as with a hung daemon or an unanswered unlock prompt.

@@ -120,9 +120,16 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
+#[cfg(unix)]
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Nothing here needs an administrator on Windows; the tests that need root are Unix-only.
+#[cfg(windows)]
+pub(crate) fn is_root() -> bool {
+    false
 }
 
 /// packaging/build-static.sh's output for this machine, if it has been built.

@@ -931,8 +931,8 @@ impl Rig {
         hosts
     }
 
-    /// The manifest of `repo:tag` as the registry holds it, read with a pull token of the
-    /// test's own (not the helper's).
+    /// The manifest (or index) of `repo:tag` as the registry holds it, read with a pull token
+    /// of the test's own (not the helper's). `tag` may be a digest.
     pub(crate) fn stored_manifest(&self, repo: &str, tag: &str) -> serde_json::Value {
         let token = "ya29.e2e-reader-token";
         self.issued.lock().unwrap().insert(token.to_owned());
@@ -947,7 +947,7 @@ impl Rig {
         .unwrap();
         assert_eq!(reply.status, 200);
         let bearer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
         let reply = http(
             &self.host,
             "GET",

@@ -187,6 +187,38 @@ exec chroot "$m" /bin/sh -c 'echo ready; exec sleep infinity'
     pub(crate) fn outside(&self, inside: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root", self.holder)).join(inside.trim_start_matches('/'))
     }
+
+    /// Makes the machine's directory `path` visible inside at the same path, as the temporary
+    /// directory is (a bind mount in the session's namespace; for caches the tests keep
+    /// between runs). Sharing a path twice mounts it once.
+    pub(crate) fn share(&self, path: &Path) -> Result<(), String> {
+        // Entered without --root, the namespace's own root is the machine's tree as unshared,
+        // where the session's tree is `DIR/merged`.
+        let script = r#"set -e
+at=$2$1
+mkdir -p "$at"
+mountpoint -q "$at" || mount -n --bind "$1" "$at"
+"#;
+        let out = Command::new("nsenter")
+            .args(["--target", &self.holder.to_string(), "--mount", "--"])
+            .args(["sh", "-c", script, "sh"])
+            .arg(path)
+            .arg(self.dir.join("merged"))
+            .env_clear()
+            .env("PATH", SYSTEM_PATH)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run nsenter: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot share {} with the root session: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
 }
 
 /// The shared session in the machine's network namespace, for the tests' loopback registries.
