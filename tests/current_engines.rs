@@ -14,7 +14,7 @@ use crate::support::daemons::{
     podman_tried, registry_mirrors_in_info,
 };
 use crate::support::peers::{Peer, need};
-use crate::support::registry::{self, Rig, tail};
+use crate::support::registry::{self, Mark, Rig, tail};
 use crate::support::root::*;
 use crate::support::*;
 
@@ -58,6 +58,29 @@ fn at_least(version: &str, (major, minor): (u32, u32)) -> bool {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (a, b) >= (major, minor)
+}
+
+/// Since `mark`, the client asked the helper for the Rig's registry alone, the registry's realm
+/// got one token the helper handed out, and the Google stand-in minted `minted` tokens (0: the
+/// cached one was reused).
+pub(crate) fn asked_once_with_the_helpers_token(rig: &Rig, mark: Mark, minted: usize) {
+    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
+    assert_eq!(
+        rig.google_requests_since(mark),
+        minted,
+        "tokens minted (0: the cached token is reused)"
+    );
+    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+}
+
+/// The peers of a test that drives a current engine or client against the Rig's registry.
+pub(crate) fn need_root_and_registry() -> bool {
+    need(&[
+        Peer::CurrentRoot,
+        Peer::StaticBinary,
+        Peer::Registry,
+        Peer::Root,
+    ])
 }
 
 #[test]
@@ -150,12 +173,7 @@ fn docker_versions(rig: &Rig, dockerd: &Dockerd) -> String {
 
 #[test]
 fn docker_28_pulls_and_pushes_a_private_image_with_the_helpers_token() {
-    if !need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ]) {
+    if !need_root_and_registry() {
         return;
     }
     let dockerd = current_dockerd();
@@ -171,9 +189,7 @@ fn docker_28_pulls_and_pushes_a_private_image_with_the_helpers_token() {
 
     let mark = rig.mark();
     docker_ok(&rig, dockerd, &["pull", &source]);
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(rig.google_requests_since(mark), 1);
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 1);
     let id = docker_ok(
         &rig,
         dockerd,
@@ -189,25 +205,14 @@ fn docker_28_pulls_and_pushes_a_private_image_with_the_helpers_token() {
     docker_ok(&rig, dockerd, &["tag", &source, &target]);
     let mark = rig.mark();
     docker_ok(&rig, dockerd, &["push", &target]);
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(
-        rig.google_requests_since(mark),
-        0,
-        "the cached token is reused"
-    );
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 0);
     let pushed = rig.stored_manifest("test/pushed-by-docker28", "v2");
     assert_eq!(pushed["config"]["digest"], image.config_digest.as_str());
 }
 
 #[test]
 fn docker_28_buildx_builds_from_a_private_image_and_pushes_the_result() {
-    if !need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ]) {
+    if !need_root_and_registry() {
         return;
     }
     let dockerd = current_dockerd();
@@ -329,12 +334,7 @@ fn ctr_with_token(
 
 #[test]
 fn containerd_2_ctr_pulls_and_pushes_through_a_hosts_directory_with_the_helpers_token() {
-    if !need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ]) {
+    if !need_root_and_registry() {
         return;
     }
     let rig = root_rig();
@@ -400,12 +400,7 @@ fn containerd_2_ctr_pulls_and_pushes_through_a_hosts_directory_with_the_helpers_
 
 #[test]
 fn containerd_2_cri_pulls_through_config_path_with_the_kubelet_providers_credentials() {
-    if !need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ]) {
+    if !need_root_and_registry() {
         return;
     }
     let rig = root_rig();
@@ -535,12 +530,7 @@ fn with_storage<'a>(global: &'a [String], args: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn podman_5_pulls_and_pushes_a_private_image_with_the_helpers_token() {
-    if !need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ]) {
+    if !need_root_and_registry() {
         return;
     }
     let rig = root_rig();
@@ -562,9 +552,7 @@ fn podman_5_pulls_and_pushes_a_private_image_with_the_helpers_token() {
         &with_storage(&global, &["pull", "--tls-verify=false", &source]),
         &[],
     );
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(rig.google_requests_since(mark), 1);
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 1);
 
     let target = rig.image_ref("test/pushed-by-podman5:v2");
     let mark = rig.mark();
@@ -582,13 +570,7 @@ fn podman_5_pulls_and_pushes_a_private_image_with_the_helpers_token() {
         ),
         &[],
     );
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(
-        rig.google_requests_since(mark),
-        0,
-        "the cached token is reused"
-    );
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 0);
     let pushed = rig.stored_manifest("test/pushed-by-podman5", "v2");
     let config_digest = pushed["config"]["digest"].as_str().unwrap().to_owned();
     // podman may re-encode the manifest; the image is the same: its config is ours.
@@ -597,12 +579,7 @@ fn podman_5_pulls_and_pushes_a_private_image_with_the_helpers_token() {
 
 #[test]
 fn buildah_builds_from_a_private_image_and_pushes_the_result() {
-    if !need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ]) {
+    if !need_root_and_registry() {
         return;
     }
     let rig = root_rig();
@@ -678,12 +655,7 @@ fn buildah_builds_from_a_private_image_and_pushes_the_result() {
 
 #[test]
 fn skopeo_1_22_copies_and_inspects_with_the_helpers_token() {
-    if !need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ]) {
+    if !need_root_and_registry() {
         return;
     }
     let rig = root_rig();
@@ -727,13 +699,7 @@ fn skopeo_1_22_copies_and_inspects_with_the_helpers_token() {
     );
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["Digest"], image.manifest_digest.as_str());
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(
-        rig.google_requests_since(mark),
-        0,
-        "the cached token is reused"
-    );
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 0);
 }
 // ---------------------------------------------------------------------------------------------
 // configure-mirror on the current engines, in the mirror world (see support::daemons).

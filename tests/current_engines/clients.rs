@@ -13,21 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use super::{at_least, client, client_ok, docker_versions, major, root_rig, version_in};
+use super::{
+    asked_once_with_the_helpers_token, at_least, client, client_ok, docker_versions, major,
+    need_root_and_registry, root_rig, version_in,
+};
 use crate::support::daemons::fresh_dir;
-use crate::support::peers::{Peer, need};
 use crate::support::registry::{self, Rig};
 use crate::support::root::*;
 use crate::support::*;
-
-fn need_root_and_registry() -> bool {
-    need(&[
-        Peer::CurrentRoot,
-        Peer::StaticBinary,
-        Peer::Registry,
-        Peer::Root,
-    ])
-}
 
 /// The version of the root's Debian package `package` (crane and cosign print none of their
 /// own: Debian builds them without it).
@@ -81,9 +74,7 @@ fn crane_digests_pulls_and_pushes_with_the_helpers_token() {
     let mark = rig.mark();
     let digest = client_ok(&rig, "crane", &["digest", "--insecure", &source], &[]);
     assert_eq!(digest.stdout.trim(), image.manifest_digest);
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(rig.google_requests_since(mark), 1);
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 1);
 
     let layout = rig.env.path("crane-layout");
     let mark = rig.mark();
@@ -101,13 +92,7 @@ fn crane_digests_pulls_and_pushes_with_the_helpers_token() {
     );
     let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
     assert!(index.contains(&image.manifest_digest), "{index}");
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(
-        rig.google_requests_since(mark),
-        0,
-        "the cached token is reused"
-    );
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 0);
 
     let target = rig.image_ref("test/pushed-by-crane:v2");
     let mark = rig.mark();
@@ -181,9 +166,7 @@ fn oras_pushes_and_pulls_an_artifact_with_the_helpers_token() {
         ],
         &[],
     );
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(rig.google_requests_since(mark), 1);
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 1);
     let stored = rig.stored_manifest("test/artifact", "v1");
     assert_eq!(
         stored["artifactType"], "application/vnd.dcg.test.note",
@@ -204,13 +187,7 @@ fn oras_pushes_and_pulls_an_artifact_with_the_helpers_token() {
         &[],
     );
     assert_eq!(std::fs::read_to_string(out.join("note.txt")).unwrap(), note);
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(
-        rig.google_requests_since(mark),
-        0,
-        "the cached token is reused"
-    );
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,9 +273,7 @@ fn cosign_signs_and_verifies_with_the_helpers_token() {
         &[("COSIGN_PASSWORD", COSIGN_PASSWORD)],
     );
     assert_offline(&signed);
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(rig.google_requests_since(mark), 1);
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 1);
     // The signature, a Sigstore bundle whose subject is the image, is in the registry: in the
     // index under the tag of the referrers API's fallback (distribution 2.8 has no referrers
     // API).
@@ -349,13 +324,7 @@ fn cosign_signs_and_verifies_with_the_helpers_token() {
         image.manifest_digest.as_str(),
         "{claims}"
     );
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(
-        rig.google_requests_since(mark),
-        0,
-        "the cached token is reused"
-    );
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 0);
 
     // Another key does not verify it: the signature was read and checked.
     let other = new_dir(&rig, "cosign-other");
@@ -544,9 +513,7 @@ fn docker_py_pulls_a_private_image_through_cred_helpers() {
     eprintln!("{}", out.stderr.trim());
     assert!(out.stderr.contains("docker-py 7."), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), image.config_digest, "the image pulled");
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(rig.google_requests_since(mark), 1);
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 1);
 }
 
 #[test]
@@ -581,9 +548,7 @@ fn testcontainers_for_python_starts_a_container_from_a_private_image() {
         out.stderr
     );
     assert_eq!(out.stdout.trim(), marker, "the container ran");
-    assert_eq!(rig.hosts_got_since(mark), [rig.host.as_str()]);
-    assert_eq!(rig.google_requests_since(mark), 1);
-    assert_eq!(rig.helper_tokens_used_since(mark).len(), 1);
+    asked_once_with_the_helpers_token(&rig, mark, 1);
 }
 
 #[test]
