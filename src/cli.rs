@@ -104,7 +104,7 @@ enum Command {
     /// Adds "HOST": "gcp" entries (the name follows this binary's file name) for every Google
     /// registry host this release knows: gcr.io and its regional hosts, the Artifact Registry
     /// multi-regions and regions (REGION-docker.pkg.dev) and the regional endpoints
-    /// (docker.REGION.rep.pkg.dev), 96 hosts; or exactly the hosts given with --registries.
+    /// (docker.REGION.rep.pkg.dev), 98 hosts; or exactly the hosts given with --registries.
     /// --discover also maps every location the Artifact Registry API lists, including ones
     /// newer than this release. Hosts declared in DOCKER_CREDENTIAL_GCP_REGISTRIES or the
     /// config file are always added. A long list is cheap: this helper answers the legacy

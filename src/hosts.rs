@@ -6,6 +6,14 @@
 //! `user@gcr.io:443`, `gcr.io.`) to a host and port, and classifies the result. It performs no
 //! I/O. Anything it cannot parse with certainty is [`HostClass::Other`], which the protocol
 //! answers with "not found", so the client goes on anonymously and no token is minted.
+//!
+//! Two policies share the parsing: [`classify`] for docker's server addresses (container
+//! registries only), and [`classify_uri`] for the URIs Bazel asks about, which are stricter
+//! (`https` only, no user info) and wider (Artifact Registry's other formats, Cloud Storage).
+//!
+//! Identity rules' `match` patterns ([`parse_pattern`]) are checked here too: a pattern may
+//! only cover hosts these policies already serve, so a rule chooses among Google identities
+//! and never adds a host.
 
 use std::fmt;
 
@@ -70,6 +78,11 @@ pub(crate) fn normalise(input: &str) -> Option<Registry> {
     if let Some(at) = authority.rfind('@') {
         authority = &authority[at + 1..];
     }
+    parse_authority(authority)
+}
+
+/// `host`, `host:port` or `[v6]:port`, validated and lower-cased, without a trailing dot.
+fn parse_authority(authority: &str) -> Option<Registry> {
     let bracketed = authority.starts_with('[');
     let (host, port) = split_port(authority)?;
     let host = host.to_ascii_lowercase();
@@ -83,6 +96,90 @@ pub(crate) fn normalise(input: &str) -> Option<Registry> {
         return None;
     }
     Some(Registry { host, port })
+}
+
+/// An `https` URI as Bazel sends it, reduced to where the request goes and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpsUri {
+    pub(crate) registry: Registry,
+    /// The path as sent (`/` when there is none), without query or fragment: what an identity
+    /// rule for a repository matches.
+    pub(crate) path: String,
+}
+
+/// Parses a URI from a Bazel request: `https://host[:port][/path][?query][#fragment]`, the
+/// scheme in any case. `None` for every other scheme, for user info (`https://gcr.io@evil.com`
+/// and `https://user@gcr.io` alike: Bazel never sends it for a host we serve, so it can only be
+/// a trick), for whitespace, control characters and backslashes anywhere, and for anything
+/// that is not clearly one valid host.
+pub(crate) fn parse_https_uri(uri: &str) -> Option<HttpsUri> {
+    if uri.contains(|c: char| c == '\\' || c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    let (scheme, rest) = uri.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.contains('@') {
+        return None;
+    }
+    let registry = parse_authority(authority)?;
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    let path = match &tail[..path_end] {
+        "" => "/".to_owned(),
+        p => p.to_owned(),
+    };
+    Some(HttpsUri { registry, path })
+}
+
+/// Artifact Registry's package formats, each served at `LOCATION-FORMAT.pkg.dev` (its
+/// `Repository.Format` values; remote and virtual repositories use their format's host). Files
+/// of every format, generic ones included, can also be fetched from the API host
+/// [`ARTIFACT_REGISTRY_API`].
+pub(crate) const ARTIFACT_REGISTRY_FORMATS: [&str; 8] = [
+    "docker", "maven", "npm", "python", "go", "apt", "yum", "kfp",
+];
+
+/// The Artifact Registry API, whose `files.download` method serves any repository's files.
+pub(crate) const ARTIFACT_REGISTRY_API: &str = "artifactregistry.googleapis.com";
+
+/// Cloud Storage: `storage.googleapis.com/BUCKET/OBJECT` and `BUCKET.storage.googleapis.com`.
+pub(crate) const CLOUD_STORAGE: &str = "storage.googleapis.com";
+
+/// Classifies the host of a URI Bazel asks about: everything [`classify`] accepts, plus
+/// Artifact Registry of every format, its API host and Cloud Storage. `extra` are hosts the
+/// user declared Google's (the port, if declared, must match).
+pub(crate) fn classify_uri(uri: &HttpsUri, extra: &[ExtraHost]) -> HostClass {
+    let host = uri.registry.host.as_str();
+    if is_google_api(host) {
+        return HostClass::Google;
+    }
+    // gcr.io, docker.LOCATION.rep.pkg.dev, the retired bucket hosts and declared hosts.
+    classify(&uri.registry, extra)
+}
+
+/// The hosts only URIs get a token for: Artifact Registry of every format, its API host and
+/// Cloud Storage. `host` must be a validated lower-case DNS name.
+fn is_google_api(host: &str) -> bool {
+    is_artifact_registry(host)
+        || host == ARTIFACT_REGISTRY_API
+        || host == CLOUD_STORAGE
+        || host.ends_with(".storage.googleapis.com")
+}
+
+/// `LOCATION-FORMAT.pkg.dev` for a format in [`ARTIFACT_REGISTRY_FORMATS`]. `host` must be a
+/// validated lower-case DNS name.
+fn is_artifact_registry(host: &str) -> bool {
+    let Some(name) = host.strip_suffix(".pkg.dev") else {
+        return false;
+    };
+    ARTIFACT_REGISTRY_FORMATS.iter().any(|format| {
+        name.strip_suffix(format)
+            .and_then(|l| l.strip_suffix('-'))
+            .is_some_and(is_label)
+    })
 }
 
 /// The repository path a server address carries after its host (`/p/r/img` in
@@ -370,8 +467,9 @@ fn glob_matches_label(pattern: &str, label: &str) -> bool {
 
 /// Parses one `match` pattern: `HOST`, `HOST:PORT`, `HOST/PATH` or `HOST/PATH/*` (the last
 /// two alike: the repositories under PATH), where HOST may hold `*` globs. The pattern must
-/// stay inside the host policy: a Google registry host or glob (`gcr.io`, `*.gcr.io`,
-/// `*-docker.pkg.dev`, `docker.*.rep.pkg.dev` and narrower ones), or a host declared in
+/// stay inside the host policy: a Google host or glob (`gcr.io`, `*.gcr.io`,
+/// `*-docker.pkg.dev`, `docker.*.rep.pkg.dev`, and for Bazel's URIs `*-maven.pkg.dev`,
+/// `*.storage.googleapis.com` and the like, or narrower ones), or a host declared in
 /// `registries` (exactly, without globs; with its port if it was declared with one). The
 /// error says what is wrong in one line.
 pub(crate) fn parse_pattern(text: &str, extra: &[ExtraHost]) -> Result<Pattern, String> {
@@ -448,7 +546,9 @@ fn parse_path_prefix(path: &str) -> Result<String, &'static str> {
 }
 
 /// Whether every host `host` (lower case, labels possibly with one `*`) matches on `port` is
-/// one [`classify`] does not call [`HostClass::Other`].
+/// one the wider of the two policies ([`classify_uri`]) does not call [`HostClass::Other`].
+/// A pattern for a host only Bazel's URIs get a token for (`us-maven.pkg.dev`) never covers a
+/// docker address: [`classify`] refuses those before any rule is consulted.
 fn within_policy(
     host: &str,
     port: Option<u16>,
@@ -459,7 +559,7 @@ fn within_policy(
         if is_deprecated_bucket(host) {
             return Err("a retired bucket host (b.gcr.io, bucket.gcr.io) gets no token".to_owned());
         }
-        if is_google_registry(host) {
+        if is_google_registry(host) || is_google_api(host) {
             return Ok(());
         }
         let declared: Vec<&ExtraHost> = extra.iter().filter(|e| e.host == host).collect();
@@ -484,10 +584,15 @@ fn within_policy(
     let inside = match labels.as_slice() {
         // Every subdomain of gcr.io is Container Registry's.
         [_, .., "gcr", "io"] => true,
-        // REGION-docker.pkg.dev, the glob within the region.
-        [first, "pkg", "dev"] => first
-            .strip_suffix("-docker")
-            .is_some_and(|region| region.contains('*') && is_glob_label(region)),
+        // LOCATION-FORMAT.pkg.dev, the glob within the location.
+        [first, "pkg", "dev"] => ARTIFACT_REGISTRY_FORMATS.iter().any(|format| {
+            first
+                .strip_suffix(format)
+                .and_then(|l| l.strip_suffix('-'))
+                .is_some_and(|location| location.contains('*') && is_glob_label(location))
+        }),
+        // Cloud Storage buckets.
+        [_, .., "storage", "googleapis", "com"] => true,
         // docker.REGION.rep.pkg.dev.
         ["docker", region, "rep", "pkg", "dev"] => region.contains('*'),
         _ => false,
@@ -496,8 +601,9 @@ fn within_policy(
         Ok(())
     } else {
         Err(
-            "a `*` must stay inside gcr.io (`*.gcr.io`), REGION-docker.pkg.dev \
-             (`*-docker.pkg.dev`) or docker.REGION.rep.pkg.dev (`docker.*.rep.pkg.dev`)"
+            "a `*` must stay inside gcr.io (`*.gcr.io`), LOCATION-FORMAT.pkg.dev \
+             (`*-docker.pkg.dev`, `*-maven.pkg.dev`), docker.LOCATION.rep.pkg.dev \
+             (`docker.*.rep.pkg.dev`) or Cloud Storage (`*.storage.googleapis.com`)"
                 .to_owned(),
         )
     }
@@ -738,6 +844,195 @@ mod tests {
         assert_eq!(parse_host_list(" A.Example ").unwrap()[0].host, "a.example");
     }
 
+    fn uri_class(uri: &str) -> HostClass {
+        match parse_https_uri(uri) {
+            Some(u) => classify_uri(&u, &[]),
+            None => HostClass::Other,
+        }
+    }
+
+    #[test]
+    fn uris_of_every_google_host_class_get_a_token() {
+        for uri in [
+            "https://us-maven.pkg.dev/my-project/my-repo/com/example/lib/1.0/lib-1.0.jar",
+            "https://europe-west1-npm.pkg.dev/my-project/my-repo/@scope/pkg/-/pkg-1.0.0.tgz",
+            "https://us-central1-python.pkg.dev/my-project/my-repo/simple/pkg/",
+            "https://us-go.pkg.dev/my-project/my-repo/example.com/mod/@v/v1.0.0.zip",
+            "https://us-central1-apt.pkg.dev/projects/my-project/dists/my-repo/InRelease",
+            "https://us-central1-yum.pkg.dev/projects/my-project/my-repo/repodata/repomd.xml",
+            "https://us-central1-kfp.pkg.dev/my-project/my-repo/my-pipeline/v1",
+            "https://us-docker.pkg.dev/v2/my-project/my-repo/image/manifests/latest",
+            "https://northamerica-northeast2-docker.pkg.dev/v2/",
+            "https://docker.us-central1.rep.pkg.dev/v2/my-project/my-repo/image/blobs/sha256:00",
+            "https://artifactregistry.googleapis.com/download/v1/projects/p/locations/us/repositories/r/files/f:download?alt=media",
+            "https://gcr.io/v2/my-project/image/manifests/latest",
+            "https://us.gcr.io/v2/",
+            "https://storage.googleapis.com/my-bucket/archive.tar.gz",
+            "https://my-bucket.storage.googleapis.com/archive.tar.gz",
+            "https://my.dotted.bucket.storage.googleapis.com/archive.tar.gz",
+            "https://storage.googleapis.com",
+            "https://storage.googleapis.com?alt=media",
+            "HTTPS://US-MAVEN.PKG.DEV/Project/Repo",
+            "Https://Storage.GoogleApis.Com/b/o",
+            "https://us-maven.pkg.dev:443/p/r",
+            "https://us-maven.pkg.dev:8443/p/r",
+            "https://us-maven.pkg.dev./p/r",
+            "https://storage.googleapis.com/b/o#fragment",
+        ] {
+            assert_eq!(uri_class(uri), HostClass::Google, "{uri:?}");
+        }
+    }
+
+    #[test]
+    fn plain_http_and_other_schemes_never_get_a_token() {
+        for uri in [
+            "http://us-maven.pkg.dev/p/r/a.jar",
+            "http://storage.googleapis.com/b/o",
+            "http://gcr.io/v2/",
+            "grpcs://storage.googleapis.com",
+            "grpc://us-maven.pkg.dev",
+            "ftp://us-maven.pkg.dev/",
+            "file:///etc/passwd",
+            "https+unix://us-maven.pkg.dev/",
+            "httpss://us-maven.pkg.dev/",
+            "us-maven.pkg.dev/p/r",
+            "us-maven.pkg.dev",
+            "//us-maven.pkg.dev/p",
+            "https:/us-maven.pkg.dev/p",
+            "https:us-maven.pkg.dev",
+            "https//us-maven.pkg.dev",
+            "https://",
+            "https:///p/r",
+            "",
+        ] {
+            assert_eq!(uri_class(uri), HostClass::Other, "{uri:?}");
+        }
+    }
+
+    #[test]
+    fn user_info_lookalikes_and_tricks_never_get_a_token() {
+        for uri in [
+            "https://us-maven.pkg.dev@evil.com/p/r",
+            "https://user@us-maven.pkg.dev/p/r",
+            "https://user:pw@storage.googleapis.com/b/o",
+            "https://oauth2accesstoken@gcr.io/v2/",
+            "https://:@storage.googleapis.com/",
+            "https://storage.googleapis.com:443@evil.com/",
+            "https://evil.com\\@storage.googleapis.com/b",
+            "https://evil.com\\.storage.googleapis.com/b",
+            "https://storage.googleapis.com\\@evil.com/b",
+            "https://evil.com\t@storage.googleapis.com/",
+            "https://evil.com\n.storage.googleapis.com/",
+            " https://storage.googleapis.com/b/o",
+            "https://storage.googleapis.com/b/o ",
+            "https://storage.googleapis.com /b",
+            "https://storage.googleapis.com.evil.com/b",
+            "https://storage.googleapis.com-evil.com/b",
+            "https://evilstorage.googleapis.com/b",
+            "https://storage-googleapis.com/b",
+            "https://storage.googleapis.co/b",
+            "https://googleapis.com/b",
+            "https://www.googleapis.com/download/storage/v1/b/x/o/y",
+            "https://artifactregistry.googleapis.com.evil.com/",
+            "https://evil-artifactregistry.googleapis.com/",
+            "https://us-maven.pkg.dev.evil.com/p",
+            "https://us-maven.pkg.devx/p",
+            "https://maven.pkg.dev/p",
+            "https://-maven.pkg.dev/p",
+            "https://a.b-maven.pkg.dev/p",
+            "https://us-mavenx.pkg.dev/p",
+            "https://us-maven-.pkg.dev/p",
+            "https://us--maven.pkg.dev/p",
+            "https://us-cargo.pkg.dev/p",
+            "https://us-argo.pkg.dev/p",
+            "https://us_maven.pkg.dev/p",
+            "https://pkg.dev/p",
+            "https://evil.com/https://us-maven.pkg.dev/p",
+            "https://evil.com?https://us-maven.pkg.dev/p",
+            "https://evil.com#@us-maven.pkg.dev/p",
+            "https://evil.com/@us-maven.pkg.dev/p",
+            "https://evil.com/us-maven.pkg.dev",
+            "https://us-maven.pkg.dev%2eevil.com/p",
+            "https://us-maven%2epkg.dev/p",
+            "https://us-maven.pkg.dev%00.evil.com/p",
+            "https://us-maven.pkg.dev\0.evil.com/p",
+            "https://us-m\u{0430}ven.pkg.dev/p",
+            "https://xn--us-maven-pkg-dev.com/p",
+            "https://[::1]/p",
+            "https://127.0.0.1/p",
+            "https://localhost/p",
+            "https://us-maven.pkg.dev:/p",
+            "https://us-maven.pkg.dev:99999/p",
+            "https://us-maven.pkg.dev:443:443/p",
+            "https://[us-maven.pkg.dev]/p",
+        ] {
+            assert_eq!(uri_class(uri), HostClass::Other, "{uri:?}");
+        }
+    }
+
+    #[test]
+    fn retired_bucket_hosts_are_recognised_in_uris() {
+        assert_eq!(
+            uri_class("https://b.gcr.io/my-bucket/image"),
+            HostClass::DeprecatedBucket
+        );
+        assert_eq!(
+            uri_class("https://bucket.gcr.io/v2/"),
+            HostClass::DeprecatedBucket
+        );
+    }
+
+    #[test]
+    fn a_uri_keeps_its_path_for_identity_rules() {
+        let u =
+            parse_https_uri("https://US-Maven.pkg.dev:8443/My-Project/repo/a.jar?x=1#y").unwrap();
+        assert_eq!(u.registry.host, "us-maven.pkg.dev");
+        assert_eq!(u.registry.port, Some(8443));
+        assert_eq!(u.path, "/My-Project/repo/a.jar");
+        assert_eq!(parse_https_uri("https://gcr.io").unwrap().path, "/");
+        assert_eq!(parse_https_uri("https://gcr.io?q").unwrap().path, "/");
+        assert_eq!(parse_https_uri("https://gcr.io#f").unwrap().path, "/");
+    }
+
+    #[test]
+    fn declared_hosts_get_a_token_over_https_only() {
+        let extra = parse_host_list("proxy.example.com, 127.0.0.1:8443").unwrap();
+        let c = |s: &str| parse_https_uri(s).map(|u| classify_uri(&u, &extra));
+        assert_eq!(c("https://proxy.example.com/p"), Some(HostClass::Google));
+        assert_eq!(
+            c("https://proxy.example.com:9000/p"),
+            Some(HostClass::Google)
+        );
+        assert_eq!(c("https://127.0.0.1:8443/p"), Some(HostClass::Google));
+        assert_eq!(c("https://127.0.0.1:8444/p"), Some(HostClass::Other));
+        assert_eq!(c("https://127.0.0.1/p"), Some(HostClass::Other));
+        assert_eq!(
+            c("https://proxy.example.com.evil.com/p"),
+            Some(HostClass::Other)
+        );
+        assert_eq!(c("http://proxy.example.com/p"), None);
+        assert_eq!(c("https://u@proxy.example.com/p"), None);
+    }
+
+    #[test]
+    fn docker_addresses_of_the_other_formats_stay_other() {
+        // A docker `get` answers as before: only container registries get a token there.
+        for host in [
+            "us-maven.pkg.dev",
+            "us-npm.pkg.dev",
+            "storage.googleapis.com",
+            "b.storage.googleapis.com",
+            "artifactregistry.googleapis.com",
+        ] {
+            assert_eq!(class(host), HostClass::Other, "{host}");
+            assert_eq!(
+                class(&format!("https://{host}/x")),
+                HostClass::Other,
+                "{host}"
+            );
+        }
+    }
+
     fn pattern(text: &str) -> Result<Pattern, String> {
         parse_pattern(text, &[])
     }
@@ -766,6 +1061,19 @@ mod tests {
             ("us-docker.pkg.dev/team-a/", "us-docker.pkg.dev/team-a/*"),
             ("gcr.io/example.com/proj/*", "gcr.io/example.com/proj/*"),
             ("*.gcr.io:443/My_Project/*", "*.gcr.io:443/My_Project/*"),
+            // Hosts only Bazel's URIs get a token for.
+            ("us-maven.pkg.dev/p/repo/*", "us-maven.pkg.dev/p/repo/*"),
+            ("*-maven.pkg.dev", "*-maven.pkg.dev"),
+            ("europe-*-npm.pkg.dev", "europe-*-npm.pkg.dev"),
+            (
+                "storage.googleapis.com/my-bucket/*",
+                "storage.googleapis.com/my-bucket/*",
+            ),
+            ("*.storage.googleapis.com", "*.storage.googleapis.com"),
+            (
+                "artifactregistry.googleapis.com",
+                "artifactregistry.googleapis.com",
+            ),
         ] {
             let p = pattern(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             assert_eq!(p.to_string(), shown, "{text:?}");
@@ -793,7 +1101,13 @@ mod tests {
             "*.pkg.dev",
             "*docker.pkg.dev",
             "us-*.pkg.dev",
-            "*-maven.pkg.dev",
+            "*-cargo.pkg.dev",
+            "us-cargo.pkg.dev",
+            "*.googleapis.com",
+            "googleapis.com",
+            "www.googleapis.com",
+            "storage.googleapis.com.evil.com",
+            "*.storage.googleapis.com.evil.com",
             "us-docker.pkg.dev.evil.com",
             "*-docker.pkg.dev.evil.com",
             "*-docker.pkg.dev.*",
@@ -966,12 +1280,14 @@ mod tests {
         let part = "[a-z0-9-]{0,4}";
         prop_oneof![
             "[a-z0-9.*-]{1,24}",
-            (part, part, "[a-z0-9.-]{0,6}", "[a-z0-9.-]{0,6}", 0..4usize).prop_map(
+            (part, part, "[a-z0-9.-]{0,6}", "[a-z0-9.-]{0,6}", 0..6usize).prop_map(
                 |(a, b, before, after, shape)| {
                     let core = match shape {
                         0 => format!("{a}*{b}.gcr.io"),
                         1 => format!("{a}*{b}-docker.pkg.dev"),
                         2 => format!("docker.{a}*{b}.rep.pkg.dev"),
+                        3 => format!("{a}*{b}-maven.pkg.dev"),
+                        4 => format!("{a}*{b}.storage.googleapis.com"),
                         _ => format!("{a}*{b}.pkg.dev"),
                     };
                     format!("{before}{core}{after}")
@@ -987,6 +1303,34 @@ mod tests {
             label().prop_map(|l| format!("{l}-docker.pkg.dev")),
             label().prop_map(|l| format!("docker.{l}.rep.pkg.dev")),
         ]
+    }
+
+    fn uri_google_host() -> impl Strategy<Value = String> {
+        let format = proptest::sample::select(ARTIFACT_REGISTRY_FORMATS.to_vec());
+        prop_oneof![
+            google_host().prop_filter("not a retired bucket host", |h| {
+                !h.starts_with("b.") && !h.starts_with("bucket.")
+            }),
+            (label(), format).prop_map(|(l, f)| format!("{l}-{f}.pkg.dev")),
+            Just(CLOUD_STORAGE.to_string()),
+            Just(ARTIFACT_REGISTRY_API.to_string()),
+            proptest::collection::vec(label(), 1..3)
+                .prop_map(|ls| format!("{}.storage.googleapis.com", ls.join("."))),
+        ]
+    }
+
+    /// The URI policy restated independently: the hosts that may receive a token.
+    fn is_allowed_uri_host(h: &str) -> bool {
+        let ar = ARTIFACT_REGISTRY_FORMATS.iter().any(|f| {
+            h.strip_suffix(&format!("-{f}.pkg.dev"))
+                .is_some_and(|r| !r.is_empty() && !r.contains('.'))
+        });
+        ar || h == "gcr.io"
+            || h.ends_with(".gcr.io")
+            || (h.starts_with("docker.") && h.ends_with(".rep.pkg.dev"))
+            || h == "storage.googleapis.com"
+            || h.ends_with(".storage.googleapis.com")
+            || h == "artifactregistry.googleapis.com"
     }
 
     proptest! {
@@ -1052,6 +1396,71 @@ mod tests {
             prop_assert_eq!(class(&at), HostClass::Other);
         }
 
+        #[test]
+        fn parse_https_uri_never_panics(s in any::<String>()) {
+            let _ = parse_https_uri(&s);
+        }
+
+        #[test]
+        fn spelling_variants_of_a_google_uri_are_the_same_host(
+            host in uri_google_host(),
+            upper_scheme in any::<bool>(),
+            upper_host in any::<bool>(),
+            port in proptest::option::of(1u16..),
+            path in "(/[A-Za-z0-9._~%:@!$&'()*+,;=-]{1,8}){0,3}/?",
+            query in proptest::option::of("[A-Za-z0-9=&%._-]{0,12}"),
+            fragment in proptest::option::of("[A-Za-z0-9@/?._-]{0,12}"),
+        ) {
+            let mut s = String::from(if upper_scheme { "HTTPS://" } else { "https://" });
+            s.push_str(&if upper_host { host.to_uppercase() } else { host.clone() });
+            if let Some(p) = port { s.push_str(&format!(":{p}")); }
+            s.push_str(&path);
+            if let Some(q) = &query { s.push('?'); s.push_str(q); }
+            if let Some(f) = &fragment { s.push('#'); s.push_str(f); }
+            let u = parse_https_uri(&s).unwrap();
+            prop_assert_eq!(&u.registry.host, &host);
+            prop_assert_eq!(u.registry.port, port);
+            let expected_path = if path.is_empty() { "/".to_owned() } else { path.clone() };
+            prop_assert_eq!(&u.path, &expected_path);
+            prop_assert_eq!(classify_uri(&u, &[]), HostClass::Google);
+        }
+
+        #[test]
+        fn no_uri_host_outside_the_policy_gets_a_token(
+            s in "(https?://)?[a-zA-Z0-9.:@/?#\\[\\]%_-]{0,40}"
+        ) {
+            if let Some(u) = parse_https_uri(&s)
+                && classify_uri(&u, &[]) == HostClass::Google
+            {
+                prop_assert!(s.to_ascii_lowercase().starts_with("https://"), "{:?}", s);
+                let authority = s[8..].split(['/', '?', '#']).next().unwrap_or("");
+                prop_assert!(!authority.contains('@'), "{:?}", s);
+                prop_assert!(is_allowed_uri_host(&u.registry.host), "accepted {:?} as {:?}", s, u.registry.host);
+            }
+        }
+
+        #[test]
+        fn only_https_uris_are_parsed(
+            scheme in "[a-zA-Z][a-zA-Z0-9+.-]{0,8}",
+            host in uri_google_host(),
+        ) {
+            let s = format!("{scheme}://{host}/p");
+            prop_assert_eq!(
+                parse_https_uri(&s).is_some(),
+                scheme.eq_ignore_ascii_case("https")
+            );
+        }
+
+        #[test]
+        fn a_google_uri_host_as_user_info_or_before_another_domain_gets_nothing(
+            host in uri_google_host(), tail in label(), tld in "[a-z]{2,6}"
+        ) {
+            prop_assert_eq!(uri_class(&format!("https://{host}.{tail}.{tld}/p")), HostClass::Other);
+            prop_assert_eq!(uri_class(&format!("https://{host}@{tail}.{tld}/p")), HostClass::Other);
+            prop_assert_eq!(uri_class(&format!("https://{tail}.{tld}/{host}")), HostClass::Other);
+            prop_assert_eq!(uri_class(&format!("https://u@{host}/p")), HostClass::Other);
+            prop_assert_eq!(uri_class(&format!("http://{host}/p")), HostClass::Other);
+        }
         /// A rule never widens the policy: every host an accepted pattern matches (its `*`s
         /// filled with letters and digits) is one `classify` serves.
         #[test]
@@ -1067,7 +1476,8 @@ mod tests {
                 }).collect::<Vec<_>>().join(".");
                 let r = normalise(&host).unwrap();
                 prop_assert!(p.matches(&r, None));
-                prop_assert_ne!(classify(&r, &[]), HostClass::Other, "{:?} matches {:?}", text, host);
+                let uri = HttpsUri { registry: r, path: "/".to_owned() };
+                prop_assert_ne!(classify_uri(&uri, &[]), HostClass::Other, "{:?} matches {:?}", text, host);
             }
         }
 

@@ -59,6 +59,26 @@ pub mod fuzz_api {
         Some((r.to_string(), r.host, google))
     }
 
+    /// The URI policy for Bazel's requests: the host and path of a parsed `https` URI, and
+    /// whether it may receive a token.
+    pub fn uri_policy(uri: &str) -> Option<(String, String, bool)> {
+        let u = crate::hosts::parse_https_uri(uri)?;
+        let google = crate::hosts::classify_uri(&u, &[]) == crate::hosts::HostClass::Google;
+        Some((u.registry.host, u.path, google))
+    }
+
+    /// A Bazel `get` request as the helper reads it: the URI and, when a token would be
+    /// sent, its host; the message for stderr on error.
+    pub fn bazel_request(input: &str) -> Result<(String, Option<String>), String> {
+        use crate::helper::bazel;
+        let request = bazel::parse_request(input)?;
+        let host = match bazel::target(&request.uri, &[]) {
+            bazel::Target::Google(u) => Some(u.registry.host),
+            _ => None,
+        };
+        Ok((request.uri, host))
+    }
+
     /// `store` input parsing: the validated host on success, the protocol answer on error.
     pub fn store_input(input: &str) -> Result<String, String> {
         crate::helper::protocol::parse_store(input).map(|r| r.host)

@@ -9,7 +9,7 @@
 
 pub(crate) mod identities;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,7 +38,8 @@ pub(crate) struct Spec {
 /// Declares the settings from one table (invoked once, below): each row becomes a field of
 /// [`Settings`], an entry of [`SPECS`], a line of `Settings::from_inputs` and a row of
 /// [`Settings::rows`]. A row gives the field and its type, the key, the variable, the help,
-/// how to parse the text (with the warnings list, for entries skipped rather than refused),
+/// how to parse the value (the variable's bytes as the OS gives them, or the config file's
+/// text; with the warnings list, for entries skipped rather than refused),
 /// the default, and how `config` shows the value.
 macro_rules! settings {
     ($(
@@ -84,7 +85,7 @@ macro_rules! settings {
                 // Built in place, field by field in table order.
                 Ok(Settings {
                     $($field: {
-                        let parse: fn(&str, &mut Vec<String>) -> Result<$ty> = $parse;
+                        let parse: fn(&OsStr, &mut Vec<String>) -> Result<$ty> = $parse;
                         let default: fn(&BaseDirs) -> $ty = $default;
                         inputs.get(
                             specs.next().expect("one spec per row"),
@@ -115,7 +116,7 @@ settings! {
         key: "token_sources",
         env: "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES",
         help: "comma list of adc, gcloud, metadata, tried in order (default adc,gcloud,metadata)",
-        parse: |v, _| parse_sources(v),
+        parse: |v, _| parse_sources(text(v)?),
         default: |_| DEFAULT_SOURCES.to_vec(),
         show: |v| v.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
     }
@@ -123,7 +124,7 @@ settings! {
         key: "registries",
         env: "DOCKER_CREDENTIAL_GCP_REGISTRIES",
         help: "extra host[:port] list to treat as Google registries (e.g. a proxy in front of Artifact Registry)",
-        parse: |v, warnings| Ok(lenient_hosts(v, warnings)),
+        parse: |v, warnings| Ok(lenient_hosts(text(v)?, warnings)),
         default: |_| Vec::new(),
         show: |v| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
     }
@@ -132,7 +133,7 @@ settings! {
         key: "cache_dir",
         env: "DOCKER_CREDENTIAL_GCP_CACHE_DIR",
         help: "token cache directory",
-        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        parse: |v, _| absolute_path(v).map(Some),
         default: BaseDirs::cache_dir,
         show: show_path,
     }
@@ -140,7 +141,7 @@ settings! {
         key: "no_cache",
         env: "DOCKER_CREDENTIAL_GCP_NO_CACHE",
         help: "1 to never cache tokens",
-        parse: |v, _| parse_bool(v),
+        parse: |v, _| parse_bool(text(v)?),
         default: |_| false,
         show: ToString::to_string,
     }
@@ -148,7 +149,7 @@ settings! {
         key: "timeout",
         env: "DOCKER_CREDENTIAL_GCP_TIMEOUT",
         help: "seconds allowed for minting a token (default 15)",
-        parse: |v, _| parse_timeout(v),
+        parse: |v, _| parse_timeout(text(v)?),
         default: |_| DEFAULT_TIMEOUT,
         show: |v| format!("{}s", v.as_secs_f64()),
     }
@@ -157,7 +158,7 @@ settings! {
         key: "refresh_ahead",
         env: "DOCKER_CREDENTIAL_GCP_REFRESH_AHEAD",
         help: "minutes before expiry to refresh a cached token in the background (default 15; 0 off)",
-        parse: |v, _| parse_minutes(v),
+        parse: |v, _| parse_minutes(text(v)?),
         default: |_| DEFAULT_REFRESH_AHEAD,
         show: |v| format!("{}m", v.as_secs() / 60),
     }
@@ -165,7 +166,7 @@ settings! {
         key: "on_error",
         env: "DOCKER_CREDENTIAL_GCP_ON_ERROR",
         help: "fail (default) or anonymous: what `get` answers when Google cannot be reached or refuses (anonymous: \"not found\", so public images still pull)",
-        parse: |v, _| OnError::parse(v),
+        parse: |v, _| OnError::parse(text(v)?),
         default: |_| OnError::Fail,
         show: |v| v.name().to_owned(),
     }
@@ -174,7 +175,7 @@ settings! {
         key: "remember_failures",
         env: "DOCKER_CREDENTIAL_GCP_REMEMBER_FAILURES",
         help: "seconds a failed mint is remembered per identity, so repeated gets answer at once (default 30; 0 off)",
-        parse: |v, _| parse_remember(v),
+        parse: |v, _| parse_remember(text(v)?),
         default: |_| DEFAULT_REMEMBER_FAILURES,
         show: |v| format!("{}s", v.as_secs()),
     }
@@ -183,7 +184,7 @@ settings! {
         key: "kubelet_scopes",
         env: "DOCKER_CREDENTIAL_GCP_KUBELET_SCOPES",
         help: "OAuth scopes of the kubelet provider's tokens, comma list (default cloud-platform.read-only: the kubelet only pulls)",
-        parse: |v, _| identities::parse_scopes(&hosts::split_list(v).collect::<Vec<_>>()).map_err(anyhow::Error::msg),
+        parse: |v, _| identities::parse_scopes(&hosts::split_list(text(v)?).collect::<Vec<_>>()).map_err(anyhow::Error::msg),
         default: |_| SCOPE_READ_ONLY.to_owned(),
         show: |v| v.replace(' ', ","),
     }
@@ -191,7 +192,7 @@ settings! {
         key: "log",
         env: "DOCKER_CREDENTIAL_GCP_LOG",
         help: "error, warn (default), info or debug; to stderr",
-        parse: |v, _| logging::parse_level(v),
+        parse: |v, _| logging::parse_level(text(v)?),
         default: |_| LevelFilter::Warn,
         show: |v| v.as_str().to_ascii_lowercase(),
     }
@@ -199,7 +200,7 @@ settings! {
         key: "log_file",
         env: "DOCKER_CREDENTIAL_GCP_LOG_FILE",
         help: "also append log lines to this file",
-        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        parse: |v, _| absolute_path(v).map(Some),
         default: |_| None,
         show: show_path,
     }
@@ -208,7 +209,7 @@ settings! {
         key: "ca_file",
         env: "DOCKER_CREDENTIAL_GCP_CA_FILE",
         help: "extra CA certificates (PEM) for HTTPS, added to the OS roots (e.g. a TLS-inspecting proxy's)",
-        parse: |v, _| Ok(Some(PathBuf::from(v))),
+        parse: |v, _| absolute_path(v).map(Some),
         default: |_| None,
         show: show_path,
     }
@@ -344,17 +345,18 @@ impl<'de> serde::Deserialize<'de> for ConfigFile {
 }
 
 impl Inputs<'_> {
-    /// The raw text of `spec` and its origin: the variable, else the config file's key.
-    fn raw(&self, spec: &Spec) -> Result<Option<(String, Origin)>> {
+    /// The raw value of `spec` and its origin: the variable (its bytes as the OS gives them:
+    /// a path need not be UTF-8), else the config file's key.
+    fn raw(&self, spec: &Spec) -> Result<Option<(OsString, Origin)>> {
         if let Some(v) = (self.env)(spec.env) {
-            let v = v
-                .into_string()
-                .map_err(|_| anyhow::anyhow!("{} is not valid UTF-8", spec.env))?;
             return Ok(Some((v, Origin::Env(spec.env))));
         }
         match self.file.and_then(|f| f.get(spec.key)) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => Ok(Some((file_value_as_text(spec.key, v)?, Origin::File))),
+            Some(v) => Ok(Some((
+                file_value_as_text(spec.key, v)?.into(),
+                Origin::File,
+            ))),
         }
     }
 
@@ -362,13 +364,13 @@ impl Inputs<'_> {
     fn get<T>(
         &self,
         spec: &Spec,
-        parse: impl FnOnce(&str) -> Result<T>,
+        parse: impl FnOnce(&OsStr) -> Result<T>,
         default: impl FnOnce() -> T,
     ) -> Result<Setting<T>> {
         match self.raw(spec)? {
-            Some((text, origin)) => {
+            Some((raw, origin)) => {
                 let value =
-                    parse(&text).with_context(|| format!("invalid {} ({origin})", spec.key))?;
+                    parse(&raw).with_context(|| format!("invalid {} ({origin})", spec.key))?;
                 Ok(Setting { value, origin })
             }
             None => Ok(Setting {
@@ -452,6 +454,24 @@ impl Settings {
             self.cache_dir.value.as_deref()
         }
     }
+}
+
+/// A setting's value as text (every setting but the paths is text).
+fn text(v: &OsStr) -> Result<&str> {
+    v.to_str().context("not valid UTF-8")
+}
+
+/// A path setting, as the OS gives it (any bytes). It must be absolute: one relative to
+/// wherever docker runs the helper would name a different file each time.
+fn absolute_path(v: &OsStr) -> Result<PathBuf> {
+    let path = PathBuf::from(v);
+    if !path.is_absolute() {
+        bail!(
+            "{path:?} is not an absolute path; give the full path (`~` is not expanded), or \
+             leave it unset for the default"
+        );
+    }
+    Ok(path)
 }
 
 fn show_path(p: &Option<PathBuf>) -> String {
@@ -608,6 +628,35 @@ mod tests {
             Some(Path::new("/home/a/.cache/docker-credential-gcp"))
         );
         assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn path_settings_must_be_absolute() {
+        let paths = SPECS
+            .iter()
+            .filter(|s| s.key.ends_with("_dir") || s.key.ends_with("_file"));
+        assert_eq!(paths.clone().count(), 3);
+        for spec in paths {
+            for relative in ["cache", "./x", "~/x", "../x"] {
+                let e = format!("{:#}", resolve(&[(spec.env, relative)], None).unwrap_err());
+                assert!(e.contains(spec.env) && e.contains("absolute"), "{e}");
+                let file = serde_json::json!({ spec.key: relative }).to_string();
+                let e = format!("{:#}", resolve(&[], Some(&file)).unwrap_err());
+                assert!(
+                    e.contains(spec.key) && e.contains("config file") && e.contains("absolute"),
+                    "{e}"
+                );
+            }
+            // Absolute on the OS the tests run on (`/abs/x` is not, on Windows).
+            let abs = std::env::temp_dir().join("x");
+            let s = resolve(&[(spec.env, abs.to_str().unwrap())], None).unwrap();
+            let value = match spec.key {
+                "cache_dir" => s.cache_dir.value,
+                "log_file" => s.log_file.value,
+                _ => s.ca_file.value,
+            };
+            assert_eq!(value.as_deref(), Some(abs.as_path()));
+        }
     }
 
     #[test]
@@ -798,17 +847,20 @@ mod tests {
 
     #[test]
     fn no_cache_turns_the_cache_directory_off() {
+        // Absolute on the OS the tests run on (`/tmp/x` is not, on Windows).
+        let dir = std::env::temp_dir().join("x");
+        let dir_text = dir.to_str().unwrap();
         let s = resolve(
             &[
-                ("DOCKER_CREDENTIAL_GCP_CACHE_DIR", "/tmp/x"),
+                ("DOCKER_CREDENTIAL_GCP_CACHE_DIR", dir_text),
                 ("DOCKER_CREDENTIAL_GCP_NO_CACHE", "1"),
             ],
             None,
         )
         .unwrap();
         assert_eq!(s.effective_cache_dir(), None);
-        let s = resolve(&[("DOCKER_CREDENTIAL_GCP_CACHE_DIR", "/tmp/x")], None).unwrap();
-        assert_eq!(s.effective_cache_dir(), Some(Path::new("/tmp/x")));
+        let s = resolve(&[("DOCKER_CREDENTIAL_GCP_CACHE_DIR", dir_text)], None).unwrap();
+        assert_eq!(s.effective_cache_dir(), Some(dir.as_path()));
     }
 
     #[test]

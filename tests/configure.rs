@@ -544,6 +544,58 @@ fn doctor_fails_on_a_broken_set_up_and_names_each_fix() {
     }
 }
 
+/// credHelpers entries that are not helper names (a number, null, an object, ""): docker
+/// cannot run a helper for them. configure-docker warns when it replaces one, as it does for
+/// another helper's, and doctor names them.
+#[test]
+fn entries_that_are_not_helper_names_are_named_by_doctor_and_replaced_with_a_warning() {
+    let s = Setup::new();
+    s.write_config(
+        r#"{"credHelpers": {"gcr.io": 5, "us.gcr.io": null, "eu.gcr.io": {"x": 1}, "asia.gcr.io": "", "quay.io": 7}}"#,
+    );
+    let out = s.env.run(&["doctor"], b"");
+    for needle in [
+        "credHelpers entries that are not helper names",
+        "gcr.io (5)",
+        "us.gcr.io (null)",
+        "eu.gcr.io ({\"x\":1})",
+        "asia.gcr.io (\"\")",
+        "quay.io (7)",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
+    }
+    assert!(
+        !out.stdout.contains("docker-credential-,") && !out.stdout.contains("docker-credential-\n"),
+        "no helper without a name: {}",
+        out.stdout
+    );
+
+    let out = s.configure(&["--registries", "gcr.io,us.gcr.io,eu.gcr.io,asia.gcr.io"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (host, was) in [
+        ("gcr.io", "5"),
+        ("us.gcr.io", "null"),
+        ("eu.gcr.io", "{\"x\":1}"),
+        ("asia.gcr.io", "\"\""),
+    ] {
+        let warning = format!(
+            "warning: {host}'s credHelpers entry was {was}, not a helper name; it now uses docker-credential-gcp"
+        );
+        assert!(out.stderr.contains(&warning), "{warning}: {}", out.stderr);
+    }
+    assert!(
+        out.stderr
+            .contains("4 in place of entries that were not helper names"),
+        "{}",
+        out.stderr
+    );
+    let after = s.read_json();
+    assert_eq!(
+        after["credHelpers"]["quay.io"], 7,
+        "others' entries untouched"
+    );
+}
+
 #[test]
 fn doctor_names_a_known_host_missing_from_cred_helpers_and_the_command_adds_it() {
     let s = Setup::new();
@@ -694,6 +746,75 @@ fn configure_mirror_adds_the_mirror_to_daemon_json_keeping_everything() {
     );
 }
 
+/// Number texts that a parse into f64 and back would change (or refuse), and ordinary ones.
+const NUMBER_TEXTS: [&str; 14] = [
+    "-0",
+    "-0.0",
+    "1.0",
+    "1.50",
+    "15E2",
+    "1e-2",
+    "2E+0",
+    "1e400",
+    "-1e400",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "123456789012345678901234567890.1234567890123456789",
+    "0",
+    "42",
+];
+
+/// `"nI": TEXT` for each number text, as the members of one object.
+fn numbered_members() -> String {
+    NUMBER_TEXTS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("\"n{i}\": {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn assert_numbers_kept(text: &str) {
+    for (i, t) in NUMBER_TEXTS.iter().enumerate() {
+        let member = format!("\"n{i}\": {t}");
+        let kept = text
+            .match_indices(&member)
+            .any(|(at, _)| matches!(text.as_bytes().get(at + member.len()), Some(b',' | b'\n')));
+        assert!(kept, "{member} in {text}");
+    }
+}
+
+#[test]
+fn configure_docker_and_configure_mirror_keep_every_number_as_written() {
+    let s = Setup::new();
+    s.write_config(&format!(
+        "{{\"credHelpers\": {{\"quay.io\": \"quay\"}}, \"zzFutureKey\": {{{}}}}}",
+        numbered_members()
+    ));
+    for args in [&[][..], &["--remove"][..]] {
+        let out = s.configure(args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert_numbers_kept(&std::fs::read_to_string(s.config()).unwrap());
+    }
+
+    let daemon = s.env.path("daemon.json");
+    std::fs::write(
+        &daemon,
+        format!("{{{}, \"shutdown-timeout\": -0}}", numbered_members()),
+    )
+    .unwrap();
+    let path = daemon.display().to_string();
+    for args in [&[][..], &["--remove"][..]] {
+        let mut all = vec!["configure-mirror", "--daemon-json", &path];
+        all.extend_from_slice(args);
+        let out = s.env.run(&all, b"");
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        let text = std::fs::read_to_string(&daemon).unwrap();
+        assert_numbers_kept(&text);
+        assert!(text.contains("\"shutdown-timeout\": -0"), "{text}");
+    }
+}
+
 #[test]
 fn configure_mirror_writes_containerd_and_podman_files_and_removes_them_again() {
     let env = Env::new();
@@ -752,6 +873,94 @@ fn configure_mirror_writes_containerd_and_podman_files_and_removes_them_again() 
         std::fs::read_to_string(hosts_dir.join("docker.io/hosts.toml")).unwrap(),
         ""
     );
+}
+
+/// mirror.gcr.io as people write it: scheme and host in any case, the default port, a final
+/// slash; in hosts.toml and registries.conf also without the scheme those files default to.
+/// configure-mirror finds it (no second copy) and --remove takes it out.
+#[test]
+fn configure_mirror_knows_mirror_gcr_io_however_it_is_spelled() {
+    let env = Env::new();
+    let run = |args: &[&str], remove: bool| {
+        let mut all = vec!["configure-mirror"];
+        all.extend_from_slice(args);
+        if remove {
+            all.push("--remove");
+        }
+        let out = env.run(&all, b"");
+        assert_eq!(out.code, 0, "{all:?}: {}", out.stderr);
+        out
+    };
+    let daemon = env.path("daemon.json");
+    let d = daemon.display().to_string();
+    for spelling in [
+        "HTTPS://MIRROR.GCR.IO",
+        "https://mirror.gcr.io:443/",
+        "https://mirror.gcr.io/",
+        "https://Mirror.Gcr.Io:443",
+    ] {
+        let text = format!(
+            "{{\n\t\"registry-mirrors\": [\n\t\t\"https://corp.example\",\n\t\t\"{spelling}\"\n\t]\n}}\n"
+        );
+        std::fs::write(&daemon, &text).unwrap();
+        let out = run(&["--daemon-json", &d], false);
+        assert_eq!(
+            std::fs::read_to_string(&daemon).unwrap(),
+            text,
+            "{spelling}"
+        );
+        assert!(
+            out.stderr.contains("already set up"),
+            "{spelling}: {}",
+            out.stderr
+        );
+        run(&["--daemon-json", &d], true);
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&daemon).unwrap()).unwrap();
+        assert_eq!(
+            v["registry-mirrors"],
+            serde_json::json!(["https://corp.example"]),
+            "{spelling}"
+        );
+    }
+
+    let hosts_dir = env.path("certs.d");
+    let hosts_toml = hosts_dir.join("docker.io/hosts.toml");
+    std::fs::create_dir_all(hosts_toml.parent().unwrap()).unwrap();
+    let h = hosts_dir.display().to_string();
+    let other = "server = \"https://registry-1.docker.io\"\n\n[host.\"https://corp.example\"]\n  capabilities = [\"pull\"]\n";
+    for spelling in [
+        "https://mirror.gcr.io/",
+        "HTTPS://MIRROR.GCR.IO:443",
+        "mirror.gcr.io",
+    ] {
+        let text =
+            format!("{other}\n[host.\"{spelling}\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+        std::fs::write(&hosts_toml, &text).unwrap();
+        run(&["--containerd", "--hosts-dir", &h], false);
+        assert_eq!(
+            std::fs::read_to_string(&hosts_toml).unwrap(),
+            text,
+            "{spelling}"
+        );
+        run(&["--containerd", "--hosts-dir", &h], true);
+        assert_eq!(
+            std::fs::read_to_string(&hosts_toml).unwrap(),
+            other,
+            "{spelling}"
+        );
+    }
+
+    let conf = env.path("registries.conf");
+    let c = conf.display().to_string();
+    let entry = "[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n";
+    for spelling in ["mirror.gcr.io:443", "MIRROR.GCR.IO", "mirror.gcr.io/"] {
+        let text = format!("{entry}\n[[registry.mirror]]\nlocation = \"{spelling}\"\n");
+        std::fs::write(&conf, &text).unwrap();
+        run(&["--podman", "--registries-conf", &c], false);
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), text, "{spelling}");
+        run(&["--podman", "--registries-conf", &c], true);
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), entry, "{spelling}");
+    }
 }
 
 #[test]
@@ -936,4 +1145,72 @@ fn repeated_cred_helpers_objects_are_merged_as_docker_reads_them() {
         "ecr-login"
     );
     assert_eq!(v["credHelpers"]["gcr.io"], "gcp");
+}
+
+/// containerd's CRI reads the hosts directory only through `config_path`: configure-mirror
+/// sets it in the config.toml it is given (in the table of the file's version), and a file it
+/// must refuse is reported before hosts.toml is written.
+#[test]
+fn configure_mirror_points_containerds_cri_at_the_hosts_directory() {
+    let env = Env::new();
+    let hosts_dir = env.path("certs.d");
+    let config = env.path("config.toml");
+    // Debian's own (containerd 1.6 in Debian 12, 2.1 in unstable): version 2, no config_path.
+    let debian = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n";
+    std::fs::write(&config, debian).unwrap();
+    let (h, c) = (
+        hosts_dir.display().to_string(),
+        config.display().to_string(),
+    );
+    let args = [
+        "configure-mirror",
+        "--containerd",
+        "--hosts-dir",
+        &h,
+        "--containerd-config",
+        &c,
+    ];
+    let out = env.run(&args, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        written,
+        format!(
+            "{debian}\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"{h}\"\n"
+        )
+    );
+    assert!(out.stderr.contains("restart containerd"), "{}", out.stderr);
+    let again = env.run(&args, b"");
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+    assert!(
+        !again.stderr.contains("restart containerd"),
+        "{}",
+        again.stderr
+    );
+
+    // Deprecated CRI mirrors: refused, and nothing is written at all.
+    let fresh = env.path("other-certs.d");
+    let mirrors = "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://corp-mirror.test\"]\n";
+    std::fs::write(&config, mirrors).unwrap();
+    let f = fresh.display().to_string();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--containerd",
+            "--hosts-dir",
+            &f,
+            "--containerd-config",
+            &c,
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing was changed") && out.stderr.contains("mirrors"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), mirrors);
+    assert!(!fresh.exists(), "no hosts.toml either");
 }

@@ -85,41 +85,6 @@ fn successful_gets_since(rig: &Rig, mark: Mark) -> Vec<String> {
     inputs
 }
 
-/// The manifest of `repo:tag` as the registry holds it, read with a pull token of its own.
-fn stored_manifest(rig: &Rig, repo: &str, tag: &str) -> serde_json::Value {
-    use base64::Engine;
-    let token = "ya29.e2e-reader-token";
-    rig.issued.lock().unwrap().insert(token.to_owned());
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{token}"));
-    let reply = http(
-        &rig.realm.host(),
-        "GET",
-        &format!("/token?service={SERVICE}&scope=repository:{repo}:pull"),
-        &[("Authorization".into(), format!("Basic {basic}"))],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(reply.status, 200);
-    let bearer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
-    let reply = http(
-        &rig.host,
-        "GET",
-        &format!("/v2/{repo}/manifests/{tag}"),
-        &[
-            (
-                "Authorization".into(),
-                format!("Bearer {}", bearer["token"].as_str().unwrap()),
-            ),
-            ("Accept".into(), accept.into()),
-        ],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(reply.status, 200, "{repo}:{tag} is in the registry");
-    serde_json::from_slice(&reply.body).unwrap()
-}
-
 #[test]
 fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
     if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
@@ -159,7 +124,7 @@ fn dockerd_pulls_and_pushes_a_private_image_with_the_helpers_token() {
         "the cached token is reused"
     );
     assert_logins_used_helper_tokens(&rig, mark);
-    let pushed = stored_manifest(&rig, "test/pushed", "v2");
+    let pushed = rig.stored_manifest("test/pushed", "v2");
     assert_eq!(pushed["config"]["digest"], image.config_digest.as_str());
 }
 
@@ -316,51 +281,6 @@ fn a_buildkit_build_asks_only_for_the_registry_it_pulls_from() {
 // ---------------------------------------------------------------------------------------------
 // mirror.gcr.io end to end.
 
-/// `docker system info`'s "Registry Mirrors:" list, as Google's instructions check it.
-fn registry_mirrors_in_info(info: &str) -> Vec<String> {
-    info.lines()
-        .skip_while(|l| l.trim() != "Registry Mirrors:")
-        .skip(1)
-        .take_while(|l| l.starts_with("  ") && l.trim().starts_with("http"))
-        .map(|l| l.trim().to_owned())
-        .collect()
-}
-
-/// The mirror served `repo`; the company mirror was asked first and lacked it; Docker Hub was
-/// not asked.
-fn assert_served_by_the_mirror(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "the company mirror is tried first: {:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.served_blobs_of(repo),
-        "mirror.gcr.io served {repo}: {:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert_eq!(world.hub.requests_for(repo), [], "Docker Hub is not asked");
-}
-
-/// Neither mirror has `repo`: both were asked, and Docker Hub served it.
-fn assert_fell_back_to_docker_hub(world: &MirrorWorld, repo: &str) {
-    assert!(
-        world.corp.missed(repo),
-        "{:?}",
-        world.corp.requests_for(repo)
-    );
-    assert!(
-        world.mirror.missed(repo),
-        "{:?}",
-        world.mirror.requests_for(repo)
-    );
-    assert!(
-        world.hub.served_blobs_of(repo),
-        "Docker Hub served {repo}: {:?}",
-        world.hub.requests_for(repo)
-    );
-}
-
 #[test]
 fn dockerd_pulls_docker_hub_images_from_mirror_gcr_io_after_configure_mirror() {
     if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Registry, Peer::Root]) {
@@ -514,15 +434,6 @@ fn podman_pull(world: &MirrorWorld, env: &Env, registries_conf: &Path, image: &s
         .env("TMPDIR", &tmp)
         .env("HOME", env.home.path());
     output_of(cmd)
-}
-
-/// The locations podman tried, in order (its debug log's "Trying to access").
-fn podman_tried(stderr: &str) -> Vec<String> {
-    stderr
-        .split("Trying to access \\\"")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\\\"").map(|(l, _)| l.to_owned()))
-        .collect()
 }
 
 #[test]
@@ -898,6 +809,62 @@ fn configure_mirror_warns_about_a_running_dockerd_started_with_registry_mirror()
         proc.stop().is_some_and(|s| s.success()),
         "stopped by SIGTERM"
     );
+}
+
+/// Numbers in daemon.json are dockerd's to read, with Go's rules: `-0` is an int, `-0.0` is not
+/// (dockerd refuses to start with it). configure-mirror writes every number as it was.
+#[test]
+fn dockerd_starts_after_configure_mirror_on_a_daemon_json_with_unusual_numbers() {
+    if !need(&[Peer::Dockerd, Peer::Namespaces, Peer::Root]) {
+        return;
+    }
+    require_daemon_tools("dockerd");
+    let dir = fresh_dir("numbers-dockerd");
+    let config = dir.join("daemon.json");
+    let original = format!(
+        "{{\"deprecated-key-path\": {}, \"shutdown-timeout\": -0, \"max-concurrent-downloads\": 3}}",
+        serde_json::Value::String(dir.join("key.json").display().to_string())
+    );
+    std::fs::write(&config, &original).unwrap();
+    let (_, mut proc) =
+        Dockerd::start(&dir, Place::Private, &[], &[]).expect("dockerd reads the file as written");
+    assert!(proc.stop().is_some_and(|s| s.success()));
+
+    let env = Env::new();
+    let out = env.run(
+        &[
+            "configure-mirror",
+            "--daemon-json",
+            &config.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (dockerd, mut proc) = Dockerd::start(&dir, Place::Private, &[], &[])
+        .unwrap_or_else(|log| panic!("dockerd refused the file configure-mirror wrote: {log}"));
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("\"shutdown-timeout\": -0,") && written.contains("https://mirror.gcr.io"),
+        "{written}"
+    );
+    let info = run_command(
+        {
+            let mut cmd = env.program(
+                DOCKER,
+                &["info", "--format", "{{json .RegistryConfig.Mirrors}}"],
+            );
+            cmd.env("DOCKER_HOST", dockerd.host());
+            cmd
+        },
+        b"",
+    );
+    assert!(
+        info.stdout.contains("https://mirror.gcr.io/"),
+        "{} {}",
+        info.stdout,
+        info.stderr
+    );
+    assert!(proc.stop().is_some_and(|s| s.success()));
 }
 
 /// The world's registries are out of the machine's reach: a connection to the machine's

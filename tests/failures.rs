@@ -46,12 +46,7 @@ fn expired_user_credentials_answer_not_found_with_the_sign_in_fix_on_one_line() 
     let mut env = Env::new();
     user_adc(&mut env, &server.url("/token"));
     let out = env.get("gcr.io");
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (1, NOT_FOUND),
-        "{}",
-        out.stderr
-    );
+    assert_not_found(&out);
     assert_eq!(server.count(), 1, "invalid_grant is final: no retry");
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     for part in [
@@ -258,16 +253,7 @@ fn a_remembered_failure_written_by_someone_else_is_not_believed() {
     let mut env = Env::new();
     user_adc(&mut env, &server.url("/token"));
     env.get("gcr.io");
-    let record = std::fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("fail-")
-        })
-        .expect("a remembered failure");
+    let record = cache::failure_in(&env.cache_dir());
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(!text.contains(USER_REFRESH_TOKEN) && !text.contains(USER_CLIENT_SECRET));
     assert_eq!(
@@ -286,16 +272,7 @@ fn a_failure_recorded_in_the_future_is_not_believed() {
     let mut env = Env::new();
     user_adc(&mut env, &server.url("/token"));
     env.get("gcr.io");
-    let record = std::fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("fail-")
-        })
-        .unwrap();
+    let record = cache::failure_in(&env.cache_dir());
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
     let at = doc["at"].as_u64().unwrap();
@@ -357,23 +334,6 @@ fn a_stampede_against_a_hanging_endpoint_shares_one_attempt() {
 
 // ---------------------------------------------------------------------------------------------
 // The habits of the programs that run the helper.
-
-#[test]
-fn a_successful_get_says_nothing_on_stderr_even_when_an_earlier_source_failed() {
-    let md = metadata_server(3600);
-    let mut env = Env::new();
-    let bad = env.path("broken.json");
-    std::fs::write(&bad, "{ not json").unwrap();
-    env.set("GOOGLE_APPLICATION_CREDENTIALS", bad.display().to_string());
-    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "adc,metadata");
-    env.set("GCE_METADATA_HOST", md.host());
-    let out = env.get("gcr.io");
-    assert_eq!(creds(&out).2, "ya29.metadata-1");
-    assert_eq!(
-        out.stderr, "",
-        "older testcontainers-java reads stderr as the answer"
-    );
-}
 
 #[test]
 fn the_version_flags_of_the_reference_helpers_work() {

@@ -71,12 +71,7 @@ fn gcloud_never_logged_in_answers_not_found_at_once_with_the_fix() {
     let started = Instant::now();
     let out = env.get("gcr.io");
     let took = started.elapsed();
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (1, NOT_FOUND),
-        "{}",
-        out.stderr
-    );
+    assert_not_found(&out);
     assert!(
         out.stderr.contains("gcloud has no active account")
             && out.stderr.contains("run `gcloud auth login`")
@@ -100,12 +95,7 @@ fn gcloud_with_an_account_but_no_credentials_answers_not_found() {
     std::fs::create_dir_all(env.path("gcloud-config")).unwrap();
     gcloud_set(&env, &["config", "set", "account", "someone@example.com"]);
     let out = env.get("gcr.io");
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (1, NOT_FOUND),
-        "{}",
-        out.stderr
-    );
+    assert_not_found(&out);
     assert!(
         out.stderr.contains("does not have any valid credentials")
             && out.stderr.contains("sign-in needed")

@@ -892,3 +892,53 @@ fn refresh_ahead_refreshes_the_identity_whose_token_nears_expiry() {
     }
     assert_eq!(who_asked(&endpoint), [EMAIL_A, EMAIL_A]);
 }
+
+#[test]
+fn bazel_uris_choose_their_identity_by_host_and_path() {
+    let endpoint = identity_endpoint(Duration::ZERO);
+    let metadata = metadata_server(3600);
+    let mut env = Env::new();
+    env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "metadata");
+    env.set("GCE_METADATA_HOST", metadata.host());
+    let a = key_file(&env, "a.json", EMAIL_A, &endpoint.url("/token"));
+    let b = key_file(&env, "b.json", EMAIL_B, &endpoint.url("/token"));
+    write_rules(
+        &env,
+        json!([
+            {"match": ["us-maven.pkg.dev/team-a/*"], "credentials_file": a},
+            {"match": ["*.storage.googleapis.com", "us-docker.pkg.dev"], "credentials_file": b},
+        ]),
+    );
+    let bazel = |uri: &str| {
+        let out = env.run(&["get"], json!({ "uri": uri }).to_string().as_bytes());
+        assert_eq!(out.code, 0, "{uri}: {}", out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        v["headers"]["Authorization"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    for (uri, token) in [
+        (
+            "https://us-maven.pkg.dev/team-a/repo/com/x/1.0/x-1.0.jar",
+            "ya29.puller-1",
+        ),
+        (
+            "https://us-maven.pkg.dev/team-b/repo/com/x/1.0/x-1.0.jar",
+            "ya29.metadata-1",
+        ),
+        (
+            "https://my-bucket.storage.googleapis.com/archive.tar.gz",
+            "ya29.pusher-1",
+        ),
+        (
+            "https://us-docker.pkg.dev/v2/p/r/i/manifests/latest",
+            "ya29.pusher-1",
+        ),
+    ] {
+        assert_eq!(bazel(uri), format!("Bearer {token}"), "{uri}");
+    }
+    assert_eq!(who_asked(&endpoint), [EMAIL_A, EMAIL_B]);
+    // Docker addresses never get a token for a host only URIs get one for, rule or not.
+    assert_eq!(env.get("us-maven.pkg.dev").stdout, NOT_FOUND);
+}

@@ -2,6 +2,7 @@
 //! panic; the command line for humans; and conformance with the reference implementation,
 //! Debian's docker-credential-secretservice, for the cases both must answer alike.
 
+#[cfg(target_os = "linux")]
 use crate::support::peers::{Peer, need};
 use crate::support::*;
 

@@ -87,15 +87,23 @@ fn a_server_without_the_metadata_flavor_header_is_not_trusted() {
 fn a_present_but_failing_source_is_reported_and_the_next_one_used() {
     let md = metadata_server(3600);
     let mut env = Env::new();
-    // Warnings on a successful `get` show when the user chooses a log level.
-    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
     let bad = env.path("broken.json");
     std::fs::write(&bad, "{ not json").unwrap();
     env.set("GOOGLE_APPLICATION_CREDENTIALS", bad.display().to_string());
     env.set("DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES", "adc,metadata");
     env.set("GCE_METADATA_HOST", md.host());
+    env.set("DOCKER_CREDENTIAL_GCP_REMEMBER_FAILURES", "0");
     let out = env.get("gcr.io");
     assert_eq!(creds(&out).2, "ya29.metadata-1");
+    // At the default log level a `get` that answers says nothing on stderr: older
+    // testcontainers-java reads stderr as part of the answer.
+    assert_eq!(out.stderr, "");
+    // Warnings on a successful `get` show when the user chooses a log level (no cache: the
+    // cached token would answer without trying the broken file again).
+    env.set("DOCKER_CREDENTIAL_GCP_LOG", "warn");
+    env.set("DOCKER_CREDENTIAL_GCP_NO_CACHE", "1");
+    let out = env.get("gcr.io");
+    assert_eq!(creds(&out).2, "ya29.metadata-2");
     assert!(
         out.stderr.contains("failed (broken)") && out.stderr.contains("broken.json"),
         "{}",

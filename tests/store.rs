@@ -3,6 +3,7 @@
 
 use crate::support::peers::{Peer, need};
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -131,7 +132,7 @@ fn store_without_a_secret_service_fails_fast_and_keeps_nothing() {
         "{}",
         out.stdout
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!env.path(&format!("{DATA_DIR}/stored-hosts.json")).exists());
     assert_eq!(env.run(&["list"], b"unused").stdout, "{}\n");
 }
@@ -200,4 +201,167 @@ fn docker_login_and_logout_store_and_erase_through_the_helper() {
 
 fn docker(env: &Env, args: &[&str]) -> std::process::Command {
     env.program("docker", args)
+}
+
+/// Runs the helper in a thread, killed if it is still running after 90 s (a hang).
+fn spawn_helper(
+    env: &Env,
+    args: &'static [&'static str],
+    stdin: Vec<u8>,
+) -> std::thread::JoinHandle<(Output, Duration)> {
+    let cmd = env.command(args);
+    std::thread::spawn(move || {
+        run_within(cmd, &stdin, Duration::from_secs(90))
+            .unwrap_or_else(|| panic!("`{}` still waited on the keyring after 90 s", args[0]))
+    })
+}
+
+fn listed(env: &Env) -> String {
+    let out = env.run(&["list"], b"unused");
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    out.stdout
+}
+
+/// A hung gnome-keyring or an unlock prompt nobody answers looks like this to the helper:
+/// the Secret Service is on the bus and never answers (SIGSTOP). `get` for a host with stored
+/// credentials and `doctor` end within seconds, naming the Secret Service and what to do;
+/// `list` needs no keyring at all.
+#[test]
+fn a_hung_secret_service_fails_get_and_doctor_within_seconds() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
+    let (env, ss) = keyring_env();
+    let out = env.run(
+        &["store"],
+        &store_json("kept.example.com", "alice", "s3cret"),
+    );
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    ss.pause();
+    let get = spawn_helper(&env, &["get"], b"kept.example.com".to_vec());
+    let doctor = spawn_helper(&env, &["doctor"], Vec::new());
+    let list = spawn_helper(&env, &["list"], b"unused".to_vec());
+
+    let (out, took) = get.join().unwrap();
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert!(took < Duration::from_secs(10), "get took {took:?}");
+    assert!(
+        out.stdout.contains("Secret Service") && out.stdout.contains("unlock"),
+        "{}",
+        out.stdout
+    );
+    let (out, took) = doctor.join().unwrap();
+    assert!(took < Duration::from_secs(15), "doctor took {took:?}");
+    assert!(out.stdout.contains("Secret Service"), "{}", out.stdout);
+    let (out, took) = list.join().unwrap();
+    assert!(took < Duration::from_secs(5), "list took {took:?}");
+    assert_eq!(out.stdout, "{\"kept.example.com\":\"alice\"}\n");
+
+    ss.resume();
+    let (_, user, secret) = creds(&env.get("kept.example.com"));
+    assert_eq!((user.as_str(), secret.as_str()), ("alice", "s3cret"));
+}
+
+/// `docker login` over an existing login while the Secret Service hangs: it ends in time and
+/// leaves nothing half-written. The keyring may still carry out the write when it wakes up,
+/// so the old user name must not be served with a new secret: the host is no longer listed.
+#[test]
+fn a_hung_secret_service_fails_store_in_time_and_pairs_no_old_login_with_a_new_secret() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
+    let (env, ss) = keyring_env();
+    let out = env.run(
+        &["store"],
+        &store_json("kept.example.com", "alice", "s3cret"),
+    );
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    ss.pause();
+    let store = spawn_helper(
+        &env,
+        &["store"],
+        store_json("kept.example.com", "bob", "pw2"),
+    );
+    let (out, took) = store.join().unwrap();
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert!(took < Duration::from_secs(40), "store took {took:?}");
+    assert!(
+        out.stdout.contains("Secret Service") && out.stdout.contains("previous login"),
+        "{}",
+        out.stdout
+    );
+    ss.resume();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(listed(&env), "{}\n");
+    assert_eq!(env.get("kept.example.com").stdout, NOT_FOUND);
+}
+
+/// `docker logout` while the Secret Service hangs ends in time; the login is no longer served
+/// and the error says so, and a second logout once the keyring answers removes the secret.
+#[test]
+fn a_hung_secret_service_fails_erase_in_time_and_the_login_is_no_longer_served() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
+    let (env, ss) = keyring_env();
+    let out = env.run(
+        &["store"],
+        &store_json("gone.example.com", "alice", "s3cret"),
+    );
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    ss.pause();
+    let (out, took) = spawn_helper(&env, &["erase"], b"gone.example.com".to_vec())
+        .join()
+        .unwrap();
+    assert_eq!(out.code, 1, "{} {}", out.stdout, out.stderr);
+    assert!(took < Duration::from_secs(40), "erase took {took:?}");
+    assert!(
+        out.stdout.contains("Secret Service") && out.stdout.contains("docker logout"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(listed(&env), "{}\n");
+    ss.resume();
+    assert_eq!(env.get("gone.example.com").stdout, NOT_FOUND);
+    let out = env.run(&["erase"], b"gone.example.com");
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+}
+
+/// `docker login` and `docker logout` of one host at the same time end as one or the other:
+/// `list` names the host exactly when `get` returns the secret just stored.
+#[test]
+fn concurrent_store_and_erase_of_one_host_leave_the_index_truthful() {
+    if !need(&[Peer::Keyring]) {
+        return;
+    }
+    let (env, _ss) = keyring_env();
+    let host = "race.example.com";
+    let mut outcomes = [0usize; 2];
+    for round in 0..40 {
+        let secret = format!("secret-{round}");
+        let store = spawn_helper(&env, &["store"], store_json(host, "alice", &secret));
+        let erase = spawn_helper(&env, &["erase"], host.as_bytes().to_vec());
+        for (verb, t) in [("store", store), ("erase", erase)] {
+            let (out, _) = t.join().unwrap();
+            assert_eq!(
+                out.code, 0,
+                "round {round} {verb}: {} {}",
+                out.stdout, out.stderr
+            );
+        }
+        let listed = listed(&env).contains(host);
+        let got = env.get(host);
+        if listed {
+            assert_eq!(
+                got.code, 0,
+                "round {round}: listed, but get says {}",
+                got.stdout
+            );
+            assert_eq!(creds(&got).2, secret, "round {round}");
+        } else {
+            assert_eq!(got.stdout, NOT_FOUND, "round {round}: {}", got.stderr);
+        }
+        outcomes[usize::from(listed)] += 1;
+    }
+    eprintln!("erased last: {}, stored last: {}", outcomes[0], outcomes[1]);
 }

@@ -3,16 +3,17 @@
 //! servers and real peers the test starts itself. A test whose peer programs are missing says
 //! so and returns outside CI, and fails in CI (see support/peers.rs).
 
-// Modules that use Unix APIs (FIFOs, signals, shell scripts) are built on Unix only, and those
-// that need Linux peers or could reach the OS keyring (the Keychain on macOS, Credential
-// Manager on Windows; tests must never touch the developer's own) on Linux only, where the
-// tests start a private Secret Service.
+// Modules that use Unix APIs (FIFOs, signals, modes, shell scripts) are built on Unix only,
+// and those that need Linux peers or could reach the OS keyring (the Keychain on macOS,
+// Credential Manager on Windows; tests must never touch the developer's own) on Linux only,
+// where the tests start a private Secret Service. The ungated modules also run on Windows
+// (under Wine in CI: .ci/windows-macos.sh, docs/platforms.md), with the helper's folders
+// (%USERPROFILE%, %APPDATA%, %LOCALAPPDATA%) inside each test's HOME.
 
 // Tests, benchmarks and build scripts talk to the console and read the real environment;
 // the house rules for the program (util::ui, util::env) do not apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
-#[cfg(unix)]
 mod support;
 
 // One module per topic; a new test goes where its topic is (a new topic gets a new module and
@@ -23,13 +24,13 @@ mod architecture;
 // The docs: README.md's size, relative links and anchors, every subcommand and flag in docs/commands.md.
 mod docs;
 // The docker-credential-helpers protocol and the command line: bad input on every verb, usage, help, closed or full stdout, the reference helper.
-#[cfg(unix)]
 mod protocol;
 // Which addresses get a Google token, end to end: non-Google hosts, lookalikes, bucket hosts, declared registries.
-#[cfg(unix)]
 mod host_policy;
+// Bazel's credential-helper protocol (`get` with a JSON `uri`), and a real Bazel fetching through it.
+#[cfg(target_os = "linux")]
+mod bazel;
 // Each token source (ADC files, the metadata server), their order, fallthrough, and how missing or malformed credential files are reported.
-#[cfg(unix)]
 mod sources;
 // Token endpoints and metadata servers that misbehave: retries, timeouts, resets, answers that are not tokens, echoes of what was sent, endless or huge answers, lifetimes, a silent DNS server.
 #[cfg(target_os = "linux")]
@@ -50,7 +51,6 @@ mod cache;
 #[cfg(target_os = "linux")]
 mod cached_path;
 // Refresh ahead: a get near expiry answers at once and leaves one background refresh.
-#[cfg(unix)]
 mod refresh_ahead;
 // FIFOs, devices and planted symlinks at every path the helper opens: refused or skipped at once, never blocking.
 #[cfg(target_os = "linux")]
@@ -79,9 +79,15 @@ mod kubelet;
 // The provider and the shipped example configs held to the kubelet's own rules (tests/support/kubelet.rs).
 #[cfg(unix)]
 mod kubelet_rules;
+// Where the helper's own files go: paths from the environment and the config file, as any bytes, never relative to the current directory.
+#[cfg(unix)]
+mod paths;
 // HTTPS_PROXY, HTTP_PROXY and NO_PROXY with real proxies (tinyproxy, squid) in a private network namespace.
 #[cfg(target_os = "linux")]
 mod proxy;
+// The engines people run today (Docker 28 with buildx, containerd 2, podman 5, buildah, skopeo 1.22) from the current test root (tests/roots/current.sh), through the static helper, and configure-mirror on them; the clients of today (crane, oras, cosign, docker-py, testcontainers) in current_engines/clients.rs.
+#[cfg(target_os = "linux")]
+mod current_engines;
 // The real daemons (dockerd, containerd, podman) configured by configure-docker and configure-mirror.
 #[cfg(target_os = "linux")]
 mod daemons;

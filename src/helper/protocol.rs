@@ -4,6 +4,9 @@
 //! stdout too (that is where docker looks for them), except that a registry we have nothing
 //! for gets exactly [`NOT_FOUND`]: docker, skopeo and podman then go on anonymously, while any
 //! other error aborts the pull. Diagnostics for humans go to stderr through the logger.
+//!
+//! A `get` whose input is a JSON object is Bazel's instead (`super::bazel`): its errors go to
+//! stderr, where Bazel looks for them.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,8 +14,9 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
+use super::bazel;
 use super::login::{self, Kind, Stored};
-use super::store::{Login, Store};
+use super::store::{self, Login, Store};
 use crate::hosts::{self, DEPRECATED_BUCKET_MESSAGE, HostClass};
 use crate::settings::{self, OnError, Rule, Settings};
 use crate::token::{self, Identity, NoToken, now_secs};
@@ -53,9 +57,14 @@ impl Verb {
 enum Answer {
     /// Printed on stdout, exit 0 (may be empty).
     Output(String),
+    /// Printed on stdout, exit 0, with what was held back from stderr: a Bazel `{}` for a
+    /// Google host, given because there is no token (the hint says why).
+    OutputWithNotes(String),
     NotFound,
     /// Printed on stdout, exit 1.
     Error(String),
+    /// Printed on stderr, exit 1: an error for Bazel, which reads stderr when a helper fails.
+    ErrorOnStderr(String),
 }
 
 #[derive(Serialize)]
@@ -90,17 +99,33 @@ pub(crate) fn run(verb: Verb, mapped: MappedHosts) -> ExitCode {
     if verb == Verb::Get {
         logging::hold_stderr();
     }
-    let answer = match read_stdin() {
+    let bytes = ui::read_stdin(MAX_INPUT);
+    let bazel = verb == Verb::Get && bytes.as_ref().is_ok_and(|b| bazel::is_request(b));
+    let answer = match bytes.and_then(text_of) {
+        Ok(input) if bazel => bazel_answer(&input),
         Ok(input) => answer(verb, &input, mapped),
+        // Input that is not text, or too large to read, is no request Bazel sends and was
+        // always refused on stdout for docker; the message goes to stderr too, for Bazel.
+        Err(e) if verb == Verb::Get => {
+            ui::note(format_args!("docker-credential-gcp: error: {e}"));
+            Answer::Error(e.to_string())
+        }
         Err(e) => Answer::Error(e.to_string()),
     };
     if verb == Verb::Get {
         logging::release_stderr(!matches!(answer, Answer::Output(_)));
     }
     let (text, code) = match answer {
-        Answer::Output(text) => (text, ExitCode::SUCCESS),
+        Answer::Output(text) | Answer::OutputWithNotes(text) => (text, ExitCode::SUCCESS),
         Answer::NotFound => (format!("{NOT_FOUND}\n"), ExitCode::FAILURE),
         Answer::Error(text) => (format!("{}\n", one_line(&text)), ExitCode::FAILURE),
+        Answer::ErrorOnStderr(text) => {
+            ui::note(format_args!(
+                "docker-credential-gcp: error: {}",
+                one_line(&text)
+            ));
+            return ExitCode::FAILURE;
+        }
     };
     let mut out = ui::stdout();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -111,9 +136,31 @@ pub(crate) fn run(verb: Verb, mapped: MappedHosts) -> ExitCode {
     }
 }
 
-fn read_stdin() -> Result<String> {
-    let bytes = ui::read_stdin(MAX_INPUT)?;
+fn text_of(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow!("input on stdin is not valid UTF-8"))
+}
+
+/// A Bazel `get`: the settings and logging as for docker, the answer from `bazel::get`.
+fn bazel_answer(input: &str) -> Answer {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            return Answer::ErrorOnStderr(format!("docker-credential-gcp configuration: {e:#}"));
+        }
+    };
+    settings::init_logging(&settings);
+    if settings.log_level.origin != settings::Origin::Default {
+        logging::release_stderr(true);
+    }
+    match bazel::get(input, &settings) {
+        bazel::Reply::Headers(json) => Answer::Output(json + "\n"),
+        bazel::Reply::Anonymous(json) => Answer::OutputWithNotes(json + "\n"),
+        bazel::Reply::Failure(message) => Answer::ErrorOnStderr(message),
+        bazel::Reply::NotARequest(message) => {
+            ui::note(format_args!("docker-credential-gcp: error: {message}"));
+            Answer::NotFound
+        }
+    }
 }
 
 fn answer(verb: Verb, input: &str, mapped: MappedHosts) -> Answer {
@@ -211,7 +258,7 @@ fn stored(server: &str, host: &str, google: bool, settings: &Settings) -> Result
         log::warn!(
             "the access token stored for {host} by `docker login` has expired; removing it and minting a fresh one"
         );
-        if let Err(e) = store.erase(host) {
+        if let Err(e) = store.erase(host, store::LOOKUP_WAIT) {
             log::warn!("could not remove it: {e:#}");
         }
         return Ok(None);
@@ -321,7 +368,7 @@ fn erase(input: &str, settings: &Settings) -> Result<Answer> {
     let host = registry_key(input)?;
     let store = Store::open(settings)
         .ok_or_else(|| anyhow!("no data directory for stored credentials (is HOME set?)"))?;
-    store.erase(&host)?;
+    store.erase(&host, store::CHANGE_WAIT)?;
     Ok(Answer::Output(String::new()))
 }
 

@@ -8,12 +8,24 @@
 //! the keyring entry so a key file fits Windows' 2560-byte limit. The index holds no secrets;
 //! it is still written 0600 in a 0700 directory.
 //!
-//! Order of writes keeps the two consistent: `store` writes the keyring and then the index (and
-//! removes the keyring entry again if the index cannot be written); `erase` removes the index
-//! entry and then the keyring entry.
+//! The index never names a host whose secret is gone. `store` and `erase` each hold one lock
+//! (`stored-hosts.lock`) across their keyring call and their index update, so concurrent ones
+//! end as one or the other. `store` writes the keyring and then the index (and removes the
+//! keyring entry again if the index cannot be written); `erase` removes the index entry and
+//! then the keyring entry. A keyring entry the index does not name is never served.
+//!
+//! Every keyring call has a deadline. The Secret Service is a D-Bus peer and zbus has no
+//! method timeout, so a hung gnome-keyring, or an unlock prompt nobody answers, would hold
+//! `docker pull` forever, silently. Each call runs on its own thread and is abandoned at its
+//! deadline (the process exits with the thread still waiting). An abandoned call may still be
+//! carried out when the keyring wakes up, so its outcome counts as unknown: an unanswered
+//! `store` drops the host from the index (the old login must not be paired with a new
+//! secret), an unanswered `erase` has already dropped it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -26,6 +38,13 @@ use crate::util::secret::Secret;
 
 const SERVICE: &str = "docker-credential-gcp";
 const MAX_INDEX: u64 = 4 * 1024 * 1024;
+
+/// How long a lookup may wait for the keyring: `get` serves `docker pull`, which shows nothing
+/// while it waits. A D-Bus round trip takes milliseconds.
+pub(crate) const LOOKUP_WAIT: Duration = Duration::from_secs(5);
+/// How long `store` and `erase` (`docker login` / `logout`, a person at the terminal) may wait,
+/// lock included: long enough to answer an unlock prompt.
+pub(crate) const CHANGE_WAIT: Duration = Duration::from_secs(30);
 
 /// Windows Credential Manager keeps at most this many bytes of secret (`CRED_MAX_CREDENTIAL_BLOB_SIZE`).
 const WINDOWS_SECRET_LIMIT: usize = 5 * 512;
@@ -137,8 +156,12 @@ impl Store {
 
     /// The stored secret for `host`, from the keyring.
     pub(crate) fn secret(&self, host: &str, login: &Login) -> Result<Option<Secret<String>>> {
-        let bytes = match entry(host)?.get_secret() {
-            Ok(b) => Secret::new(b),
+        let read = call(host, Deadline::after(LOOKUP_WAIT), |entry| {
+            entry.get_secret().map(Secret::new)
+        })
+        .with_context(|| format!("cannot read the credentials stored for {host}"))?;
+        let bytes = match read {
+            Ok(b) => b,
             Err(keyring::Error::NoEntry) => return Ok(None),
             Err(e) => return Err(keyring_error(e)),
         };
@@ -159,44 +182,89 @@ impl Store {
 
     pub(crate) fn put(&self, host: &str, login: &Login, secret: &Secret<String>) -> Result<()> {
         check_secret_size(Os::CURRENT, secret.expose().len())?;
-        let entry = entry(host)?;
-        entry
-            .set_secret(secret.expose().as_bytes())
-            .map_err(keyring_error)?;
-        let indexed = self.update_index(|index| {
+        let deadline = Deadline::after(CHANGE_WAIT);
+        let lock = self.lock(deadline)?;
+        let bytes = secret.clone().map(String::into_bytes);
+        match call(host, deadline, move |entry| {
+            entry.set_secret(bytes.expose())
+        }) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(keyring_error(e).context("the credentials were not stored")),
+            Err(unanswered) => {
+                // The keyring may still write the new secret when it wakes up.
+                let mut had_login = false;
+                let dropped = self.change_index(&lock, |index| {
+                    had_login = index.remove(host).is_some();
+                });
+                let previous = match (dropped, had_login) {
+                    (Err(e), _) => format!(
+                        "; its previous login could not be set aside ({e:#}): run `docker logout {host}`"
+                    ),
+                    (Ok(()), true) => " and its previous login is no longer used".to_owned(),
+                    (Ok(()), false) => String::new(),
+                };
+                bail!("{unanswered}; the credentials for {host} were not stored{previous}");
+            }
+        }
+        let indexed = self.change_index(&lock, |index| {
             index.insert(host.to_owned(), login.clone());
         });
         if let Err(e) = indexed {
-            let _ = entry.delete_credential();
+            let _ = call(host, deadline, |entry| entry.delete_credential());
             return Err(e.context("the credentials were not stored"));
         }
         Ok(())
     }
 
-    /// Removes stored credentials for `host`; erasing what is not there is not an error.
-    pub(crate) fn erase(&self, host: &str) -> Result<()> {
+    /// Removes stored credentials for `host`, waiting at most `wait` for the keyring (and the
+    /// lock); erasing what is not there is not an error.
+    pub(crate) fn erase(&self, host: &str, wait: Duration) -> Result<()> {
+        let deadline = Deadline::after(wait);
+        let lock = self.lock(deadline)?;
         let was_indexed = self.login(host).map(|l| l.is_some()).unwrap_or(true);
         if was_indexed {
-            self.update_index(|index| {
+            self.change_index(&lock, |index| {
                 index.remove(host);
             })?;
-        }
-        match entry(host)?.delete_credential() {
-            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) if !was_indexed => {
-                log::debug!("keyring not checked for {host}: {e}");
-                Ok(())
+        } else {
+            // Only an entry left behind by a crash or an unanswered call can be there: not
+            // worth more than a lookup's wait.
+            let deadline = Deadline::after(LOOKUP_WAIT).not_after(deadline);
+            match call(host, deadline, |entry| entry.delete_credential()) {
+                Ok(Ok(())) | Ok(Err(keyring::Error::NoEntry)) => {}
+                Ok(Err(e)) => log::debug!("keyring not checked for {host}: {e}"),
+                Err(e) => log::debug!("keyring not checked for {host}: {e}"),
             }
-            Err(e) => Err(keyring_error(e)),
+            return Ok(());
+        }
+        match call(host, deadline, |entry| entry.delete_credential()) {
+            Ok(Ok(())) | Ok(Err(keyring::Error::NoEntry)) => Ok(()),
+            Ok(Err(e)) => Err(keyring_error(e)),
+            Err(unanswered) => bail!(
+                "{unanswered}; the credentials stored for {host} are no longer used, but the \
+                 keyring may still hold the secret: run `docker logout {host}` again once it answers"
+            ),
         }
     }
 
-    fn update_index(&self, change: impl FnOnce(&mut BTreeMap<String, Login>)) -> Result<()> {
+    /// The lock that serialises changes to the keyring entries and the index.
+    fn lock(&self, deadline: Deadline) -> Result<Lock> {
         files::ensure_private_dir(&self.dir)?;
-        let _lock = Lock::file(
-            &self.dir.join("stored-hosts.lock"),
-            Instant::now() + Duration::from_secs(10),
-        )?;
+        Lock::file(&self.dir.join("stored-hosts.lock"), deadline.at).with_context(|| {
+            format!(
+                "another docker-credential-gcp is changing stored credentials, and may itself be \
+                 waiting for {}",
+                keyring_words(Os::CURRENT).0
+            )
+        })
+    }
+
+    /// Rewrites the index; `_lock` is the proof that the caller holds [`Store::lock`].
+    fn change_index(
+        &self,
+        _lock: &Lock,
+        change: impl FnOnce(&mut BTreeMap<String, Login>),
+    ) -> Result<()> {
         let mut index = self.logins()?;
         change(&mut index);
         let bytes = serde_json::to_vec_pretty(&index)?;
@@ -220,14 +288,119 @@ fn check_secret_size(os: Os, len: usize) -> Result<()> {
 
 /// Whether the OS keyring answers (a lookup of an entry that does not exist).
 pub(crate) fn keyring_available() -> Result<()> {
-    match entry("docker-credential-gcp doctor probe")?.get_secret() {
-        Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
+    let probe = call(
+        "docker-credential-gcp doctor probe",
+        Deadline::after(LOOKUP_WAIT),
+        |entry| entry.get_secret().map(drop),
+    )?;
+    match probe {
+        Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
         Err(e) => Err(keyring_error(e)),
     }
 }
 
-fn entry(host: &str) -> Result<keyring::Entry> {
-    keyring::Entry::new(SERVICE, host).map_err(keyring_error)
+/// How long (ms) the keyring call that went unanswered waited, once one did: later calls in
+/// this process then fail at once instead of queueing behind it.
+static UNANSWERED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// When an operation (its lock and its keyring calls together) must be done, and how long
+/// that was from its start: what an error reports.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    wait: Duration,
+}
+
+impl Deadline {
+    fn after(wait: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + wait,
+            wait,
+        }
+    }
+
+    fn not_after(self, other: Deadline) -> Deadline {
+        Deadline {
+            at: self.at.min(other.at),
+            ..self
+        }
+    }
+}
+
+/// A keyring call that did not finish by its deadline (how long its operation waited).
+#[derive(Debug)]
+struct Unanswered(Duration);
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (_, keyring, what_to_do) = keyring_words(Os::CURRENT);
+        write!(
+            f,
+            "{keyring} did not answer within {} s; {what_to_do}",
+            self.0.as_secs_f64().round()
+        )
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
+/// What the platform's keyring is called (short, then with examples), and what to do when it
+/// does not answer.
+fn keyring_words(os: Os) -> (&'static str, &'static str, &'static str) {
+    match os {
+        Os::Linux => (
+            "the Secret Service",
+            "the Secret Service (gnome-keyring, KeePassXC or another org.freedesktop.secrets \
+             provider on the session D-Bus)",
+            "it may be waiting at an unlock prompt (unlock the keyring and try again) or hung \
+             (restart it, e.g. log out and in)",
+        ),
+        Os::Macos => (
+            "the Keychain",
+            "the macOS Keychain",
+            "it may be waiting at a prompt to unlock it or to allow access (answer it and try again)",
+        ),
+        Os::Windows => (
+            "Credential Manager",
+            "Windows Credential Manager",
+            "try again; if it keeps happening, restart the Credential Manager service",
+        ),
+    }
+}
+
+/// Runs `op` on the keyring entry for `host` on a thread of its own and waits for it until
+/// the deadline. On time-out the thread is left waiting (it holds nothing of ours but its copy
+/// of the arguments) and ends with the process.
+fn call<T: Send + 'static>(
+    host: &str,
+    deadline: Deadline,
+    op: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
+) -> std::result::Result<keyring::Result<T>, Unanswered> {
+    let waited = UNANSWERED_MS.load(Ordering::Relaxed);
+    if waited > 0 {
+        return Err(Unanswered(Duration::from_millis(waited)));
+    }
+    let host = host.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("keyring".to_owned())
+        .spawn(move || {
+            let _ = tx.send(keyring::Entry::new(SERVICE, &host).and_then(|e| op(&e)));
+        });
+    if let Err(e) = spawned {
+        return Ok(Err(keyring::Error::PlatformFailure(Box::new(e))));
+    }
+    match rx.recv_timeout(deadline.at.saturating_duration_since(Instant::now())) {
+        Ok(result) => Ok(result),
+        Err(RecvTimeoutError::Disconnected) => Ok(Err(keyring::Error::PlatformFailure(
+            "the keyring call ended without an answer".into(),
+        ))),
+        Err(RecvTimeoutError::Timeout) => {
+            let ms = u64::try_from(deadline.wait.as_millis()).unwrap_or(u64::MAX);
+            UNANSWERED_MS.store(ms.max(1), Ordering::Relaxed);
+            Err(Unanswered(deadline.wait))
+        }
+    }
 }
 
 fn keyring_error(e: keyring::Error) -> anyhow::Error {

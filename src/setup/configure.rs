@@ -121,7 +121,7 @@ pub(crate) fn run(opts: &Options) -> Result<ExitCode> {
 #[derive(Debug)]
 struct Plan {
     /// The file's content after the change.
-    root: Map<String, Value>,
+    root: json_file::Document,
     changes: Vec<Change>,
     /// Keys the file repeats (written back once, which is a change by itself).
     merged_keys: Vec<String>,
@@ -186,14 +186,23 @@ impl Plan {
         )
     }
 
-    /// A warning for each host another helper handled until now.
+    /// A warning for each entry replaced: another helper's, or one that was not a helper name.
     fn takeovers(&self) -> Vec<String> {
+        let suffix = &self.suffix;
         self.changes
             .iter()
             .filter_map(|change| match change {
-                Change::Replaced { host, previous } => Some(format!(
-                    "warning: {host} was handled by docker-credential-{previous}; it now uses docker-credential-{}",
-                    self.suffix
+                Change::Replaced {
+                    host,
+                    previous: Previous::Helper(previous),
+                } => Some(format!(
+                    "warning: {host} was handled by docker-credential-{previous}; it now uses docker-credential-{suffix}"
+                )),
+                Change::Replaced {
+                    host,
+                    previous: Previous::NotAName(shown),
+                } => Some(format!(
+                    "warning: {host}'s credHelpers entry was {shown}, not a helper name; it now uses docker-credential-{suffix}"
                 )),
                 _ => None,
             })
@@ -216,10 +225,28 @@ impl Plan {
                 hosts(&removed)
             );
         }
-        let (taken, added): (Vec<&Change>, Vec<&Change>) = self
-            .changes
-            .iter()
-            .partition(|c| matches!(c, Change::Replaced { .. }));
+        let of = |wanted: fn(&Change) -> bool| -> Vec<&Change> {
+            self.changes.iter().filter(|c| wanted(c)).collect()
+        };
+        let added = of(|c| matches!(c, Change::Added(_)));
+        let taken = of(|c| {
+            matches!(
+                c,
+                Change::Replaced {
+                    previous: Previous::Helper(_),
+                    ..
+                }
+            )
+        });
+        let fixed = of(|c| {
+            matches!(
+                c,
+                Change::Replaced {
+                    previous: Previous::NotAName(_),
+                    ..
+                }
+            )
+        });
         let mut parts = Vec::new();
         if !added.is_empty() {
             parts.push(format!("{} new ({})", added.len(), hosts(&added)));
@@ -229,6 +256,13 @@ impl Plan {
                 "{} taken over from another helper ({})",
                 taken.len(),
                 hosts(&taken)
+            ));
+        }
+        if !fixed.is_empty() {
+            parts.push(format!(
+                "{} in place of entries that were not helper names ({})",
+                fixed.len(),
+                hosts(&fixed)
             ));
         }
         format!(
@@ -322,8 +356,17 @@ fn report_discovery(found: &Discovery) {
 #[derive(Debug)]
 pub(crate) enum Change {
     Added(String),
-    Replaced { host: String, previous: String },
+    Replaced { host: String, previous: Previous },
     Removed(String),
+}
+
+/// What a replaced credHelpers entry held.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Previous {
+    /// Another helper's name.
+    Helper(String),
+    /// Something that is not a helper name, as the file showed it (`5`, `null`, `""`).
+    NotAName(String),
 }
 
 impl Change {
@@ -358,13 +401,17 @@ pub(crate) fn add_entries(
     let map = cred_helpers(root)?;
     let mut changes = Vec::new();
     for host in hosts {
-        match map.get(host) {
-            Some(Value::String(s)) if s == suffix => continue,
-            Some(Value::String(previous)) => changes.push(Change::Replaced {
+        match map.get(host).map(docker::helper_name) {
+            Some(Ok(name)) if name == suffix => continue,
+            Some(Ok(name)) => changes.push(Change::Replaced {
                 host: host.clone(),
-                previous: previous.clone(),
+                previous: Previous::Helper(name.to_owned()),
             }),
-            _ => changes.push(Change::Added(host.clone())),
+            Some(Err(shown)) => changes.push(Change::Replaced {
+                host: host.clone(),
+                previous: Previous::NotAName(shown),
+            }),
+            None => changes.push(Change::Added(host.clone())),
         }
         map.insert(host.clone(), Value::String(suffix.to_owned()));
     }
@@ -483,7 +530,7 @@ mod tests {
         .unwrap();
         assert_eq!(changes.len(), 2);
         assert!(
-            matches!(&changes[0], Change::Replaced { host, previous } if host == "gcr.io" && previous == "gcr")
+            matches!(&changes[0], Change::Replaced { host, previous: Previous::Helper(p) } if host == "gcr.io" && p == "gcr")
         );
         assert_eq!(
             Value::Object(root),
@@ -509,12 +556,16 @@ mod tests {
     #[test]
     fn the_summary_names_new_hosts_apart_from_those_taken_over() {
         let plan = Plan {
-            root: Map::new(),
+            root: json_file::Document::default(),
             changes: vec![
                 Change::Added("gcr.io".into()),
                 Change::Replaced {
                     host: "us.gcr.io".into(),
-                    previous: "gcloud".into(),
+                    previous: Previous::Helper("gcloud".into()),
+                },
+                Change::Replaced {
+                    host: "eu.gcr.io".into(),
+                    previous: Previous::NotAName("5".into()),
                 },
             ],
             merged_keys: Vec::new(),
@@ -524,19 +575,43 @@ mod tests {
         };
         assert_eq!(
             plan.summary("c.json"),
-            "c.json: mapped 3 host(s) to docker-credential-gcp: 1 new (gcr.io), 1 taken over from another helper (us.gcr.io)"
+            "c.json: mapped 3 host(s) to docker-credential-gcp: 1 new (gcr.io), 1 taken over from another helper (us.gcr.io), 1 in place of entries that were not helper names (eu.gcr.io)"
         );
         assert_eq!(
             plan.takeovers(),
             [
-                "warning: us.gcr.io was handled by docker-credential-gcloud; it now uses docker-credential-gcp"
+                "warning: us.gcr.io was handled by docker-credential-gcloud; it now uses docker-credential-gcp",
+                "warning: eu.gcr.io's credHelpers entry was 5, not a helper name; it now uses docker-credential-gcp"
             ]
         );
         assert_eq!(
             plan.dry_run("c.json"),
-            "dry run: c.json not written (2 change(s); it would map 3 host(s) to docker-credential-gcp)"
+            "dry run: c.json not written (3 change(s); it would map 3 host(s) to docker-credential-gcp)"
         );
         assert!(!plan.changes_nothing());
+    }
+
+    #[test]
+    fn an_entry_that_is_not_a_helper_name_is_replaced_as_such() {
+        let mut root = obj(
+            serde_json::json!({"credHelpers": {"gcr.io": 5, "us.gcr.io": null, "eu.gcr.io": "", "asia.gcr.io": [1]}}),
+        );
+        let hosts = ["gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io"].map(String::from);
+        let changes = add_entries(&mut root, "gcp", &hosts).unwrap();
+        let previous: Vec<&Previous> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Replaced { previous, .. } => previous,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            previous,
+            ["5", "null", "\"\"", "[1]"]
+                .map(|s| Previous::NotAName(s.to_owned()))
+                .iter()
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

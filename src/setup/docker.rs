@@ -25,6 +25,17 @@ pub(crate) fn helper_suffix() -> String {
     platform::helper_suffix(Os::CURRENT, &name).unwrap_or_else(|| "gcp".to_owned())
 }
 
+/// A credHelpers value as docker uses it: the name of a helper (docker runs
+/// `docker-credential-NAME`), or, for anything else (a number, null, an object, `""`), the
+/// value as the file shows it. docker runs no helper for those (a number or an object it
+/// skips, warning about the whole file on every command).
+pub(crate) fn helper_name(value: &serde_json::Value) -> Result<&str, String> {
+    match value {
+        serde_json::Value::String(name) if !name.is_empty() => Ok(name),
+        other => Err(text::excerpt(other.to_string().as_bytes())),
+    }
+}
+
 /// The helper program docker will look for, and where it is on PATH.
 pub(crate) fn helper_on_path(suffix: &str) -> (String, Option<PathBuf>) {
     let program = platform::program_file(Os::CURRENT, &format!("docker-credential-{suffix}"));

@@ -166,7 +166,7 @@ fn read_docker_config() -> Result<(PathBuf, Map<String, Value>), Line> {
         }
     };
     match json_file::parse(&bytes, &path.display().to_string()) {
-        Ok(p) => Ok((path, p.root)),
+        Ok(p) => Ok((path, p.root.into_map())),
         Err(e) => Err(Line::Fail(
             format!("{e:#}"),
             "fix the JSON syntax at the position shown".into(),
@@ -185,6 +185,8 @@ struct CredHelpers {
     others: Vec<String>,
     /// The retired bucket hosts.
     buckets: Vec<String>,
+    /// Entries whose value is not a helper name, as `host (value)`.
+    not_names: Vec<String>,
     /// `credsStore` and the Google hosts it handles because credHelpers does not name them.
     store: Option<(String, Vec<String>)>,
 }
@@ -198,7 +200,13 @@ impl CredHelpers {
             .unwrap_or_default();
         let mut survey = CredHelpers::default();
         for (host, helper) in &helpers {
-            let helper = helper.as_str().unwrap_or("");
+            let helper = match docker::helper_name(helper) {
+                Ok(name) => name,
+                Err(shown) => {
+                    survey.not_names.push(format!("{host} ({shown})"));
+                    continue;
+                }
+            };
             match hosts::normalise(host).map(|h| hosts::classify(&h, declared)) {
                 Some(HostClass::DeprecatedBucket) => survey.buckets.push(host.clone()),
                 Some(HostClass::Google) if helper == suffix => survey.ours.push(host.clone()),
@@ -244,6 +252,17 @@ impl CredHelpers {
                 self.others.join(", ")
             )));
         }
+        if !self.not_names.is_empty() {
+            lines.push(Line::Fail(
+                format!(
+                    "credHelpers entries that are not helper names: {}; docker runs no helper for them",
+                    self.not_names.join(", ")
+                ),
+                format!(
+                    "name a helper for each, or remove it (`docker-credential-gcp configure-docker` sets the Google hosts to docker-credential-{suffix})"
+                ),
+            ));
+        }
         if !self.buckets.is_empty() {
             lines.push(Line::Fail(
                 format!(
@@ -272,7 +291,7 @@ impl CredHelpers {
         let theirs = self
             .helpers
             .values()
-            .filter(|v| v.as_str() != Some(suffix))
+            .filter(|v| docker::helper_name(v).is_ok_and(|name| name != suffix))
             .count();
         // Our own entries cost a millisecond or two per legacy build each; other helpers' may
         // cost much more (gcloud's ~0.6 s), so only those make a long list worth a note.

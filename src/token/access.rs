@@ -70,6 +70,11 @@ impl Token {
         self.remaining_secs(now) > FRESH_MARGIN_SECS
     }
 
+    /// The second from which the cache no longer serves this token and a `get` mints anew.
+    pub(crate) fn fresh_until(&self) -> u64 {
+        self.expires_at.saturating_sub(FRESH_MARGIN_SECS)
+    }
+
     /// Whether the expiry could be a real token's: not further ahead than any token lives.
     pub(crate) fn is_plausible(&self, now: u64) -> bool {
         self.expires_at <= now.saturating_add(MAX_LIFETIME_SECS + 60)
@@ -105,6 +110,8 @@ mod tests {
         let t = token(1000);
         assert!(t.is_fresh(1000 - 301));
         assert!(!t.is_fresh(1000 - 300));
+        assert_eq!(t.fresh_until(), 1000 - 300);
+        assert!(!t.is_fresh(t.fresh_until()));
         assert_eq!(t.remaining_secs(2000), 0);
     }
 

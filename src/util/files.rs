@@ -70,33 +70,41 @@ fn checked_with_metadata(
     opened: io::Result<File>,
     symlinks: Symlinks,
 ) -> io::Result<(File, fs::Metadata)> {
-    let file = opened.map_err(|e| explain_open_error(e, symlinks))?;
+    let file = opened.map_err(|e| explain_open_error(e, path, symlinks))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is {}, not a regular file",
-                path.display(),
-                describe_type(&meta)
-            ),
-        ));
+        return Err(not_regular(path, &meta));
     }
     Ok((file, meta))
 }
 
+fn not_regular(path: &Path, meta: &fs::Metadata) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {}, not a regular file",
+            path.display(),
+            describe_type(meta)
+        ),
+    )
+}
+
 use imp::{no_block, set_mode};
 
-/// A refused symbolic link is reported by the OS as something else (ELOOP reads like a loop);
-/// say what it is.
-fn explain_open_error(e: io::Error, symlinks: Symlinks) -> io::Error {
+/// Says what is at `path` when the OS's error hides it: a refused symbolic link is reported as
+/// something else (ELOOP reads like a loop), and Windows answers "Access denied" for a
+/// directory.
+fn explain_open_error(e: io::Error, path: &Path, symlinks: Symlinks) -> io::Error {
     if symlinks == Symlinks::Refuse && imp::is_refused_symlink(&e) {
         return io::Error::new(
             io::ErrorKind::InvalidInput,
             "it is a symbolic link, which is not followed here",
         );
     }
-    e
+    match imp::not_openable_as_file(&e, path, symlinks) {
+        Some(meta) => not_regular(path, &meta),
+        None => e,
+    }
 }
 
 fn describe_type(meta: &fs::Metadata) -> &'static str {
@@ -105,6 +113,8 @@ fn describe_type(meta: &fs::Metadata) -> &'static str {
         special
     } else if t.is_dir() {
         "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
     } else {
         "not a regular file"
     }
@@ -406,6 +416,21 @@ mod imp {
         e.raw_os_error() == Some(libc::ELOOP)
     }
 
+    /// Nothing to add: a directory opens read-only (and `fstat` names it), and opening one
+    /// for writing fails with EISDIR, which names itself.
+    pub(super) fn not_openable_as_file(
+        _e: &io::Error,
+        _path: &Path,
+        _symlinks: Symlinks,
+    ) -> Option<fs::Metadata> {
+        None
+    }
+
+    #[cfg(test)]
+    pub(super) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+
     pub(super) fn special_type(t: &fs::FileType) -> Option<&'static str> {
         if t.is_fifo() {
             Some("a FIFO")
@@ -476,8 +501,16 @@ mod imp {
 
     use super::{FileMode, Symlinks};
 
-    /// Opening never blocks on Windows (no FIFOs at ordinary paths).
-    pub(super) fn no_block(_options: &mut OpenOptions, _symlinks: Symlinks) {}
+    /// Opening never blocks on Windows (no FIFOs at ordinary paths), so only a refused symbolic
+    /// link needs a flag: with `FILE_FLAG_OPEN_REPARSE_POINT` a link (or junction) is opened
+    /// itself, not its target, and `fstat` then names it as not a regular file.
+    pub(super) fn no_block(options: &mut OpenOptions, symlinks: Symlinks) {
+        use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
+        if symlinks == Symlinks::Refuse {
+            options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+        }
+    }
 
     /// No mode bits: the per-user profile directories are private by ACL.
     pub(super) fn set_mode(_options: &mut OpenOptions, _mode: u32) {}
@@ -486,6 +519,28 @@ mod imp {
 
     pub(super) fn is_refused_symlink(_e: &io::Error) -> bool {
         false
+    }
+
+    /// Windows refuses to open a directory as a file with "Access denied"; the metadata says
+    /// what is there (a symbolic link itself, when links are refused).
+    pub(super) fn not_openable_as_file(
+        e: &io::Error,
+        path: &Path,
+        symlinks: Symlinks,
+    ) -> Option<fs::Metadata> {
+        if e.kind() != io::ErrorKind::PermissionDenied {
+            return None;
+        }
+        let meta = match symlinks {
+            Symlinks::Follow => fs::metadata(path),
+            Symlinks::Refuse => fs::symlink_metadata(path),
+        };
+        meta.ok().filter(|m| !m.is_file())
+    }
+
+    #[cfg(test)]
+    pub(super) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+        std::os::windows::fs::symlink_file(target, link)
     }
 
     pub(super) fn special_type(_t: &fs::FileType) -> Option<&'static str> {
@@ -626,5 +681,66 @@ mod tests {
         let err = Lock::dir(tmp.path(), Instant::now()).unwrap_err();
         assert!(err.is::<LockTimeout>(), "{err:#}");
         drop(dir);
+    }
+}
+
+/// What the program refuses to open, on every OS.
+#[cfg(test)]
+mod refusals {
+    use super::*;
+
+    /// Makes `link` a symbolic link to `target`; false where this OS cannot: Windows without
+    /// the privilege (ERROR_PRIVILEGE_NOT_HELD) or developer mode, and Wine 8, whose
+    /// CreateSymbolicLinkW succeeds without making anything and which shows Unix symlinks as
+    /// plain files.
+    #[allow(clippy::print_stdout)] // a skip the test harness shows
+    fn symlink(target: &Path, link: &Path) -> bool {
+        if let Err(e) = imp::symlink(target, link) {
+            assert_eq!(e.raw_os_error(), Some(1314), "{e}");
+        }
+        let made = fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink());
+        if !made {
+            println!("skipped: this system cannot make a symbolic link here");
+        }
+        made
+    }
+
+    #[test]
+    fn a_directory_is_named_as_one_whatever_opens_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for symlinks in [Symlinks::Follow, Symlinks::Refuse] {
+            let err = read_bounded(dir, 10, symlinks, Trust::Anyone).unwrap_err();
+            assert!(format!("{err:#}").contains("a directory"), "{err:#}");
+        }
+        let err = open_append(dir, 0o600, Symlinks::Follow).unwrap_err();
+        assert!(err.to_string().contains("a directory"), "{err}");
+        let err = Lock::file(dir, Instant::now()).unwrap_err();
+        assert!(format!("{err:#}").contains("a directory"), "{err:#}");
+    }
+
+    #[test]
+    fn a_symlink_is_refused_for_private_files_and_followed_for_chosen_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        fs::write(&target, b"x").unwrap();
+        let link = tmp.path().join("link");
+        if !symlink(&target, &link) {
+            return;
+        }
+        let err = read_trusted(&link, 10).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        let err = open_append(&link, 0o600, Symlinks::Refuse).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&target).unwrap(), b"x", "nothing appended");
+        let chosen = read_bounded(&link, 10, Symlinks::Follow, Trust::Anyone).unwrap();
+        assert_eq!(chosen.unwrap(), b"x");
+
+        let absent = tmp.path().join("absent");
+        let dangling = tmp.path().join("dangling");
+        assert!(symlink(&absent, &dangling));
+        let err = Lock::file(&dangling, Instant::now()).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert!(!absent.exists(), "the symlink's target is never created");
     }
 }

@@ -36,7 +36,7 @@ impl Job {
                 job.0,
                 JobObjectExtendedLimitInformation,
                 (&raw const info).cast(),
-                std::mem::size_of_val(&info) as u32,
+                size_of_val(&info) as u32,
             )
         };
         // SAFETY: the child's handle is open for as long as `child` lives.

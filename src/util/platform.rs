@@ -1,9 +1,12 @@
 //! Every decision that differs between Linux, macOS and Windows, as plain functions of the
 //! platform and its inputs, so each is table-tested on Linux. The `#[cfg]` glue that feeds
-//! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`].
+//! them the running system's values is kept to [`Os::CURRENT`] and [`BaseDirs::current`]
+//! (its `imp` modules: the `dirs` crate everywhere, with a relative HOME settled on Unix).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+
+use crate::util::env;
 
 /// Name of this program's directory under the user's config, cache and data directories.
 pub(crate) const APP_DIR: &str = "docker-credential-gcp";
@@ -26,8 +29,10 @@ impl Os {
     };
 }
 
-/// The user's base directories as the OS defines them (the `dirs` crate reads them: XDG
-/// variables on Linux, `~/Library/…` on macOS, the known folders on Windows).
+/// The user's base directories as the OS defines them, through the `dirs` crate: HOME and the
+/// XDG variables on Linux, `~/Library/…` on macOS, the known folders on Windows (where the
+/// variables win when set: [`BaseDirs::with_windows_variables`]); on Unix a relative HOME is
+/// not used (see `imp::settle`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BaseDirs {
     pub(crate) home: Option<PathBuf>,
@@ -39,14 +44,51 @@ pub(crate) struct BaseDirs {
     pub(crate) data_local: Option<PathBuf>,
 }
 
+/// `C:\…` or `\\server\share\…`: a Windows path that does not depend on the current
+/// directory (decided by text, so it is the same on every OS).
+fn is_windows_absolute(path: &OsStr) -> bool {
+    let text = path.to_string_lossy();
+    let b = text.as_bytes();
+    let drive =
+        b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/');
+    drive || text.starts_with(r"\\")
+}
+
 impl BaseDirs {
+    /// The running user's directories.
     pub(crate) fn current() -> BaseDirs {
-        BaseDirs {
-            home: dirs::home_dir(),
-            config: dirs::config_dir(),
-            cache: dirs::cache_dir(),
-            data_local: dirs::data_local_dir(),
+        imp::current().with_windows_variables(Os::CURRENT, env::var_os)
+    }
+
+    /// On Windows the `dirs` crate asks the Known Folders API, which ignores the environment,
+    /// while docker and gcloud read `%USERPROFILE%` and `%APPDATA%` (as Go's standard library
+    /// does). Set to an absolute path, those variables and `%LOCALAPPDATA%` win here too, so
+    /// the helper finds what those tools write, and a test can give it folders of its own.
+    /// Elsewhere `dirs` already follows HOME and the XDG variables.
+    pub(crate) fn with_windows_variables(
+        mut self,
+        os: Os,
+        var: impl Fn(&str) -> Option<OsString>,
+    ) -> BaseDirs {
+        if os != Os::Windows {
+            return self;
         }
+        let dir = |name: &str| {
+            var(name)
+                .filter(|v| is_windows_absolute(v))
+                .map(PathBuf::from)
+        };
+        if let Some(home) = dir("USERPROFILE") {
+            self.home = Some(home);
+        }
+        if let Some(config) = dir("APPDATA") {
+            self.config = Some(config);
+        }
+        if let Some(local) = dir("LOCALAPPDATA") {
+            self.cache = Some(local.clone());
+            self.data_local = Some(local);
+        }
+        self
     }
 
     /// This program's settings file: the one `DOCKER_CREDENTIAL_GCP_CONFIG` names (its value
@@ -85,6 +127,218 @@ impl BaseDirs {
         match docker_config_var {
             Some(dir) => Some(PathBuf::from(dir).join("config.json")),
             None => Some(self.home.as_ref()?.join(".docker").join("config.json")),
+        }
+    }
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::path::PathBuf;
+
+    use super::{BaseDirs, Os};
+
+    /// The running user's directories as `dirs` finds them (HOME, the user database when HOME
+    /// is unset, and on Linux the XDG variables, of which it already ignores relative ones),
+    /// settled by [`settle`].
+    pub(super) fn current() -> BaseDirs {
+        let found = BaseDirs {
+            home: dirs::home_dir(),
+            config: dirs::config_dir(),
+            cache: dirs::cache_dir(),
+            data_local: dirs::data_local_dir(),
+        };
+        settle(Os::CURRENT, found, account_home)
+    }
+
+    /// `dirs` takes a relative HOME as it is, which would put this program's files under
+    /// whatever directory docker happens to run it in. Here a relative HOME counts as unset:
+    /// the home directory is the user database's (`account_home`; as for a kubelet plugin,
+    /// which gets no HOME), and each directory `dirs` derived from the relative HOME is derived
+    /// from that one instead, while one set explicitly (an absolute `XDG_*_HOME`) stays. No
+    /// relative path ever comes out.
+    pub(super) fn settle(
+        os: Os,
+        found: BaseDirs,
+        account_home: impl FnOnce() -> Option<PathBuf>,
+    ) -> BaseDirs {
+        let absolute = |p: Option<PathBuf>| p.filter(|p| p.is_absolute());
+        if found.home.as_ref().is_some_and(|h| h.is_absolute()) {
+            return BaseDirs {
+                home: found.home,
+                config: absolute(found.config),
+                cache: absolute(found.cache),
+                data_local: absolute(found.data_local),
+            };
+        }
+        let home = absolute(account_home());
+        let (config, cache, data) = match os {
+            Os::Macos => (
+                "Library/Application Support",
+                "Library/Caches",
+                "Library/Application Support",
+            ),
+            Os::Linux | Os::Windows => (".config", ".cache", ".local/share"),
+        };
+        let under = |rel: &str| home.as_ref().map(|h| h.join(rel));
+        BaseDirs {
+            config: absolute(found.config).or_else(|| under(config)),
+            cache: absolute(found.cache).or_else(|| under(cache)),
+            data_local: absolute(found.data_local).or_else(|| under(data)),
+            home,
+        }
+    }
+
+    /// The home directory the user database (`/etc/passwd`, NSS) gives the effective user.
+    fn account_home() -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut buf = vec![0u8; 1024];
+        loop {
+            // SAFETY: passwd is plain data that getpwuid_r fills in; an all-zero value is valid.
+            let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+            let mut found: *mut libc::passwd = std::ptr::null_mut();
+            // SAFETY: every pointer is valid for the call; the strings `entry` points to live in
+            // `buf`, which outlives their use below.
+            let rc = unsafe {
+                libc::getpwuid_r(
+                    libc::geteuid(),
+                    &mut entry,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut found,
+                )
+            };
+            if rc == libc::ERANGE && buf.len() < 1 << 20 {
+                buf.resize(buf.len() * 4, 0);
+                continue;
+            }
+            if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+                return None;
+            }
+            // SAFETY: getpwuid_r succeeded, so pw_dir is a NUL-terminated string inside `buf`.
+            let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+            let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+            return (!dir.as_os_str().is_empty()).then_some(dir);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+
+        use super::*;
+
+        fn p(s: &str) -> Option<PathBuf> {
+            Some(PathBuf::from(s))
+        }
+
+        fn under(home: &str, config: &str, cache: &str, data: &str) -> BaseDirs {
+            let home = PathBuf::from(home);
+            BaseDirs {
+                config: Some(home.join(config)),
+                cache: Some(home.join(cache)),
+                data_local: Some(home.join(data)),
+                home: Some(home),
+            }
+        }
+
+        fn linux(home: &str) -> BaseDirs {
+            under(home, ".config", ".cache", ".local/share")
+        }
+
+        fn macos(home: &str) -> BaseDirs {
+            under(
+                home,
+                "Library/Application Support",
+                "Library/Caches",
+                "Library/Application Support",
+            )
+        }
+
+        #[test]
+        fn what_dirs_finds_under_an_absolute_home_is_kept() {
+            let found = BaseDirs {
+                home: p("/home/a"),
+                config: p("/x/config"),
+                cache: p("/x/cache"),
+                data_local: p("/x/data"),
+            };
+            assert_eq!(settle(Os::Linux, found.clone(), || p("/root")), found);
+            assert_eq!(
+                settle(Os::Linux, linux("/home/a"), || None),
+                linux("/home/a")
+            );
+        }
+
+        #[test]
+        fn a_relative_home_counts_as_unset_and_nothing_relative_comes_out() {
+            // HOME=rel with no XDG_* set: dirs derives every directory from "rel".
+            let from_relative = BaseDirs {
+                home: p("rel"),
+                config: p("rel/.config"),
+                cache: p("rel/.cache"),
+                data_local: p("rel/.local/share"),
+            };
+            assert_eq!(
+                settle(Os::Linux, from_relative.clone(), || p("/home/a")),
+                linux("/home/a"),
+                "as if unset: the user database's home"
+            );
+            assert_eq!(
+                settle(Os::Linux, from_relative.clone(), || None),
+                BaseDirs::default()
+            );
+            assert_eq!(
+                settle(Os::Linux, from_relative, || p("relative")),
+                BaseDirs::default()
+            );
+            // An absolute XDG_CACHE_HOME stays, whatever HOME is.
+            let with_xdg = BaseDirs {
+                cache: p("/x/cache"),
+                ..linux("rel")
+            };
+            let settled = settle(Os::Linux, with_xdg, || p("/home/a"));
+            assert_eq!(settled.cache, p("/x/cache"));
+            assert_eq!(settled.config, p("/home/a/.config"));
+            // macOS: everything under ~/Library.
+            assert_eq!(
+                settle(Os::Macos, macos("rel"), || p("/Users/a")),
+                macos("/Users/a")
+            );
+        }
+
+        #[test]
+        fn directories_keep_bytes_that_are_not_utf8() {
+            let home = PathBuf::from(OsStr::from_bytes(b"/home/\xff"));
+            let found = BaseDirs {
+                cache: Some(PathBuf::from(OsStr::from_bytes(b"/x/caf\xe9"))),
+                home: Some(home),
+                ..BaseDirs::default()
+            };
+            let d = settle(Os::Linux, found, || None);
+            assert_eq!(
+                d.cache_dir().unwrap().as_os_str().as_bytes(),
+                b"/x/caf\xe9/docker-credential-gcp"
+            );
+        }
+
+        #[test]
+        fn the_user_database_names_an_absolute_home() {
+            assert!(account_home().is_some_and(|h| h.is_absolute()));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod imp {
+    use super::BaseDirs;
+
+    pub(super) fn current() -> BaseDirs {
+        BaseDirs {
+            home: dirs::home_dir(),
+            config: dirs::config_dir(),
+            cache: dirs::cache_dir(),
+            data_local: dirs::data_local_dir(),
         }
     }
 }
@@ -300,6 +554,32 @@ mod tests {
 
     fn p(s: &str) -> Option<PathBuf> {
         Some(PathBuf::from(s))
+    }
+
+    #[test]
+    fn windows_folders_follow_their_variables_when_set_to_absolute_paths() {
+        let set = |name: &str| -> Option<OsString> {
+            match name {
+                "USERPROFILE" => Some(r"D:\home\b".into()),
+                "APPDATA" => Some(r"D:\home\b\Roaming".into()),
+                "LOCALAPPDATA" => Some(r"\\srv\b\Local".into()),
+                _ => None,
+            }
+        };
+        let dirs = windows().with_windows_variables(Os::Windows, set);
+        assert_eq!(dirs.home, p(r"D:\home\b"));
+        assert_eq!(dirs.config, p(r"D:\home\b\Roaming"));
+        assert_eq!(dirs.cache, p(r"\\srv\b\Local"));
+        assert_eq!(dirs.data_local, p(r"\\srv\b\Local"));
+
+        let relative = |_: &str| -> Option<OsString> { Some(r"AppData\Roaming".into()) };
+        let unchanged = windows().with_windows_variables(Os::Windows, relative);
+        assert_eq!(unchanged, windows(), "a relative path is ignored");
+        let unset = windows().with_windows_variables(Os::Windows, |_| None);
+        assert_eq!(unset, windows());
+        for (os, base) in [(Os::Linux, linux()), (Os::Macos, macos())] {
+            assert_eq!(base.clone().with_windows_variables(os, set), base, "{os:?}");
+        }
     }
 
     #[test]

@@ -261,11 +261,32 @@ mod imp {
         cmd.creation_flags(CREATE_NO_WINDOW);
     }
 
-    /// No console, not in the caller's process group.
+    /// No console, not in the caller's process group, and none of the caller's standard
+    /// handles. A Windows child inherits every inheritable handle of its parent, and ours are
+    /// the pipes docker made for us: a detached child holding our stdout would keep docker
+    /// reading until the child exits, which is the wait detaching exists to avoid. So they stop
+    /// being inheritable (this process still uses them; the child gets the null devices the
+    /// command names).
     pub(super) fn detach(cmd: &mut Command) {
+        use windows_sys::Win32::Foundation::{
+            HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, SetHandleInformation,
+        };
+        use windows_sys::Win32::System::Console::{
+            GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+        };
         /// `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP`.
         const DETACHED: u32 = 0x0000_0008 | 0x0000_0200;
         cmd.creation_flags(DETACHED);
+        for which in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
+            // SAFETY: GetStdHandle and SetHandleInformation take no pointers; an invalid or
+            // null handle is skipped, and changing a flag of our own handle is always allowed.
+            unsafe {
+                let handle = GetStdHandle(which);
+                if !handle.is_null() && handle != INVALID_HANDLE_VALUE {
+                    SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0);
+                }
+            }
+        }
     }
 
     /// Windows: the job object that holds the child and everything it starts is `crate::util::job`.

@@ -1,18 +1,23 @@
-//! The helper's token cache entry as tests and the benchmark reach it on disk.
+//! The helper's token cache entries and failure records as tests and the benchmark reach them
+//! on disk.
 use std::path::{Path, PathBuf};
 
 /// The `token-*.json` entry in the cache directory `dir`.
 pub(crate) fn entry_in(dir: &Path) -> PathBuf {
+    file_in(dir, "token-")
+}
+
+/// The `fail-*.json` record of a remembered failure in the cache directory `dir`.
+pub(crate) fn failure_in(dir: &Path) -> PathBuf {
+    file_in(dir, "fail-")
+}
+
+fn file_in(dir: &Path, prefix: &str) -> PathBuf {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("token-")
-        })
-        .unwrap_or_else(|| panic!("no token cache entry in {}", dir.display()))
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* file in {}", dir.display()))
 }
 
 /// Makes the entry in `dir` look minted 50 minutes ago, with 10 minutes left: inside the

@@ -29,6 +29,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::registry::{OciImage, store_in_registry_storage, write_oci_image};
+use super::root::RootSession;
 use super::*;
 
 /// The docker CLI of the docker.io package (20.10), which comes with dockerd. It has BuildKit
@@ -42,7 +43,7 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends, and each test runs on
 /// its own thread; so every daemon is forked by this thread, which lives as long as the process.
-fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
+pub(crate) fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
@@ -72,6 +73,10 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
+    pub(crate) fn new(name: String, child: Child) -> Proc {
+        Proc { name, child }
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -117,7 +122,7 @@ impl Drop for Proc {
 /// Shared daemons and directories, stopped and removed when the process exits.
 static AT_EXIT: Mutex<(Vec<Proc>, Vec<PathBuf>)> = Mutex::new((Vec::new(), Vec::new()));
 
-fn keep_until_exit(proc: Proc) {
+pub(crate) fn keep_until_exit(proc: Proc) {
     register_cleanup();
     AT_EXIT
         .lock()
@@ -211,6 +216,8 @@ pub(crate) enum Place<'a> {
     Private,
     /// Inside the mirror world's network and mount namespaces.
     World(&'a MirrorWorld),
+    /// In a session of the current test root (support::root): its engines, chrooted.
+    Root(&'a RootSession),
 }
 
 impl Place<'_> {
@@ -234,6 +241,9 @@ impl Place<'_> {
                     .arg(format!("--net=/proc/{}/ns/net", world.holder))
                     .arg(format!("--mount=/proc/{}/ns/mnt", world.holder))
                     .arg("--");
+            }
+            Place::Root(session) => {
+                cmd.args(session.enter());
             }
         }
         cmd.arg(program).args(args);
@@ -269,7 +279,7 @@ fn wait_ready(
     ))
 }
 
-fn log_file(path: &Path) -> (Stdio, Stdio) {
+pub(crate) fn log_file(path: &Path) -> (Stdio, Stdio) {
     let log = std::fs::File::create(path).unwrap();
     (log.try_clone().unwrap().into(), log.into())
 }
@@ -472,11 +482,14 @@ pub(crate) const CORP_NAME: &str = "corp-mirror.test";
 /// The repositories the world's registries hold, per engine: `X-hit` is in the mirror and in
 /// the hub, `X-miss` only in the hub (as is `pm-v1`). The company mirror holds nothing. Each image has its own
 /// content, so no engine finds a layer of one already present from another.
-pub(crate) const WORLD_ENGINES: [&str; 4] = ["dk", "ctd", "pm", "pmdeb"];
+pub(crate) const WORLD_ENGINES: [&str; 9] = [
+    "dk", "ctd", "pm", "pmdeb", "dk28", "ctd2", "cri2", "cri3", "pm5",
+];
 
 pub(crate) struct MirrorWorld {
     pub dir: PathBuf,
-    holder: u32,
+    /// The process holding the world's namespaces (others join it).
+    pub holder: u32,
     /// The test CA (PEM) that signed every registry's certificate.
     pub ca: PathBuf,
     pub mirror: WorldRegistry,
@@ -645,6 +658,60 @@ impl MirrorWorld {
     pub(crate) fn ca_env(&self) -> (&'static str, String) {
         ("SSL_CERT_FILE", self.ca.display().to_string())
     }
+}
+
+/// `docker system info`'s "Registry Mirrors:" list, as Google's instructions check it.
+pub(crate) fn registry_mirrors_in_info(info: &str) -> Vec<String> {
+    info.lines()
+        .skip_while(|l| l.trim() != "Registry Mirrors:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  ") && l.trim().starts_with("http"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// The mirror served `repo`; the company mirror was asked first and lacked it; Docker Hub was
+/// not asked.
+pub(crate) fn assert_served_by_the_mirror(world: &MirrorWorld, repo: &str) {
+    assert!(
+        world.corp.missed(repo),
+        "the company mirror is tried first: {:?}",
+        world.corp.requests_for(repo)
+    );
+    assert!(
+        world.mirror.served_blobs_of(repo),
+        "mirror.gcr.io served {repo}: {:?}",
+        world.mirror.requests_for(repo)
+    );
+    assert_eq!(world.hub.requests_for(repo), [], "Docker Hub is not asked");
+}
+
+/// Neither mirror has `repo`: both were asked, and Docker Hub served it.
+pub(crate) fn assert_fell_back_to_docker_hub(world: &MirrorWorld, repo: &str) {
+    assert!(
+        world.corp.missed(repo),
+        "{:?}",
+        world.corp.requests_for(repo)
+    );
+    assert!(
+        world.mirror.missed(repo),
+        "{:?}",
+        world.mirror.requests_for(repo)
+    );
+    assert!(
+        world.hub.served_blobs_of(repo),
+        "Docker Hub served {repo}: {:?}",
+        world.hub.requests_for(repo)
+    );
+}
+
+/// The locations podman tried, in order (its debug log's "Trying to access").
+pub(crate) fn podman_tried(stderr: &str) -> Vec<String> {
+    stderr
+        .split("Trying to access \\\"")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("\\\"").map(|(l, _)| l.to_owned()))
+        .collect()
 }
 
 /// A test CA and a certificate for each `(name, other names)`, with openssl: `DIR/ca.pem`,

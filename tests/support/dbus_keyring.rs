@@ -52,6 +52,14 @@ impl Session {
     }
 }
 
+impl Session {
+    /// gnome-keyring's process id (tests stop it to play a hung keyring).
+    #[allow(dead_code)] // the benchmarks never stop it
+    pub(crate) fn keyring_pid(&self) -> u32 {
+        self.children[0].id()
+    }
+}
+
 fn first_line(pipe: Option<impl io::Read>) -> String {
     let mut line = String::new();
     if let Some(pipe) = pipe {

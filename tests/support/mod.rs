@@ -2,13 +2,20 @@
 //! loopback HTTP servers that stand in for Google's token endpoint and metadata server.
 #![allow(dead_code)]
 pub(crate) mod cache;
+#[cfg(unix)]
 pub(crate) mod daemons;
+#[cfg(unix)]
 pub(crate) mod dbus_keyring;
 pub(crate) mod go;
+#[cfg(unix)]
 pub(crate) mod kubelet;
 pub(crate) mod peers;
+#[cfg(unix)]
 pub(crate) mod proxy;
+#[cfg(unix)]
 pub(crate) mod registry;
+#[cfg(unix)]
+pub(crate) mod root;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,6 +42,16 @@ pub(crate) fn require(program: &str) {
     );
 }
 
+/// `out` is the protocol's "not found" (exit 1): docker goes on without credentials.
+pub(crate) fn assert_not_found(out: &Output) {
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, NOT_FOUND),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A gcloud configuration directory with an account, as `gcloud auth login` leaves it: the
 /// helper runs gcloud only when it could have credentials.
 pub(crate) fn signed_in_gcloud_config(dir: &Path) {
@@ -48,26 +65,34 @@ pub(crate) fn signed_in_gcloud_config(dir: &Path) {
 
 /// Tests that need root (podman and buildah storage, daemons) fail without it.
 pub(crate) fn require_root(what: &str) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
     assert!(
-        root,
+        peers::is_root(),
         "{what} needs root (outside CI such tests are ignored when built as another user)"
     );
 }
 
 /// The PATH tests give the helper and the clients: the system's directories, not whatever the
 /// developer's shell has (tests that need a program to be missing set their own).
+#[cfg(unix)]
 pub(crate) const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+#[cfg(windows)]
+pub(crate) const SYSTEM_PATH: &str = r"C:\windows\system32;C:\windows";
 
 /// The helper's own directories under the test HOME, as the `dirs` crate lays them out on
 /// each platform (tests must not assume the Linux layout).
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub(crate) const CACHE_DIR: &str = ".cache/docker-credential-gcp";
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub(crate) const CONFIG_DIR: &str = ".config/docker-credential-gcp";
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub(crate) const DATA_DIR: &str = ".local/share/docker-credential-gcp";
+// Windows: %LOCALAPPDATA% and %APPDATA%, which Env::new points into the test HOME.
+#[cfg(windows)]
+pub(crate) const CACHE_DIR: &str = "AppData/Local/docker-credential-gcp";
+#[cfg(windows)]
+pub(crate) const CONFIG_DIR: &str = "AppData/Roaming/docker-credential-gcp";
+#[cfg(windows)]
+pub(crate) const DATA_DIR: &str = "AppData/Local/docker-credential-gcp";
 #[cfg(target_os = "macos")]
 pub(crate) const CACHE_DIR: &str = "Library/Caches/docker-credential-gcp";
 #[cfg(target_os = "macos")]
@@ -93,6 +118,19 @@ impl Env {
         let mut vars = HashMap::new();
         vars.insert("HOME".to_owned(), home.path().display().to_string());
         vars.insert("PATH".to_owned(), SYSTEM_PATH.to_owned());
+        // Windows: the user's folders inside the test HOME (the helper follows these variables
+        // over the known folders), and SystemRoot, without which Winsock cannot start.
+        #[cfg(windows)]
+        {
+            let home = home.path();
+            vars.insert("USERPROFILE".to_owned(), home.display().to_string());
+            let roaming = home.join(r"AppData\Roaming");
+            let local = home.join(r"AppData\Local");
+            vars.insert("APPDATA".to_owned(), roaming.display().to_string());
+            vars.insert("LOCALAPPDATA".to_owned(), local.display().to_string());
+            let root = std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\windows".to_owned());
+            vars.insert("SystemRoot".to_owned(), root);
+        }
         // Tests choose their sources explicitly; never the DMI-detected metadata server.
         vars.insert(
             "DOCKER_CREDENTIAL_GCP_TOKEN_SOURCES".to_owned(),
@@ -179,6 +217,47 @@ pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `cmd` like `run_command`, but kills it at `limit`: `None` if it had to be killed (a
+/// hang), else its output and how long it took.
+pub(crate) fn run_within(
+    mut cmd: Command,
+    stdin: &[u8],
+    limit: Duration,
+) -> Option<(Output, Duration)> {
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn helper");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let mut hung = false;
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            hung = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    writer.join().unwrap();
+    (!hung).then(|| {
+        let out = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        (out, took)
+    })
 }
 
 pub(crate) const SA_EMAIL: &str = "builder@test-project.iam.gserviceaccount.com";
@@ -617,11 +696,13 @@ pub(crate) fn metadata_server(expires_in: u64) -> Server {
 // ---------------------------------------------------------------------------------------------
 // A real, headless Secret Service: a private D-Bus session bus with gnome-keyring on it.
 
+#[cfg(unix)]
 pub(crate) struct SecretService {
     pub address: String,
-    _session: dbus_keyring::Session,
+    session: dbus_keyring::Session,
 }
 
+#[cfg(unix)]
 impl SecretService {
     /// Starts dbus-daemon and an unlocked gnome-keyring for `home`. On a loaded machine a
     /// fresh gnome-keyring now and then never makes its login collection usable; such a start
@@ -635,7 +716,7 @@ impl SecretService {
                 .expect("start a D-Bus session with gnome-keyring");
             let service = SecretService {
                 address: session.address.clone(),
-                _session: session,
+                session,
             };
             match service.wait_until_usable(Duration::from_secs(20)) {
                 Ok(()) => return service,
@@ -670,5 +751,25 @@ impl SecretService {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(last)
+    }
+}
+
+#[cfg(unix)]
+impl SecretService {
+    /// Stops gnome-keyring (SIGSTOP) without closing its D-Bus connection: calls to it are
+    /// delivered and never answered, as with a hung daemon or an unanswered unlock prompt.
+    pub(crate) fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused gnome-keyring run again.
+    pub(crate) fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.session.keyring_pid() as libc::pid_t;
+        // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 }

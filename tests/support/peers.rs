@@ -34,6 +34,9 @@ pub(crate) enum Peer {
     Root,
     /// The static executable `packaging/build-static.sh` builds (`./install.sh` and CI run it).
     StaticBinary,
+    /// What makes and enters the current test root (`tests/roots/current.sh`, support/root.rs):
+    /// mmdebstrap, and the namespace and chroot tools.
+    CurrentRoot,
 }
 
 impl Peer {
@@ -55,6 +58,15 @@ impl Peer {
             Peer::Tinyproxy => &["tinyproxy"],
             Peer::Namespaces => &[
                 "unshare", "nsenter", "setpriv", "mount", "openssl", "busybox",
+            ],
+            Peer::CurrentRoot => &[
+                "mmdebstrap",
+                "unshare",
+                "nsenter",
+                "setpriv",
+                "mount",
+                "chroot",
+                "flock",
             ],
             Peer::Root | Peer::StaticBinary => &[],
         }
@@ -108,9 +120,16 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
+#[cfg(unix)]
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Nothing here needs an administrator on Windows; the tests that need root are Unix-only.
+#[cfg(windows)]
+pub(crate) fn is_root() -> bool {
+    false
 }
 
 /// packaging/build-static.sh's output for this machine, if it has been built.

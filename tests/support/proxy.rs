@@ -39,13 +39,20 @@ fn run(cmd: &mut Command) {
 }
 
 /// A test certificate authority and a server certificate it issued for [`TEST_NAMES`],
-/// `localhost` and 127.0.0.1 (EC P-256, two days).
+/// `localhost` and 127.0.0.1, or for other names (EC P-256, two days).
 pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
     pub(crate) fn new() -> Pki {
+        let mut names: Vec<&str> = TEST_NAMES.to_vec();
+        names.push("localhost");
+        Pki::for_names(&names)
+    }
+
+    /// A test CA and a server certificate it issued for `names` and 127.0.0.1.
+    pub(crate) fn for_names(names: &[&str]) -> Pki {
         require("openssl");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -68,13 +75,9 @@ impl Pki {
             .arg("req")
             .args(ec)
             .args(["-keyout", "server.key", "-out", "server.csr"])
-            .args(["-subj", "/CN=oauth2.test"])
+            .args(["-subj", &format!("/CN={}", names[0])])
             .current_dir(d));
-        let names: Vec<String> = TEST_NAMES
-            .iter()
-            .chain(&["localhost"])
-            .map(|n| format!("DNS:{n}"))
-            .collect();
+        let names: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
         std::fs::write(
             d.join("ext.cnf"),
             format!(

@@ -674,6 +674,12 @@ pub(crate) struct HelperCall {
 /// Writes `docker-credential-gcp` into `dir`: a shell wrapper that runs the built helper with
 /// the same argv and stdin and appends the call to `$E2E_HELPER_CALLS`.
 pub(crate) fn write_helper_wrapper(dir: &Path) {
+    write_helper_wrapper_for(dir, BIN);
+}
+
+/// Like `write_helper_wrapper`, running the helper at `bin` (such as the static executable a
+/// root session holds).
+pub(crate) fn write_helper_wrapper_for(dir: &Path, bin: &str) {
     let script = format!(
         r#"#!/bin/sh
 in=$(mktemp) || exit 1
@@ -685,8 +691,7 @@ line=$(printf '%s\t%s\t%s\t%s' "$1" "$(tr '\n\t' '  ' < "$in")" "$rc" "$(printf 
 printf '%s\n' "$line" >> "$E2E_HELPER_CALLS"
 rm -f "$in"
 exit $rc
-"#,
-        bin = BIN
+"#
     );
     let path = dir.join("docker-credential-gcp");
     std::fs::write(&path, script).unwrap();
@@ -782,6 +787,11 @@ impl Rig {
         rig
     }
 
+    /// Clients reach the helper at `bin` from now on (through the recording wrapper).
+    pub(crate) fn use_helper_at(&self, bin: &str) {
+        write_helper_wrapper_for(&self.env.path("bin"), bin);
+    }
+
     /// Maps `hosts` to the helper in docker's config.json and in the containers auth file.
     pub(crate) fn set_cred_helpers(&self, hosts: &[&str]) {
         let map: serde_json::Map<String, serde_json::Value> = hosts
@@ -863,6 +873,97 @@ impl Rig {
 
     pub(crate) fn google_requests_since(&self, mark: Mark) -> usize {
         self.google.count() - mark.google
+    }
+
+    /// Every token request since `mark` presented `oauth2accesstoken` with a token the Google
+    /// stand-in issued and the helper handed out since `mark` (in a `get` answer, or printed by
+    /// `print-access-token`); returns the distinct tokens, in order. This is how a test knows
+    /// the helper's token reached the registry.
+    pub(crate) fn helper_tokens_used_since(&self, mark: Mark) -> Vec<String> {
+        let (tokens, anonymous) = self.helper_tokens_and_anonymous_since(mark);
+        assert_eq!(anonymous, 0, "no anonymous token request");
+        tokens
+    }
+
+    /// Like `helper_tokens_used_since`, for clients that first ask the realm anonymously
+    /// (BuildKit's resolver does); also returns how many requests were anonymous.
+    pub(crate) fn helper_tokens_and_anonymous_since(&self, mark: Mark) -> (Vec<String>, usize) {
+        let logins = self.realm_logins_since(mark);
+        let calls = self.helper_calls_since(mark);
+        let mut tokens = Vec::new();
+        let mut anonymous = 0;
+        for login in logins {
+            let Some((user, token)) = login else {
+                anonymous += 1;
+                continue;
+            };
+            assert_eq!(user, "oauth2accesstoken");
+            assert!(
+                self.issued.lock().unwrap().contains(&token),
+                "{token} was issued"
+            );
+            assert!(
+                calls
+                    .iter()
+                    .any(|c| c.code == 0 && c.output.contains(&token)),
+                "{token} came from the helper: {calls:?}"
+            );
+            if !tokens.contains(&token) {
+                tokens.push(token);
+            }
+        }
+        assert!(!tokens.is_empty(), "the client signed in to the realm");
+        (tokens, anonymous)
+    }
+
+    /// The hosts of the helper calls since `mark`, each a successful `get`, sorted and without
+    /// repeats.
+    pub(crate) fn hosts_got_since(&self, mark: Mark) -> Vec<String> {
+        let calls = self.helper_calls_since(mark);
+        assert!(!calls.is_empty(), "the client ran the helper");
+        for call in &calls {
+            assert_eq!((call.verb.as_str(), call.code), ("get", 0), "{call:?}");
+            assert!(call.output.contains("\"Username\":\"oauth2accesstoken\""));
+        }
+        let mut hosts: Vec<String> = calls.into_iter().map(|c| c.input).collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// The manifest (or index) of `repo:tag` as the registry holds it, read with a pull token
+    /// of the test's own (not the helper's). `tag` may be a digest.
+    pub(crate) fn stored_manifest(&self, repo: &str, tag: &str) -> serde_json::Value {
+        let token = "ya29.e2e-reader-token";
+        self.issued.lock().unwrap().insert(token.to_owned());
+        let basic = STANDARD.encode(format!("oauth2accesstoken:{token}"));
+        let reply = http(
+            &self.realm.host(),
+            "GET",
+            &format!("/token?service={SERVICE}&scope=repository:{repo}:pull"),
+            &[("Authorization".into(), format!("Basic {basic}"))],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200);
+        let bearer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+        let reply = http(
+            &self.host,
+            "GET",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[
+                (
+                    "Authorization".into(),
+                    format!("Bearer {}", bearer["token"].as_str().unwrap()),
+                ),
+                ("Accept".into(), accept.into()),
+            ],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{repo}:{tag} is in the registry");
+        serde_json::from_slice(&reply.body).unwrap()
     }
 
     /// Pushes a fresh test image without involving the helper: with a token registered by the

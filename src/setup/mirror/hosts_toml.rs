@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use toml_edit::{Item, Table, value};
 
-use super::{MIRROR_URL, toml_file};
+use super::{MIRROR_URL, is_our_mirror, toml_file};
 
 const DOCKER_HUB_SERVER: &str = "https://registry-1.docker.io";
 
@@ -12,19 +12,29 @@ const DOCKER_HUB_SERVER: &str = "https://registry-1.docker.io";
 /// `server` as the fallback if the file names none.
 pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
     let mut doc = toml_file::parse(old)?;
-    let has_mirror = doc
+    // Our mirror under any spelling of its URL (`[host."https://mirror.gcr.io/"]`, ...).
+    let ours: Vec<String> = doc
         .get("host")
         .and_then(Item::as_table_like)
-        .is_some_and(|h| h.contains_key(MIRROR_URL));
+        .map(|h| {
+            h.iter()
+                .filter(|(k, _)| is_our_mirror(k))
+                .map(|(k, _)| k.to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     if remove {
-        if !has_mirror {
+        if ours.is_empty() {
             return Ok(old.to_owned());
         }
         let mut prefix = None;
         if let Some(hosts) = doc.get_mut("host").and_then(Item::as_table_like_mut) {
-            prefix = hosts
-                .remove(MIRROR_URL)
-                .and_then(|m| m.as_table().and_then(toml_file::decor_prefix));
+            for key in &ours {
+                let removed = hosts.remove(key);
+                prefix = prefix.or_else(|| {
+                    removed.and_then(|m| m.as_table().and_then(toml_file::decor_prefix))
+                });
+            }
             if hosts.is_empty() {
                 doc.remove("host");
             }
@@ -36,7 +46,7 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
         }
         return Ok(doc.to_string());
     }
-    if has_mirror {
+    if !ours.is_empty() {
         return Ok(old.to_owned());
     }
     if !doc.contains_key("server") {
@@ -90,6 +100,16 @@ mod tests {
         assert_eq!(added.matches("server =").count(), 1);
         assert_eq!(edit(&added, false).unwrap(), added);
         assert_eq!(edit(&added, true).unwrap(), theirs);
+    }
+
+    #[test]
+    fn the_mirror_under_another_spelling_is_kept_and_every_spelling_removed() {
+        let theirs = "server = \"https://registry-1.docker.io\"\n\n[host.\"https://corp.example\"]\n  capabilities = [\"pull\"]\n";
+        let spelled = format!(
+            "{theirs}\n[host.\"HTTPS://Mirror.gcr.io:443/\"]\n  capabilities = [\"pull\"]\n\n[host.\"mirror.gcr.io\"]\n  capabilities = [\"pull\"]\n"
+        );
+        assert_eq!(edit(&spelled, false).unwrap(), spelled);
+        assert_eq!(edit(&spelled, true).unwrap(), theirs);
     }
 
     #[test]

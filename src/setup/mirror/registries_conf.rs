@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use toml_edit::{ArrayOfTables, Item, Table, value};
 
-use super::{MIRROR_HOST, toml_file};
+use super::{MIRROR_HOST, is_our_mirror, toml_file};
 
 /// podman/buildah: a `[[registry.mirror]]` for the docker.io registry entry, after its other
 /// mirrors, adding that entry if the file has none.
@@ -35,7 +35,7 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
             return Ok(old.to_owned());
         };
         let before = mirrors.len();
-        mirrors.retain(|m| m.get("location").and_then(Item::as_str) != Some(MIRROR_HOST));
+        mirrors.retain(|m| !is_ours(m));
         if mirrors.len() == before {
             return Ok(old.to_owned());
         }
@@ -71,10 +71,7 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
                     "the docker.io entry's \"mirror\" is not a list of [[registry.mirror]] tables"
                 );
             };
-            if mirrors
-                .iter()
-                .any(|m| m.get("location").and_then(Item::as_str) == Some(MIRROR_HOST))
-            {
+            if mirrors.iter().any(is_ours) {
                 return Ok(old.to_owned());
             }
             mirrors.push(mirror);
@@ -98,6 +95,28 @@ pub(super) fn edit(old: &str, remove: bool) -> Result<String> {
         }
     }
     Ok(doc.to_string())
+}
+
+/// Whether a `[[registry.mirror]]` is mirror.gcr.io, however its `location` spells it.
+fn is_ours(mirror: &Table) -> bool {
+    mirror
+        .get("location")
+        .and_then(Item::as_str)
+        .is_some_and(is_our_mirror)
+}
+
+/// Whether the mirror for docker.io belongs in this file rather than in a drop-in: it has a
+/// docker.io entry (which a drop-in's would replace), or it is one `edit` refuses (v1, not
+/// TOML), so that the refusal names it.
+pub(super) fn keeps_docker_io(text: &str) -> bool {
+    let Ok(doc) = toml_file::parse(text) else {
+        return true;
+    };
+    doc.contains_key("registries")
+        || doc
+            .get("registry")
+            .and_then(Item::as_array_of_tables)
+            .is_some_and(|regs| regs.iter().any(is_docker_io))
 }
 
 /// The comment on a `[[registry]]` header this helper wrote, so `--remove` takes only that.
@@ -185,6 +204,26 @@ mod tests {
         );
         // ...which then ends with a newline.
         assert_eq!(edit(&added, true).unwrap(), "# only a comment\n");
+    }
+
+    #[test]
+    fn only_a_file_with_a_docker_io_entry_keeps_the_mirror_from_a_drop_in() {
+        // Debian's registries.conf (all comments) and shortnames.conf (aliases) do not.
+        assert!(!keeps_docker_io(
+            "# unqualified-search-registries = [\"example.com\"]\n"
+        ));
+        assert!(!keeps_docker_io(
+            "[aliases]\n  \"alpine\" = \"docker.io/library/alpine\"\n"
+        ));
+        assert!(!keeps_docker_io("[[registry]]\nlocation = \"quay.io\"\n"));
+        assert!(keeps_docker_io(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"corp-mirror.test\"\n"
+        ));
+        // Files `edit` refuses stay the target, so that the refusal names them.
+        assert!(keeps_docker_io(
+            "[registries.search]\nregistries = ['docker.io']\n"
+        ));
+        assert!(keeps_docker_io("[[registry]\n"));
     }
 
     #[test]
