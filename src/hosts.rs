@@ -429,6 +429,9 @@ fn is_under(path: &str, prefix: &str) -> bool {
 /// ignored. Compared from the last label, so most patterns for other hosts are told apart
 /// by their first comparison; nothing is allocated.
 fn glob_matches_host(pattern: &str, host: &str) -> bool {
+    if !pattern.as_bytes().contains(&b'*') {
+        return pattern.eq_ignore_ascii_case(host);
+    }
     let (mut p, mut h) = (pattern, host);
     loop {
         let (p_rest, p_label) = last_label(p);

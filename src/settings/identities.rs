@@ -7,8 +7,9 @@
 //! skipped, and the others still apply. The patterns themselves belong to the host policy
 //! ([`hosts::parse_pattern`]), which refuses any that would name a host it does not serve.
 //!
-//! This module only reads and matches: it touches no file and no network. Matching is a few
-//! string comparisons per pattern, so the cached `get` pays nothing measurable for it.
+//! This module only reads and matches: it touches no file and no network. `config`, `doctor`
+//! and the kubelet provider check every rule ([`parse`]); the cached `get` skims the rules'
+//! text for their patterns and checks only the rules that cover its address ([`choose`]).
 
 use std::path::PathBuf;
 
@@ -440,49 +441,133 @@ pub(crate) fn parse(raw: &RawValue, declared: &[ExtraHost]) -> Rules {
     };
     let mut rules = Rules::default();
     for i in 0..written.len() {
-        match full(written, i, declared) {
+        match full(&written[..], i, declared) {
             Ok(rule) => rules.valid.push(rule),
-            Err(why) => rules.problems.push(skipped(written, i, &why)),
+            Err(why) => rules.problems.push(skipped(&written[..], i, &why)),
         }
     }
     rules
 }
 
 /// The rule that chooses the identity for an address: the first rule that covers it and is
-/// valid. Only the rules whose patterns, as written, cover the address are checked (and the
-/// rules they impersonate over), so the cached `get` pays for comparing patterns, not for
-/// checking every rule; `config` and `doctor` check them all. The problems are those of the
-/// rules checked.
+/// valid. Only the rules whose patterns cover the address are read and checked (and the rules
+/// they impersonate over), so the cached `get` pays for a skim over the rules' text and a
+/// comparison per pattern, not for reading every rule; `config` and `doctor` check them all.
+/// The problems are those of the rules checked.
 pub(crate) fn choose(
     raw: &RawValue,
     declared: &[ExtraHost],
     registry: &Registry,
     path: Option<&str>,
 ) -> (Option<Rule>, Vec<String>) {
-    let listed = listed(raw);
-    let written = match &listed {
-        Ok(written) => written,
-        Err(kind) => return (None, vec![not_a_list(kind)]),
-    };
+    match skim(raw.get()) {
+        Some(skimmed) => choose_in(&skimmed[..], declared, registry, path),
+        None => match &listed(raw) {
+            Ok(written) => choose_in(&written[..], declared, registry, path),
+            Err(kind) => (None, vec![not_a_list(kind)]),
+        },
+    }
+}
+
+fn choose_in<'a>(
+    list: &(impl RuleList<'a> + ?Sized),
+    declared: &[ExtraHost],
+    registry: &Registry,
+    path: Option<&str>,
+) -> (Option<Rule>, Vec<String>) {
     let mut problems = Vec::new();
-    for (i, rule) in written.iter().enumerate() {
-        if !rule
-            .patterns()
-            .any(|p| hosts::pattern_covers(p, registry, path))
-        {
+    for i in 0..list.count() {
+        if !list.covers(i, registry, path) {
             continue;
         }
-        match full(written, i, declared) {
+        match full(list, i, declared) {
             Ok(rule) if rule.matches(registry, path) => return (Some(rule), problems),
             Ok(_) => {}
-            Err(why) => problems.push(skipped(written, i, &why)),
+            Err(why) => problems.push(skipped(list, i, &why)),
         }
     }
     (None, problems)
 }
 
-fn skipped(written: &[Loose<'_>], i: usize, why: &str) -> String {
-    let label = match written[i].name() {
+/// The rules as [`full`] reads them: each rule, its name, and whether its patterns as written
+/// cover an address.
+trait RuleList<'a> {
+    fn count(&self) -> usize;
+    fn rule(&self, i: usize) -> Cow<'_, Loose<'a>>;
+    fn name(&self, i: usize) -> Option<Cow<'_, str>>;
+    fn covers(&self, i: usize, registry: &Registry, path: Option<&str>) -> bool;
+}
+
+/// Every rule read loosely.
+impl<'a> RuleList<'a> for [Loose<'a>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn rule(&self, i: usize) -> Cow<'_, Loose<'a>> {
+        Cow::Borrowed(&self[i])
+    }
+
+    fn name(&self, i: usize) -> Option<Cow<'_, str>> {
+        self[i].name().map(Cow::Borrowed)
+    }
+
+    fn covers(&self, i: usize, registry: &Registry, path: Option<&str>) -> bool {
+        self[i]
+            .patterns()
+            .any(|p| hosts::pattern_covers(p, registry, path))
+    }
+}
+
+/// The rules skimmed: a rule is read only when it is needed.
+impl<'a> RuleList<'a> for [Skimmed<'a>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn rule(&self, i: usize) -> Cow<'_, Loose<'a>> {
+        // A skimmed rule is an element of a list that serde read as JSON: it reads again.
+        Cow::Owned(serde_json::from_str(self[i].text).unwrap_or(Loose::Null))
+    }
+
+    fn name(&self, i: usize) -> Option<Cow<'_, str>> {
+        let rule = &self[i];
+        if rule.plain {
+            return rule.name.map(Cow::Borrowed);
+        }
+        match self.rule(i) {
+            Cow::Owned(loose) => loose.name().map(|n| Cow::Owned(n.to_owned())),
+            Cow::Borrowed(_) => None,
+        }
+    }
+
+    fn covers(&self, i: usize, registry: &Registry, path: Option<&str>) -> bool {
+        let rule = &self[i];
+        if !rule.plain {
+            return self
+                .rule(i)
+                .patterns()
+                .any(|p| hosts::pattern_covers(p, registry, path));
+        }
+        let Some(value) = rule.patterns else {
+            return false;
+        };
+        let covers = |p: &str| hosts::pattern_covers(p, registry, path);
+        if let Some(one) = plain_string(value) {
+            return hosts::split_list(one).any(covers);
+        }
+        match plain_list_any(value, covers) {
+            Some(any) => any,
+            None => self
+                .rule(i)
+                .patterns()
+                .any(|p| hosts::pattern_covers(p, registry, path)),
+        }
+    }
+}
+
+fn skipped<'a>(list: &(impl RuleList<'a> + ?Sized), i: usize, why: &str) -> String {
+    let label = match list.name(i) {
         Some(n) => format!("#{} ({n})", i + 1),
         None => format!("#{}", i + 1),
     };
@@ -491,15 +576,18 @@ fn skipped(written: &[Loose<'_>], i: usize, why: &str) -> String {
 
 /// Rule `i` checked: valid on its own, its name not used by an earlier rule, and the rule it
 /// impersonates over (`via`) a valid rule of that name that does not impersonate itself.
-fn full(written: &[Loose<'_>], i: usize, declared: &[ExtraHost]) -> Result<Rule, String> {
-    let (mut rule, via) = parse_rule(&written[i], i, declared, &earlier_names(written, i))?;
+fn full<'a>(
+    list: &(impl RuleList<'a> + ?Sized),
+    i: usize,
+    declared: &[ExtraHost],
+) -> Result<Rule, String> {
+    let (mut rule, via) = parse_rule(&list.rule(i), i, declared, &earlier_names(list, i))?;
     if let (RuleSource::Impersonate(imp), Some(name)) = (&mut rule.source, via) {
         let not_valid = || format!("via names {name:?}, which is not a valid rule's name");
-        let j = written
-            .iter()
-            .position(|w| w.name() == Some(name.as_str()))
+        let j = (0..list.count())
+            .find(|&j| list.name(j).as_deref() == Some(name.as_str()))
             .ok_or_else(not_valid)?;
-        let (base, _) = parse_rule(&written[j], j, declared, &earlier_names(written, j))
+        let (base, _) = parse_rule(&list.rule(j), j, declared, &earlier_names(list, j))
             .map_err(|_| not_valid())?;
         if base.is_impersonation() {
             return Err(format!(
@@ -514,8 +602,183 @@ fn full(written: &[Loose<'_>], i: usize, declared: &[ExtraHost]) -> Result<Rule,
     Ok(rule)
 }
 
-fn earlier_names<'w>(written: &'w [Loose<'_>], i: usize) -> Vec<&'w str> {
-    written[..i].iter().filter_map(Loose::name).collect()
+fn earlier_names<'l, 'a>(list: &'l (impl RuleList<'a> + ?Sized), i: usize) -> Vec<Cow<'l, str>> {
+    (0..i).filter_map(|j| list.name(j)).collect()
+}
+
+/// One rule as [`skim`] found it.
+struct Skimmed<'a> {
+    /// The rule's text: an element of the list.
+    text: &'a str,
+    /// Whether `name` and `patterns` say all there is: no escapes in the rule's keys or in its
+    /// name, `name` at most once and a string, `match` at most once. Otherwise (or when the
+    /// `match` value is not a string or a list of strings without escapes) the rule is read
+    /// with serde when it matters.
+    plain: bool,
+    name: Option<&'a str>,
+    /// The `match` value's text.
+    patterns: Option<&'a str>,
+}
+
+/// A skim over the rules' text (a JSON list that serde has already read as JSON) that finds
+/// each rule's text, `name` and `match` without building anything, for the cached `get`.
+/// Whatever it does not read plainly (an escape, a repeated key, another type) it leaves to
+/// serde, rule by rule ([`Skimmed::plain`]); so it never misses a rule that covers an address
+/// (property-tested against reading every rule). `None` for anything but a list: serde
+/// decides then.
+fn skim(text: &str) -> Option<Vec<Skimmed<'_>>> {
+    let b = text.as_bytes();
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = ws(b, i + 1);
+    let mut rules = Vec::new();
+    if b.get(i) == Some(&b']') {
+        return Some(rules);
+    }
+    loop {
+        let start = i;
+        let mut rule = Skimmed {
+            text: "",
+            plain: true,
+            name: None,
+            patterns: None,
+        };
+        if b.get(i) == Some(&b'{') {
+            i = ws(b, i + 1);
+            while b.get(i) != Some(&b'}') {
+                let key_end = string_end(b, i)?;
+                let key = &text[i + 1..key_end - 1];
+                i = ws(b, key_end);
+                if b.get(i) != Some(&b':') {
+                    return None;
+                }
+                let value_start = ws(b, i + 1);
+                i = value_end(b, value_start)?;
+                let value = &text[value_start..i];
+                let escaped = key.contains('\\');
+                if escaped || (key == "name" && rule.name.is_some()) {
+                    rule.plain = false;
+                } else if key == "name" {
+                    rule.name = plain_string(value);
+                    rule.plain &= rule.name.is_some();
+                } else if key == "match" {
+                    rule.plain &= rule.patterns.is_none();
+                    rule.patterns = Some(value);
+                }
+                i = ws(b, i);
+                match b.get(i) {
+                    Some(b',') => i = ws(b, i + 1),
+                    Some(b'}') => {}
+                    _ => return None,
+                }
+            }
+            i += 1;
+        } else {
+            // Not an object: it covers nothing (checking it says what it is).
+            i = value_end(b, i)?;
+        }
+        rule.text = &text[start..i];
+        rules.push(rule);
+        i = ws(b, i);
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1),
+            Some(b']') => return Some(rules),
+            _ => return None,
+        }
+    }
+}
+
+/// Past the JSON whitespace at `i`.
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// Past the string that starts at `i`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    loop {
+        let at = j + b.get(j..)?.iter().position(|c| *c == b'"' || *c == b'\\')?;
+        if b[at] == b'"' {
+            return Some(at + 1);
+        }
+        j = at + 2;
+    }
+}
+
+/// Past the JSON value that starts at `i`.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let end = (i..b.len())
+                .find(|&j| matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(b.len());
+            (end > i).then_some(end)
+        }
+    }
+}
+
+/// The content of a JSON string without escapes.
+fn plain_string(value: &str) -> Option<&str> {
+    let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// Whether `f` holds for a string of `value`, a list of strings without escapes; `None` when
+/// `value` is anything else.
+fn plain_list_any(value: &str, mut f: impl FnMut(&str) -> bool) -> Option<bool> {
+    let b = value.as_bytes();
+    if b.first() != Some(&b'[') {
+        return None;
+    }
+    let mut i = ws(b, 1);
+    if b.get(i) == Some(&b']') {
+        return (i + 1 == b.len()).then_some(false);
+    }
+    let mut any = false;
+    loop {
+        let end = string_end(b, i)?;
+        let item = &value[i + 1..end - 1];
+        if item.contains('\\') {
+            return None;
+        }
+        any = any || f(item);
+        i = ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1),
+            Some(b']') => return (i + 1 == b.len()).then_some(any),
+            _ => return None,
+        }
+    }
 }
 
 /// One rule on its own, and the name of the rule it impersonates over (resolved later).
@@ -523,7 +786,7 @@ fn parse_rule(
     written: &Loose<'_>,
     i: usize,
     declared: &[ExtraHost],
-    earlier_names: &[&str],
+    earlier_names: &[Cow<'_, str>],
 ) -> Result<(Rule, Option<String>), String> {
     // A rule holds no secret (paths, e-mails, host names), so the messages may quote it.
     let raw = RawRule::check(written)?;
@@ -539,7 +802,7 @@ fn parse_rule(
                     "name {name:?}: use letters, digits, `-`, `_` and `.`"
                 ));
             }
-            if earlier_names.contains(&name.as_str()) {
+            if earlier_names.iter().any(|n| n == name) {
                 return Err(format!("name {name:?} is used by an earlier rule"));
             }
             name.clone()
@@ -714,6 +977,7 @@ pub(crate) fn parse_scopes(items: &[&str]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::Value;
 
     /// The rules as the config file reader hands them over.
@@ -992,6 +1256,79 @@ mod tests {
         match chosen.map(|r| r.source) {
             Some(RuleSource::Impersonate(imp)) => assert_eq!(imp.via.unwrap().rule.label, "key"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// JSON text of a rule list: rules with these keys (some spelled with escapes, some
+    /// repeated), values of every type, strings with and without escapes, and non-rules.
+    fn rules_text() -> impl Strategy<Value = String> {
+        let text = prop_oneof![
+            Just("gcr.io"),
+            Just("*.gcr.io"),
+            Just("us-docker.pkg.dev/a/*"),
+            Just("eu.gcr.io, gcr.io"),
+            Just("gcr.io.evil.com"),
+            Just("a"),
+            Just("b"),
+            Just("adc"),
+            Just("metadata"),
+            Just("/k.json"),
+            Just("p@q.iam.gserviceaccount.com"),
+        ];
+        let string = (text, any::<bool>()).prop_map(|(t, escape)| {
+            let t = if escape {
+                t.replace('.', "\\u002e")
+            } else {
+                t.to_owned()
+            };
+            format!("\"{t}\"")
+        });
+        let value = prop_oneof![
+            4 => string.clone(),
+            2 => proptest::collection::vec(string.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(", "))),
+            1 => Just("5".to_owned()),
+            1 => Just("null".to_owned()),
+            1 => Just("{\"a\": [1, \"]\"]}".to_owned()),
+            1 => Just("[\"gcr.io\", 7]".to_owned()),
+            1 => Just("true".to_owned()),
+        ];
+        let key = prop_oneof![
+            Just("name"),
+            Just("match"),
+            Just("match"),
+            Just("source"),
+            Just("credentials_file"),
+            Just("impersonate_service_account"),
+            Just("via"),
+            Just("x"),
+            Just("\\u006datch"),
+            Just("na\\u006de"),
+        ];
+        let rule = prop_oneof![
+            5 => proptest::collection::vec((key, value.clone()), 0..5).prop_map(|entries| {
+                let body: Vec<String> = entries.iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
+                format!("{{ {} }}", body.join(",\n"))
+            }),
+            1 => value,
+        ];
+        proptest::collection::vec(rule, 0..6).prop_map(|rules| format!("[ {} ]", rules.join(" , ")))
+    }
+
+    proptest::proptest! {
+        /// The cached `get` skims the rules' text; it chooses what reading every rule chooses,
+        /// and says the same about the rules it checks.
+        #[test]
+        fn skimming_chooses_what_reading_every_rule_chooses(text in rules_text()) {
+            let raw = RawValue::from_string(text.clone()).unwrap();
+            let skimmed = skim(raw.get());
+            prop_assert!(skimmed.is_some(), "{}", text);
+            let written = listed(&raw).unwrap();
+            for (host, path) in [("gcr.io", None), ("eu.gcr.io", None), ("us-docker.pkg.dev", Some("/a/x")), ("us.gcr.io", None)] {
+                let r = reg(host);
+                let fast = choose_in(&skimmed.as_ref().unwrap()[..], &[], &r, path);
+                let slow = choose_in(&written[..], &[], &r, path);
+                prop_assert_eq!(&fast, &slow, "{} {}", host, text);
+            }
         }
     }
 
