@@ -942,3 +942,38 @@ fn bazel_uris_choose_their_identity_by_host_and_path() {
     // Docker addresses never get a token for a host only URIs get one for, rule or not.
     assert_eq!(env.get("us-maven.pkg.dev").stdout, NOT_FOUND);
 }
+
+#[test]
+fn a_cached_get_with_rules_stays_a_straight_line() {
+    if !need(&[Peer::Strace]) {
+        return;
+    }
+    let endpoint = identity_endpoint(Duration::ZERO);
+    let env = Env::new();
+    let a = key_file(&env, "a.json", EMAIL_A, &endpoint.url("/token"));
+    let mut rules: Vec<Value> = (0..19)
+        .map(|i| json!({"match": [format!("r{i}-docker.pkg.dev"), format!("eu.gcr.io/p{i}/*")], "source": "metadata"}))
+        .collect();
+    rules.push(json!({"match": ["gcr.io"], "credentials_file": a}));
+    write_rules(&env, Value::Array(rules));
+    assert_eq!(token(&env, "gcr.io"), "ya29.puller-1");
+    let trace = env.path("trace.txt");
+    let mut cmd = env.program(
+        "strace",
+        &["-f", "-qq", "-o", &path_str(&trace), BIN, "get"],
+    );
+    cmd.env_remove("LD_PRELOAD");
+    let out = run_command(cmd, b"gcr.io");
+    assert_eq!(creds(&out).2, "ya29.puller-1", "served from the cache");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    for forbidden in ["clone(", "clone3(", "fork(", "socket(", "connect("] {
+        assert!(
+            !text.contains(forbidden),
+            "{forbidden} on the cached path:\n{text}"
+        );
+    }
+    // The rule's key file is looked at (its version is part of the identity), never read.
+    let opened: Vec<&str> = text.lines().filter(|l| l.contains("openat(")).collect();
+    assert!(!opened.iter().any(|l| l.contains("a.json")), "{opened:#?}");
+    assert_eq!(who_asked(&endpoint), [EMAIL_A]);
+}
