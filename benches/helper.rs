@@ -917,8 +917,7 @@ impl Bench {
             "#!/bin/sh\n# A token from gcloud on every call, as Bazel users script it without a helper.\ntoken=$(gcloud auth print-access-token) || exit 1\nprintf '{\"headers\":{\"Authorization\":[\"Bearer %s\"]}}\\n' \"$token\"\n",
         )
         .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_executable(&script);
         let path = std::env::var_os("PATH").unwrap_or_default();
         let cmd = move || {
             let mut cmd = Command::new(&script);
@@ -1261,6 +1260,16 @@ fn is_root() -> bool {
 fn is_root() -> bool {
     false
 }
+
+#[cfg(unix)]
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Nothing to do where files have no execute bit (main measures nothing on this OS).
+#[cfg(not(unix))]
+fn make_executable(_path: &Path) {}
 
 #[cfg(unix)]
 fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
