@@ -994,6 +994,17 @@ mod tests {
         (valid, problems)
     }
 
+    /// An absolute path to a key file on this OS (`C:/…` on Windows, where `/k.json` is not).
+    const KEY: &str = if cfg!(windows) {
+        "C:/k.json"
+    } else {
+        "/k.json"
+    };
+
+    fn key(name: &str) -> String {
+        format!("{}/keys/{name}", if cfg!(windows) { "C:" } else { "" })
+    }
+
     fn reg(s: &str) -> Registry {
         hosts::normalise(s).unwrap()
     }
@@ -1001,8 +1012,8 @@ mod tests {
     #[test]
     fn the_first_matching_rule_wins_and_unmatched_addresses_get_none() {
         let (rules, problems) = rules(serde_json::json!([
-            {"match": ["us-docker.pkg.dev/team-a/*"], "credentials_file": "/keys/a.json"},
-            {"match": ["us-docker.pkg.dev", "*.gcr.io"], "credentials_file": "/keys/b.json"},
+            {"match": ["us-docker.pkg.dev/team-a/*"], "credentials_file": key("a.json")},
+            {"match": ["us-docker.pkg.dev", "*.gcr.io"], "credentials_file": key("b.json")},
             {"match": "gcr.io, europe-docker.pkg.dev", "source": "metadata"},
         ]));
         assert!(problems.is_empty(), "{problems:?}");
@@ -1023,7 +1034,7 @@ mod tests {
     #[test]
     fn each_source_is_read_with_its_options() {
         let (rules, problems) = rules(serde_json::json!([
-            {"name": "ci-key", "match": ["gcr.io"], "credentials_file": "/k.json", "self_signed_jwt": true, "scopes": ["cloud-platform.read-only"]},
+            {"name": "ci-key", "match": ["gcr.io"], "credentials_file": KEY, "self_signed_jwt": true, "scopes": ["cloud-platform.read-only"]},
             {"match": ["us.gcr.io"], "gcloud_configuration": "work"},
             {"match": ["eu.gcr.io"], "source": "GCLOUD"},
             {"match": ["asia.gcr.io"], "impersonate_service_account": "pusher@p.iam.gserviceaccount.com",
@@ -1169,7 +1180,7 @@ mod tests {
             {"name": "imp", "match": ["us.gcr.io"], "impersonate_service_account": "a@p.iam.gserviceaccount.com"},
             {"match": ["eu.gcr.io"], "impersonate_service_account": "b@p.iam.gserviceaccount.com", "via": "imp"},
             {"match": ["gcr.io"], "impersonate_service_account": "c@p.iam.gserviceaccount.com", "via": "broken"},
-            {"name": "base", "credentials_file": "/k.json"},
+            {"name": "base", "credentials_file": KEY},
             {"name": "base", "match": ["asia.gcr.io"], "source": "adc"},
             {"match": ["asia.gcr.io"], "impersonate_service_account": "d@p.iam.gserviceaccount.com", "via": "base"},
         ]));
@@ -1211,7 +1222,7 @@ mod tests {
             {"match": ["GCR.IO/Team-A/*"], "source": "metadata", "scopes": "cloud-platform.read-only"},
             {"match": "us-docker.pkg.dev, eu.gcr.io", "source": "adc", "credential_file": "/k"},
             {"match": ["us-docker.pkg.dev"], "impersonate_service_account": "a@p.iam.gserviceaccount.com", "via": "key"},
-            {"name": "key", "match": ["gcr.io", "us-docker.pkg.dev/x/*"], "credentials_file": "/k.json"},
+            {"name": "key", "match": ["gcr.io", "us-docker.pkg.dev/x/*"], "credentials_file": KEY},
             {"match": [5], "source": "adc"},
             "not a rule",
         ]);
@@ -1272,7 +1283,7 @@ mod tests {
             Just("b"),
             Just("adc"),
             Just("metadata"),
-            Just("/k.json"),
+            Just(KEY),
             Just("p@q.iam.gserviceaccount.com"),
         ];
         let string = (text, any::<bool>()).prop_map(|(t, escape)| {
