@@ -994,15 +994,12 @@ mod tests {
         (valid, problems)
     }
 
-    /// An absolute path to a key file on this OS (`C:/…` on Windows, where `/k.json` is not).
-    const KEY: &str = if cfg!(windows) {
-        "C:/k.json"
-    } else {
-        "/k.json"
-    };
-
+    /// An absolute path to a key file on this OS (`/k.json` is relative on Windows).
     fn key(name: &str) -> String {
-        format!("{}/keys/{name}", if cfg!(windows) { "C:" } else { "" })
+        std::env::temp_dir()
+            .join(name)
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn reg(s: &str) -> Registry {
@@ -1034,7 +1031,7 @@ mod tests {
     #[test]
     fn each_source_is_read_with_its_options() {
         let (rules, problems) = rules(serde_json::json!([
-            {"name": "ci-key", "match": ["gcr.io"], "credentials_file": KEY, "self_signed_jwt": true, "scopes": ["cloud-platform.read-only"]},
+            {"name": "ci-key", "match": ["gcr.io"], "credentials_file": key("k.json"), "self_signed_jwt": true, "scopes": ["cloud-platform.read-only"]},
             {"match": ["us.gcr.io"], "gcloud_configuration": "work"},
             {"match": ["eu.gcr.io"], "source": "GCLOUD"},
             {"match": ["asia.gcr.io"], "impersonate_service_account": "pusher@p.iam.gserviceaccount.com",
@@ -1180,7 +1177,7 @@ mod tests {
             {"name": "imp", "match": ["us.gcr.io"], "impersonate_service_account": "a@p.iam.gserviceaccount.com"},
             {"match": ["eu.gcr.io"], "impersonate_service_account": "b@p.iam.gserviceaccount.com", "via": "imp"},
             {"match": ["gcr.io"], "impersonate_service_account": "c@p.iam.gserviceaccount.com", "via": "broken"},
-            {"name": "base", "credentials_file": KEY},
+            {"name": "base", "credentials_file": key("k.json")},
             {"name": "base", "match": ["asia.gcr.io"], "source": "adc"},
             {"match": ["asia.gcr.io"], "impersonate_service_account": "d@p.iam.gserviceaccount.com", "via": "base"},
         ]));
@@ -1222,7 +1219,7 @@ mod tests {
             {"match": ["GCR.IO/Team-A/*"], "source": "metadata", "scopes": "cloud-platform.read-only"},
             {"match": "us-docker.pkg.dev, eu.gcr.io", "source": "adc", "credential_file": "/k"},
             {"match": ["us-docker.pkg.dev"], "impersonate_service_account": "a@p.iam.gserviceaccount.com", "via": "key"},
-            {"name": "key", "match": ["gcr.io", "us-docker.pkg.dev/x/*"], "credentials_file": KEY},
+            {"name": "key", "match": ["gcr.io", "us-docker.pkg.dev/x/*"], "credentials_file": key("k.json")},
             {"match": [5], "source": "adc"},
             "not a rule",
         ]);
@@ -1283,7 +1280,7 @@ mod tests {
             Just("b"),
             Just("adc"),
             Just("metadata"),
-            Just(KEY),
+            Just("/k.json"),
             Just("p@q.iam.gserviceaccount.com"),
         ];
         let string = (text, any::<bool>()).prop_map(|(t, escape)| {
