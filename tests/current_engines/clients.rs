@@ -456,7 +456,10 @@ with DockerContainer(image).with_command(["sh", "-c", "echo " + marker + "; slee
     print(out.decode().strip())
 "#;
 
-/// testcontainers for Node, the same, from the `node_modules` in `argv[1]`.
+/// testcontainers for Node, the same, from the `node_modules` in `argv[1]`. testcontainers
+/// unrefs its Docker socket, so while the script awaits the log stream nothing holds Node's
+/// event loop and Node exits 0 having printed nothing (about two runs in three here, once in
+/// CI): a watchdog timer holds the loop and bounds the wait.
 const TESTCONTAINERS_JS: &str = r#"
 const { createRequire } = require("node:module");
 const path = require("node:path");
@@ -464,6 +467,10 @@ const [dir, image, marker] = process.argv.slice(1);
 const load = createRequire(path.join(dir, "package.json"));
 const { GenericContainer } = load("testcontainers");
 console.error("testcontainers (Node)", load("testcontainers/package.json").version, "on Node", process.version);
+const watchdog = setTimeout(() => {
+  console.error("no output from the container within 60 s");
+  process.exit(1);
+}, 60000);
 (async () => {
   const container = await new GenericContainer(image)
     .withCommand(["sh", "-c", `echo ${marker}; sleep 60`])
@@ -475,6 +482,7 @@ console.error("testcontainers (Node)", load("testcontainers/package.json").versi
   }
   console.log(text.trim());
   await container.stop();
+  clearTimeout(watchdog);
 })().catch((e) => {
   console.error(e);
   process.exit(1);
