@@ -185,13 +185,12 @@ fn config_shows_each_setting_and_its_origin() {
 #[test]
 fn a_closed_stdout_does_not_crash_the_helper() {
     let env = Env::new();
-    let mut child = env
-        .command(&["get"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        env.command(&["get"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
     drop(child.stdout.take());
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"quay.io").unwrap();
@@ -360,11 +359,10 @@ fn with_full_stdout(env: &Env, args: &[&str], stdin: &[u8]) -> std::process::Out
 
 fn run_command_keep_stdout(mut cmd: std::process::Command, stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        cmd.stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
     let mut input = child.stdin.take().unwrap();
     let _ = input.write_all(stdin);
     drop(input);

@@ -198,13 +198,34 @@ pub(crate) fn timed(f: impl FnOnce() -> Output) -> (Output, Duration) {
     (out, started.elapsed())
 }
 
+/// Starts `cmd`. Under Wine, CreateProcess now and then fails with ERROR_INTERNAL_ERROR
+/// (1359) while other processes start and end (once in CI, in a run of 48 tests that start
+/// about 200 processes); that error alone, and only on Windows, is retried a few times.
+pub(crate) fn spawn(cmd: &mut Command) -> std::process::Child {
+    const WINE_INTERNAL_ERROR: i32 = 1359;
+    let mut attempts = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e)
+                if cfg!(windows)
+                    && e.raw_os_error() == Some(WINE_INTERNAL_ERROR)
+                    && attempts < 5 =>
+            {
+                eprintln!("spawn failed with {e}; retrying (Wine)");
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            started => return started.expect("spawn helper"),
+        }
+    }
+}
+
 pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn helper");
+    let mut child = spawn(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -227,12 +248,11 @@ pub(crate) fn run_within(
     limit: Duration,
 ) -> Option<(Output, Duration)> {
     let started = std::time::Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn helper");
+    let mut child = spawn(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
