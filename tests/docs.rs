@@ -120,9 +120,7 @@ fn every_relative_link_leads_to_a_file_and_heading_in_the_repository() {
 
 #[test]
 fn docs_commands_describes_every_subcommand_the_binary_lists() {
-    let out = Command::new(BIN).arg("help").output().unwrap();
-    assert!(out.status.success(), "help failed: {out:?}");
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = help(&[]);
     let commands = subcommands(&help);
     assert!(
         commands.contains(&"get".to_owned()) && commands.contains(&"configure-docker".to_owned()),
@@ -142,13 +140,10 @@ fn docs_commands_describes_every_subcommand_the_binary_lists() {
 #[test]
 fn docs_commands_describes_every_flag_of_every_subcommand() {
     let page = read(&Path::new(ROOT).join("docs/commands.md"));
-    let out = Command::new(BIN).arg("help").output().unwrap();
     let mut missing = Vec::new();
     let mut seen = 0;
-    for command in subcommands(&String::from_utf8(out.stdout).unwrap()) {
-        let out = Command::new(BIN).args(["help", &command]).output().unwrap();
-        assert!(out.status.success(), "help {command} failed: {out:?}");
-        for flag in long_flags(&String::from_utf8(out.stdout).unwrap()) {
+    for command in subcommands(&help(&[])) {
+        for flag in long_flags(&help(&[&command])) {
             seen += 1;
             if flag != "--help" && !page.contains(&format!("`{flag}")) {
                 missing.push(format!("{command} {flag}"));
@@ -160,6 +155,15 @@ fn docs_commands_describes_every_flag_of_every_subcommand() {
         missing.is_empty(),
         "docs/commands.md does not mention these flags (as `--flag`): {missing:?}"
     );
+}
+
+/// What `help ARGS…` prints, which must succeed (started through the tests' one `spawn`).
+fn help(args: &[&str]) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("help").args(args);
+    let out = crate::support::run_command(cmd, b"");
+    assert_eq!(out.code, 0, "help {args:?} failed: {}", out.stderr);
+    out.stdout
 }
 
 /// The long flags (`--name`) that start the lines of clap's "Options:" list.
