@@ -120,11 +120,11 @@ fn every_relative_link_leads_to_a_file_and_heading_in_the_repository() {
 
 #[test]
 fn docs_commands_describes_every_subcommand_the_binary_lists() {
-    let help = help(&[]);
-    let commands = subcommands(&help);
+    let listing = help(&[]);
+    let commands = subcommands(&listing);
     assert!(
         commands.contains(&"get".to_owned()) && commands.contains(&"configure-docker".to_owned()),
-        "could not read the command list from help:\n{help}"
+        "could not read the command list from help:\n{listing}"
     );
     let page = read(&Path::new(ROOT).join("docs/commands.md"));
     let missing: Vec<&String> = commands
